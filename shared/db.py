@@ -1,0 +1,55 @@
+"""Postgres access for the API and the activities: the pool and the numbered migrations.
+
+Never imported by workflow code.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import asyncpg
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[str, str]]:
+    sql_dir = resources.files("shared") / "sql"
+    names = sorted(p.name for p in sql_dir.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (sql_dir / name).read_text()) for name in names]
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction. Returns what ran."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7233)")
+        await conn.execute(MIGRATIONS_TABLE)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+        return applied
+    finally:
+        await conn.close()

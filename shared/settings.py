@@ -1,0 +1,48 @@
+"""One place for every setting, read from the environment with the ``NURTURE_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_TASK_QUEUE = "nurture"
+
+
+class Settings(BaseSettings):
+    """Production settings. Unset Temporal address / database URL mean "embedded" to `nurture dev`."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="ignore")
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    task_queue: str = DEFAULT_TASK_QUEUE
+
+    database_url: str | None = None
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    workspace: str = "default"
+    data_dir: Path = Path(".nurture")
+
+    max_stage_entries: int = 100
+    """Stage entries per enrollment before it ends with ``loop_limit``."""
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or DEFAULT_TEMPORAL_ADDRESS
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SystemExit(
+                "NURTURE_DATABASE_URL is not set: point it at Postgres (or run `nurture dev`)."
+            )
+        return self.database_url
