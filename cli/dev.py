@@ -1,0 +1,166 @@
+"""`nurture dev`: start and supervise the embedded stack; Ctrl-C stops every child."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import asyncpg
+from rich.console import Console
+
+from cli.stack import EmbeddedPostgres, port_open, start_temporal, stop_process
+from shared.db import migrate
+from shared.settings import Settings
+
+console = Console()
+DEV_POSTGRES_PORT = 55432
+DEV_DATABASE = "nurture"
+TEMPORAL_PORT = 7233
+UI_PORT = 8233
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def _lock(data_dir: Path) -> IO[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "dev.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise AlreadyRunning(handle.read().strip() or "?") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+async def _prepare_database(pg: EmbeddedPostgres) -> str:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DEV_DATABASE):
+            await conn.execute(f"CREATE DATABASE {DEV_DATABASE}")
+    finally:
+        await conn.close()
+    url = pg.url_for(DEV_DATABASE)
+    await migrate(url)
+    return url
+
+
+def _busy_ports(settings: Settings) -> list[int]:
+    ports = [settings.api_port]
+    if not settings.temporal_address:
+        ports += [TEMPORAL_PORT, UI_PORT]
+    if not settings.database_url:
+        ports.append(DEV_POSTGRES_PORT)
+    return [p for p in ports if port_open("127.0.0.1", p)]
+
+
+def run_dev(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    try:
+        lock = _lock(data_dir)
+    except AlreadyRunning as exc:
+        console.print(
+            f"[red]nurture dev is already running[/] (pid {exc}) with data in {data_dir}. "
+            "Stop it with Ctrl-C in its terminal first."
+        )
+        return 1
+    busy = _busy_ports(settings)
+    if busy:
+        console.print(
+            f"[red]cannot start:[/] port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use "
+            "by another program."
+        )
+        return 1
+
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    logs = data_dir / "logs"
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    pg: EmbeddedPostgres | None = None
+    try:
+        env = dict(os.environ)
+        if not settings.temporal_address:
+            console.print("starting Temporal dev server …")
+            children.append(
+                ("temporal", start_temporal(data_dir / "temporal.db", TEMPORAL_PORT, UI_PORT,
+                                            logs / "temporal.log"))
+            )
+            env["NURTURE_TEMPORAL_ADDRESS"] = f"127.0.0.1:{TEMPORAL_PORT}"
+        if not settings.database_url:
+            console.print("starting Postgres …")
+            pg = EmbeddedPostgres(data_dir / "postgres", DEV_POSTGRES_PORT)
+            pg.start(logs / "postgres.log")
+            assert pg.proc is not None
+            children.append(("postgres", pg.proc))
+            env["NURTURE_DATABASE_URL"] = asyncio.run(_prepare_database(pg))
+        else:
+            asyncio.run(migrate(settings.database_url))
+
+        supervised = {
+            "worker": [sys.executable, "-m", "cli.main", "worker"],
+            "api": [sys.executable, "-m", "cli.main", "api"],
+        }
+        procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
+        _print_urls(settings, data_dir)
+        restarts = dict.fromkeys(supervised, 0)
+        while not stopping:
+            time.sleep(0.5)
+            for label, proc in children:
+                if proc.poll() is not None and not stopping:
+                    console.print(f"[red]{label} exited ({proc.returncode}); see {logs}[/]")
+                    stopping = True
+            for name, proc in procs.items():
+                if proc.poll() is not None and not stopping:
+                    restarts[name] += 1
+                    console.print(
+                        f"[yellow]{name} exited ({proc.returncode}); restarting (see {logs}/{name}.log)[/]"
+                    )
+                    time.sleep(min(10, restarts[name]))
+                    procs[name] = _spawn(supervised[name], env, logs / f"{name}.log")
+        console.print("stopping …")
+        for proc in procs.values():
+            stop_process(proc, grace=25)
+        return 0
+    finally:
+        for _, proc in reversed(children):
+            stop_process(proc, grace=20)
+        lock.close()
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _print_urls(settings: Settings, data_dir: Path) -> None:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    console.print("[green]nurture is running[/]")
+    if not settings.temporal_address:
+        console.print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}")
+        console.print(f"  Temporal gRPC 127.0.0.1:{TEMPORAL_PORT}")
+    console.print(f"  API           {api}   (docs {api}/docs, health {api}/healthz)")
+    if not settings.database_url:
+        console.print(f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}")
+    console.print(f"  data + logs   {data_dir}")
+    console.print("Press Ctrl-C to stop.")

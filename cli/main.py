@@ -1,0 +1,60 @@
+"""The `nurture` command."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+
+from shared.settings import Settings
+
+app = typer.Typer(help="nurture: durable customer journeys on Temporal.", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole stack locally: Temporal + UI, Postgres, worker and API."""
+    from cli.dev import run_dev
+
+    raise typer.Exit(run_dev(Settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the configured Temporal and Postgres."""
+    from workers.worker import run_worker
+
+    asyncio.run(run_worker(Settings()))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API against the configured Temporal and Postgres."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = Settings()
+    settings.require_database_url()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations to NURTURE_DATABASE_URL."""
+    from shared.db import migrate as run_migrations
+
+    applied = asyncio.run(run_migrations(Settings().require_database_url()))
+    console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+
+
+if __name__ == "__main__":
+    app()

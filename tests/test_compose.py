@@ -1,0 +1,43 @@
+"""Docker does not run on the build machines: check the compose file's shape instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shared.search_attributes import SEARCH_ATTRIBUTES
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_nurture_variable_in_compose_is_a_real_setting() -> None:
+    fields = {f"NURTURE_{name.upper()}" for name in Settings.model_fields}
+    seen = set()
+    for service in _compose()["services"].values():
+        for name in (service.get("environment") or {}):
+            if name.startswith("NURTURE_"):
+                seen.add(name)
+                assert name in fields, f"{name} is not a Settings field"
+    assert {"NURTURE_TEMPORAL_ADDRESS", "NURTURE_DATABASE_URL"} <= seen
+
+
+def test_compose_has_every_service_the_app_needs() -> None:
+    services = _compose()["services"]
+    assert {"temporal", "temporal-ui", "postgres", "migrate", "api", "worker"} <= set(services)
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["api"]["command"] == ["api"] and services["worker"]["command"] == ["worker"]
+    # the worker must not start before the schema exists
+    assert "migrate" in services["worker"]["depends_on"]
+    assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_registers_every_search_attribute() -> None:
+    command = " ".join(_compose()["services"]["temporal-search-attributes"]["command"])
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        assert f"--name {name} --type {kind}" in command
