@@ -1,0 +1,55 @@
+"""Every error a caller can cause: a status, a machine-readable ``reason``, one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.extra = extra
+
+
+def error_body(reason: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"reason": reason, "message": message, **extra}
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    path = ""
+    for p in parts:
+        path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
+    return path
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.reason, exc.message, **exc.extra), exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"path": _loc_to_path(tuple(e.get("loc", ()))), "reason": e.get("type", "invalid"),
+             "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("invalid_request", "The request does not match the schema.", problems=problems),
+            422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reasons = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        reason = reasons.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(reason, str(exc.detail)), exc.status_code)

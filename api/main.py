@@ -1,0 +1,56 @@
+"""Builds the FastAPI app: resources in the lifespan, one router per resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routes import contacts, enrollments, health, journeys, metrics
+from shared.db import create_pool
+from shared.settings import Settings
+from shared.temporal import connect
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    pool: asyncpg.Pool | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_pool = None
+        if getattr(app.state, "pool", None) is None:
+            owned_pool = await create_pool(
+                settings.require_database_url(), settings.db_pool_min, settings.db_pool_max
+            )
+            app.state.pool = owned_pool
+        if getattr(app.state, "temporal", None) is None:
+            # lazy: the API starts (and /healthz answers) even while Temporal is down
+            app.state.temporal = await connect(settings, lazy=True)
+        try:
+            yield
+        finally:
+            if owned_pool is not None:
+                await owned_pool.close()
+
+    app = FastAPI(
+        title="nurture",
+        version="1",
+        summary="Durable customer journeys on Temporal",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.pool = pool
+    app.state.temporal = temporal
+    install_error_handlers(app)
+    for module in (health, journeys, enrollments, contacts, metrics):
+        app.include_router(module.router)
+    return app

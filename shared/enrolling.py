@@ -1,0 +1,176 @@
+"""Enrolling a contact into a journey: the refusal checks of DESIGN §3.2, in order, then
+the unique enrollment row, then the workflow start. Used by the API, triggers and
+activation. Does I/O: never imported by workflow code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from shared import search_attributes as sa
+from shared.contact import ContactEvent, ContactState
+from shared.criteria import apply_event, evaluate, explain
+from shared.enrollment import EnrollmentInput, workflow_id
+from shared.journey import Journey
+from shared.settings import Settings
+
+SELECT_CONTACT = "SELECT properties, seq FROM contacts WHERE workspace = $1 AND id = $2"
+SELECT_LISTS = "SELECT list FROM list_members WHERE workspace = $1 AND contact_id = $2"
+SELECT_EVENTS = """
+SELECT seq, id, type, target, properties, occurred_at FROM events
+WHERE workspace = $1 AND contact_id = $2 AND type = ANY($3::text[]) ORDER BY seq
+"""
+SELECT_MAX_EVENT_SEQ = """
+SELECT coalesce(max(seq), 0) FROM events WHERE workspace = $1 AND contact_id = $2
+"""
+INSERT_ENROLLMENT = """
+INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
+                         goal_epoch, stage)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT DO NOTHING
+"""
+DELETE_ENROLLMENT = "DELETE FROM enrollments WHERE workflow_id = $1"
+INSERT_REFUSAL = """
+INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+@dataclass(frozen=True)
+class JourneyRecord:
+    workspace: str
+    id: str
+    version: int
+    status: str
+    goal_epoch: int
+    journey: Journey
+
+    @classmethod
+    def from_row(cls, workspace: str, row: asyncpg.Record) -> JourneyRecord:
+        return cls(
+            workspace=workspace,
+            id=row["id"],
+            version=row["version"],
+            status=row["status"],
+            goal_epoch=row["goal_epoch"],
+            journey=Journey.model_validate(row["definition"]),
+        )
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    workflow_id: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+    message: str
+    explanation: dict[str, Any] | None = None
+
+
+async def load_contact_state(
+    conn: asyncpg.Connection | asyncpg.Pool, workspace: str, contact_id: str, journey: Journey
+) -> ContactState | None:
+    """The contact as the journey sees it, with the watermark of what it already reflects."""
+    contact = await conn.fetchrow(SELECT_CONTACT, workspace, contact_id)
+    if contact is None:
+        return None
+    lists = sorted(r["list"] for r in await conn.fetch(SELECT_LISTS, workspace, contact_id))
+    state = ContactState(properties=contact["properties"], lists=lists, event_seq=contact["seq"])
+    for row in await conn.fetch(
+        SELECT_EVENTS, workspace, contact_id, sorted(journey.event_types())
+    ):
+        state = apply_event(state, ContactEvent(**dict(row)), journey)
+    last_event = await conn.fetchval(SELECT_MAX_EVENT_SEQ, workspace, contact_id)
+    return state.model_copy(update={"event_seq": max(contact["seq"], last_event)})
+
+
+def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
+    """The first of DESIGN §3.2's refusals that applies (already_enrolled is checked apart)."""
+    lists = set(state.lists)
+    if journey.eligible_lists and not lists & set(journey.eligible_lists):
+        return Refused("not_eligible", "The contact is in none of the journey's eligible lists.")
+    suppressed = sorted(lists & set(journey.suppression_lists))
+    if suppressed:
+        return Refused("suppressed", f"The contact is in suppression list {suppressed[0]!r}.")
+    if journey.goal is not None and evaluate(journey.goal.criteria, state):
+        why = explain(journey.goal.criteria, state)
+        return Refused(
+            "goal_already_met", "The contact already meets the journey's goal.",
+            why.model_dump(mode="json"),
+        )
+    return None
+
+
+async def enroll(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    record: JourneyRecord,
+    contact_id: str,
+) -> Enrolled | Refused:
+    """Enrolls once, ever; every refusal is recorded with its reason."""
+    journey = record.journey
+    wf_id = workflow_id(record.workspace, record.id, contact_id)
+    async with pool.acquire() as conn:
+        state = await load_contact_state(conn, record.workspace, contact_id, journey)
+        if state is None:
+            return Refused("contact_not_found", f"No contact with id {contact_id!r}.")
+        refusal = refusal_for(journey, state)
+        if refusal is None:
+            inserted = await conn.execute(
+                INSERT_ENROLLMENT, record.workspace, record.id, contact_id, wf_id,
+                record.version, record.goal_epoch, journey.start_stage,
+            )
+            if inserted.endswith(" 0"):
+                refusal = Refused("already_enrolled", "The contact was enrolled in this journey before.")
+        if refusal is not None:
+            await conn.execute(
+                INSERT_REFUSAL, record.workspace, record.id, contact_id, refusal.reason,
+                refusal.explanation,
+            )
+            return refusal
+    payload = EnrollmentInput(
+        workspace=record.workspace,
+        journey_id=record.id,
+        journey_version=record.version,
+        journey=journey,
+        contact_id=contact_id,
+        contact=state,
+        goal_epoch=record.goal_epoch,
+        max_stage_entries=settings.max_stage_entries,
+    )
+    try:
+        await temporal.start_workflow(
+            "EnrollmentWorkflow",
+            payload,
+            id=wf_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    sa.WORKSPACE.value_set(record.workspace),
+                    sa.JOURNEY_ID.value_set(record.id),
+                    sa.CONTACT_ID.value_set(contact_id),
+                    sa.JOURNEY_VERSION.value_set(record.version),
+                    sa.JOURNEY_STAGE.value_set(journey.start_stage),
+                ]
+            ),
+            static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})",
+        )
+    except WorkflowAlreadyStartedError:
+        return Refused("already_enrolled", "The contact was enrolled in this journey before.")
+    except RPCError:
+        # Temporal refused or is down: give the row back so a retry can enroll.
+        await pool.execute(DELETE_ENROLLMENT, wf_id)
+        raise
+    return Enrolled(wf_id)
+
+

@@ -1,0 +1,51 @@
+"""The API served for real (uvicorn on a loopback port) next to a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import httpx
+import uvicorn
+from temporalio.client import Client
+
+from api.main import create_app
+from cli.stack import free_port
+from shared.settings import Settings
+from workers.worker import build_worker
+
+
+@asynccontextmanager
+async def running_stack(
+    pool: asyncpg.Pool, temporal: Client, task_queue: str, **settings: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API."""
+    config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
+    app = create_app(config, pool=pool, temporal=temporal)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    async with build_worker(temporal, pool, task_queue):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    server.should_exit = True
+    await serving
+
+
+async def eventually(check: Callable[[], object], timeout: float = 30) -> None:
+    """Polls an async assertion until it passes (for the real dev server's real time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await check()  # type: ignore[misc]
+            return
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
