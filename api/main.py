@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.routes import contacts, enrollments, health, journeys, metrics
 from shared.db import create_pool
+from shared.journey import Journey
 from shared.settings import Settings
 from shared.temporal import connect
 
@@ -51,6 +53,25 @@ def create_app(
     app.state.pool = pool
     app.state.temporal = temporal
     install_error_handlers(app)
+    _document_journey_schema(app)
     for module in (health, journeys, enrollments, contacts, metrics):
         app.include_router(module.router)
     return app
+
+
+def _document_journey_schema(app: FastAPI) -> None:
+    """Journey bodies are validated by our own validator (every problem at once, by path),
+    so FastAPI does not see their model: put its JSON Schema into the OpenAPI document."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            journey = Journey.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(journey.pop("$defs", {}))
+            components["Journey"] = journey
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

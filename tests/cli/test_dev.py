@@ -1,0 +1,64 @@
+"""`nurture dev` for real: the whole stack comes up, a second one refuses, Ctrl-C leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from cli.stack import port_open
+
+PORTS = (7233, 8233, 8000, 55432)
+
+
+@pytest.mark.timeout(240)
+def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path) -> None:
+    if any(port_open("127.0.0.1", p) for p in PORTS):
+        pytest.skip("a nurture dev stack (or something else) already uses the dev ports")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env["NURTURE_DATA_DIR"] = str(tmp_path / "state")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "dev"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        health = None
+        while time.monotonic() < deadline:
+            assert dev.poll() is None, dev.stdout.read() if dev.stdout else ""
+            try:
+                health = httpx.get("http://127.0.0.1:8000/healthz", timeout=2)
+                if health.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert health is not None and health.status_code == 200, health and health.text
+        assert health.json()["temporal"]["ok"] and health.json()["postgres"]["ok"]
+        assert httpx.get("http://127.0.0.1:8233/", timeout=5).status_code == 200
+        assert httpx.get("http://127.0.0.1:8000/docs", timeout=5).status_code == 200
+        children = psutil.Process(dev.pid).children(recursive=True)
+        assert len(children) >= 4  # temporal, postgres (+ its workers), worker, api
+
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "dev"], env=env, capture_output=True, text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert "already running" in second.stdout
+    finally:
+        dev.send_signal(signal.SIGINT)
+        output, _ = dev.communicate(timeout=90)
+    assert dev.returncode == 0, output
+    assert "http://127.0.0.1:8233" in output and "http://127.0.0.1:8000" in output
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left behind: {alive}"
+    assert (tmp_path / "state" / "temporal.db").exists()
