@@ -39,12 +39,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            {"path": _loc_to_path(tuple(e.get("loc", ()))), "reason": e.get("type", "invalid"),
-             "message": e.get("msg", "")}
+            {
+                "path": _loc_to_path(tuple(e.get("loc", ()))),
+                "reason": e.get("type", "invalid"),
+                "message": e.get("msg", ""),
+            }
             for e in exc.errors()
         ]
         return JSONResponse(
-            error_body("invalid_request", "The request does not match the schema.", problems=problems),
+            error_body(
+                "invalid_request", "The request does not match the schema.", problems=problems
+            ),
             422,
         )
 

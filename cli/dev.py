@@ -101,8 +101,12 @@ def run_dev(settings: Settings) -> int:
         if not settings.temporal_address:
             console.print("starting Temporal dev server …")
             children.append(
-                ("temporal", start_temporal(data_dir / "temporal.db", TEMPORAL_PORT, UI_PORT,
-                                            logs / "temporal.log"))
+                (
+                    "temporal",
+                    start_temporal(
+                        data_dir / "temporal.db", TEMPORAL_PORT, UI_PORT, logs / "temporal.log"
+                    ),
+                )
             )
             env["NURTURE_TEMPORAL_ADDRESS"] = f"127.0.0.1:{TEMPORAL_PORT}"
         if not settings.database_url:
@@ -132,7 +136,8 @@ def run_dev(settings: Settings) -> int:
                 if proc.poll() is not None and not stopping:
                     restarts[name] += 1
                     console.print(
-                        f"[yellow]{name} exited ({proc.returncode}); restarting (see {logs}/{name}.log)[/]"
+                        f"[yellow]{name} exited ({proc.returncode}); restarting"
+                        f" (see {logs}/{name}.log)[/]"
                     )
                     time.sleep(min(10, restarts[name]))
                     procs[name] = _spawn(supervised[name], env, logs / f"{name}.log")
@@ -149,8 +154,9 @@ def run_dev(settings: Settings) -> int:
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _print_urls(settings: Settings, data_dir: Path) -> None:
@@ -161,6 +167,8 @@ def _print_urls(settings: Settings, data_dir: Path) -> None:
         console.print(f"  Temporal gRPC 127.0.0.1:{TEMPORAL_PORT}")
     console.print(f"  API           {api}   (docs {api}/docs, health {api}/healthz)")
     if not settings.database_url:
-        console.print(f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}")
+        console.print(
+            f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}"
+        )
     console.print(f"  data + logs   {data_dir}")
     console.print("Press Ctrl-C to stop.")

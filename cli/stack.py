@@ -41,7 +41,9 @@ def wait_for_port(host: str, port: int, seconds: float, proc: subprocess.Popen[b
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+            raise RuntimeError(
+                f"process {proc.args!r} exited with {proc.returncode} before listening"
+            )
         if port_open(host, port):
             return
         time.sleep(0.1)
@@ -119,7 +121,9 @@ class EmbeddedPostgres:
         _let_others_traverse(self.data_dir)
         _let_others_traverse(postgres_bin_dir())
         for path in postgres_bin_dir().parent.rglob("*"):
-            path.chmod(path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044)
+            path.chmod(
+                path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044
+            )
         for path in postgres_bin_dir().iterdir():
             path.chmod(path.stat().st_mode | 0o055)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)

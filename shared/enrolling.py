@@ -103,7 +103,8 @@ def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
     if journey.goal is not None and evaluate(journey.goal.criteria, state):
         why = explain(journey.goal.criteria, state)
         return Refused(
-            "goal_already_met", "The contact already meets the journey's goal.",
+            "goal_already_met",
+            "The contact already meets the journey's goal.",
             why.model_dump(mode="json"),
         )
     return None
@@ -126,14 +127,26 @@ async def enroll(
         refusal = refusal_for(journey, state)
         if refusal is None:
             inserted = await conn.execute(
-                INSERT_ENROLLMENT, record.workspace, record.id, contact_id, wf_id,
-                record.version, record.goal_epoch, journey.start_stage,
+                INSERT_ENROLLMENT,
+                record.workspace,
+                record.id,
+                contact_id,
+                wf_id,
+                record.version,
+                record.goal_epoch,
+                journey.start_stage,
             )
             if inserted.endswith(" 0"):
-                refusal = Refused("already_enrolled", "The contact was enrolled in this journey before.")
+                refusal = Refused(
+                    "already_enrolled", "The contact was enrolled in this journey before."
+                )
         if refusal is not None:
             await conn.execute(
-                INSERT_REFUSAL, record.workspace, record.id, contact_id, refusal.reason,
+                INSERT_REFUSAL,
+                record.workspace,
+                record.id,
+                contact_id,
+                refusal.reason,
                 refusal.explanation,
             )
             return refusal
@@ -172,5 +185,3 @@ async def enroll(
         await pool.execute(DELETE_ENROLLMENT, wf_id)
         raise
     return Enrolled(wf_id)
-
-

@@ -12,7 +12,8 @@ DEFAULT_TASK_QUEUE = "nurture"
 
 
 class Settings(BaseSettings):
-    """Production settings. Unset Temporal address / database URL mean "embedded" to `nurture dev`."""
+    """Production settings; an unset Temporal address or database URL means "embedded" to
+    `nurture dev`."""
 
     model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="ignore")
 

@@ -20,7 +20,7 @@ def test_every_nurture_variable_in_compose_is_a_real_setting() -> None:
     fields = {f"NURTURE_{name.upper()}" for name in Settings.model_fields}
     seen = set()
     for service in _compose()["services"].values():
-        for name in (service.get("environment") or {}):
+        for name in service.get("environment") or {}:
             if name.startswith("NURTURE_"):
                 seen.add(name)
                 assert name in fields, f"{name} is not a Settings field"

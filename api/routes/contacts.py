@@ -23,7 +23,9 @@ SET properties = (c.properties || $3::jsonb) - (
 RETURNING id, properties, seq
 """
 SELECT_CONTACT = "SELECT id, properties, seq FROM contacts WHERE workspace = $1 AND id = $2"
-SELECT_LISTS = "SELECT list FROM list_members WHERE workspace = $1 AND contact_id = $2 ORDER BY list"
+SELECT_LISTS = (
+    "SELECT list FROM list_members WHERE workspace = $1 AND contact_id = $2 ORDER BY list"
+)
 SELECT_ACTIVE = """
 SELECT journey_id, workflow_id, status, stage FROM enrollments
 WHERE workspace = $1 AND contact_id = $2 AND status <> 'completed' ORDER BY journey_id
@@ -62,7 +64,9 @@ async def _contact_out(pool: Any, workspace: str, contact_id: str) -> ContactOut
     if row is None:
         raise ApiError(404, "contact_not_found", f"No contact with id {contact_id!r}.")
     lists = [r["list"] for r in await pool.fetch(SELECT_LISTS, workspace, contact_id)]
-    active = [ActiveEnrollment(**dict(r)) for r in await pool.fetch(SELECT_ACTIVE, workspace, contact_id)]
+    active = [
+        ActiveEnrollment(**dict(r)) for r in await pool.fetch(SELECT_ACTIVE, workspace, contact_id)
+    ]
     return ContactOut(**dict(row), lists=lists, enrollments=active)
 
 
@@ -81,7 +85,9 @@ async def get_contact(contact_id: str, pool: PoolDep, workspace: WorkspaceDep) -
     return await _contact_out(pool, workspace, contact_id)
 
 
-@router.put("/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="add_member")
+@router.put(
+    "/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="add_member"
+)
 async def add_member(
     list_name: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
 ) -> Response:

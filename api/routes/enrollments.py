@@ -7,12 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict
+from shared.enrollment import Unenroll
 from temporalio.service import RPCError
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
-from shared.enrollment import Unenroll
 from shared.enrolling import Enrolled, JourneyRecord, enroll
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
@@ -146,5 +146,7 @@ async def unenroll_contact(
     try:
         await temporal.get_workflow_handle(row["workflow_id"]).signal("unenroll", Unenroll())
     except RPCError as exc:
-        raise ApiError(503, "temporal_unavailable", f"Temporal is unavailable: {exc.message}") from exc
+        raise ApiError(
+            503, "temporal_unavailable", f"Temporal is unavailable: {exc.message}"
+        ) from exc
     return Response(status_code=202)

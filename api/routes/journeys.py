@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -10,11 +9,11 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
+from shared.journey import Journey
+from shared.validation import JourneyValidation, Problem, validate_journey
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
-from shared.journey import Journey
-from shared.validation import JourneyValidation, Problem, validate_journey
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
@@ -154,7 +153,12 @@ async def edit_journey(
             )
         version = row["version"] + 1
         await conn.execute(
-            UPDATE_DEFINITION, workspace, journey_id, journey.name, journey.owner, definition,
+            UPDATE_DEFINITION,
+            workspace,
+            journey_id,
+            journey.name,
+            journey.owner,
+            definition,
             version,
         )
         await conn.execute(
@@ -178,9 +182,7 @@ async def activate_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceD
 
 
 @router.post("/{journey_id}/deactivate", operation_id="deactivate_journey")
-async def deactivate_journey(
-    journey_id: str, pool: PoolDep, workspace: WorkspaceDep
-) -> JourneyOut:
+async def deactivate_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> JourneyOut:
     """Stops new enrollments; running ones finish."""
     return journey_out(await _set_status(pool, workspace, journey_id, "inactive"))
 
@@ -201,5 +203,3 @@ async def delete_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep
             )
         await conn.execute(DELETE_JOURNEY, workspace, journey_id)
     return Response(status_code=204)
-
-

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from shared.journey import Journey
 
 from api.deps import PoolDep, WorkspaceDep
 from api.routes.journeys import fetch_journey
-from shared.journey import Journey
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
@@ -79,7 +79,9 @@ def _pct(part: int, whole: int) -> float:
 
 
 @router.get("", operation_id="journey_metrics")
-async def journey_metrics(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> JourneyMetrics:
+async def journey_metrics(
+    journey_id: str, pool: PoolDep, workspace: WorkspaceDep
+) -> JourneyMetrics:
     """Eligible, enrolled, active, refused, ended by outcome, goal and per-stage paths."""
     row = await fetch_journey(pool, workspace, journey_id)
     journey = Journey.model_validate(row["definition"])
@@ -92,7 +94,9 @@ async def journey_metrics(journey_id: str, pool: PoolDep, workspace: WorkspaceDe
         r["outcome"]: Share(count=r["n"], percent=_pct(r["n"], enrolled))
         for r in await pool.fetch(ENDED_BY_OUTCOME, workspace, journey_id)
     }
-    refused = {r["reason"]: r["n"] for r in await pool.fetch(REFUSED_BY_REASON, workspace, journey_id)}
+    refused = {
+        r["reason"]: r["n"] for r in await pool.fetch(REFUSED_BY_REASON, workspace, journey_id)
+    }
     if journey.eligible_lists:
         eligible = await pool.fetchval(ELIGIBLE, workspace, journey.eligible_lists)
     else:
@@ -109,7 +113,10 @@ async def journey_metrics(journey_id: str, pool: PoolDep, workspace: WorkspaceDe
         elif target and "percent" in target:
             met, remaining = rate >= target["percent"], max(0.0, target["percent"] - rate)
         goal = GoalMetrics(
-            conversions=conversions, conversion_rate=rate, target=target, target_met=met,
+            conversions=conversions,
+            conversion_rate=rate,
+            target=target,
+            target_met=met,
             remaining=remaining,
         )
     paths: dict[str, list[tuple[str, int]]] = {}
@@ -130,6 +137,12 @@ async def journey_metrics(journey_id: str, pool: PoolDep, workspace: WorkspaceDe
             )
         )
     return JourneyMetrics(
-        journey_id=journey_id, eligible=eligible, enrolled=enrolled, active=counts["active"],
-        refused=refused, ended=ended, goal=goal, stages=stages,
+        journey_id=journey_id,
+        eligible=eligible,
+        enrolled=enrolled,
+        active=counts["active"],
+        refused=refused,
+        ended=ended,
+        goal=goal,
+        stages=stages,
     )

@@ -24,8 +24,12 @@ def skeleton_journey(wait: str) -> dict:
                 "key": "welcome",
                 "value": "welcome",
                 "actions": [
-                    {"type": "send_message", "channels": ["email"], "template": "welcome",
-                     "marketing": True},
+                    {
+                        "type": "send_message",
+                        "channels": ["email"],
+                        "template": "welcome",
+                        "marketing": True,
+                    },
                     {"type": "wait", "duration": wait},
                     {"type": "go_to", "target": "success"},
                 ],

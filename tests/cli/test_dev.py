@@ -25,8 +25,11 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
     env["NURTURE_DATA_DIR"] = str(tmp_path / "state")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "dev"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "cli.main", "dev"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     children: list[psutil.Process] = []
     try:
@@ -49,7 +52,10 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
         assert len(children) >= 4  # temporal, postgres (+ its workers), worker, api
 
         second = subprocess.run(
-            [sys.executable, "-m", "cli.main", "dev"], env=env, capture_output=True, text=True,
+            [sys.executable, "-m", "cli.main", "dev"],
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
         assert second.returncode == 1
@@ -59,6 +65,6 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
         output, _ = dev.communicate(timeout=90)
     assert dev.returncode == 0, output
     assert "http://127.0.0.1:8233" in output and "http://127.0.0.1:8000" in output
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {alive}"
     assert (tmp_path / "state" / "temporal.db").exists()
