@@ -6,8 +6,11 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api.errors import ApiError
+from shared.api_keys import workspace_for
 from shared.settings import Settings
 
 
@@ -23,9 +26,32 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_workspace(request: Request) -> str:
-    """The caller's workspace. API keys (issue 10) will decide it; until then, the setting."""
-    return request.app.state.settings.workspace  # type: ignore[no-any-return]
+bearer = HTTPBearer(auto_error=False, description="An API key: `nurture keys create`.")
+
+
+async def get_workspace(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The caller's workspace, decided by its API key (`Authorization: Bearer nk_...`)."""
+    if credentials is None:
+        raise ApiError(
+            401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    cache: dict[str, str] = request.app.state.key_cache
+    workspace = cache.get(credentials.credentials)
+    if workspace is None:
+        workspace = await workspace_for(request.app.state.pool, credentials.credentials)
+        if workspace is None:
+            raise ApiError(
+                401, "invalid_api_key", "The API key is unknown or revoked.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[credentials.credentials] = workspace
+    return workspace
 
 
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]

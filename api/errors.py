@@ -34,7 +34,10 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.reason, exc.message, **exc.extra), exc.status)
+        extra = {k: v for k, v in exc.extra.items() if k != "headers"}
+        return JSONResponse(
+            error_body(exc.reason, exc.message, **extra), exc.status, headers=exc.extra.get("headers")
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

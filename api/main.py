@@ -52,6 +52,7 @@ def create_app(
     app.state.settings = settings
     app.state.pool = pool
     app.state.temporal = temporal
+    app.state.key_cache = {}
     install_error_handlers(app)
     _document_journey_schema(app)
     for module in (health, journeys, enrollments, contacts, metrics):

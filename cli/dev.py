@@ -16,6 +16,7 @@ import asyncpg
 from rich.console import Console
 
 from cli.stack import EmbeddedPostgres, port_open, start_temporal, stop_process
+from shared.api_keys import create_key, workspace_for
 from shared.db import migrate
 from shared.settings import Settings
 
@@ -55,6 +56,21 @@ async def _prepare_database(pg: EmbeddedPostgres) -> str:
     url = pg.url_for(DEV_DATABASE)
     await migrate(url)
     return url
+
+
+async def _dev_key(url: str, data_dir: Path) -> str:
+    """The dev workspace's API key, made once and kept under .nurture/ to print each start."""
+    path = data_dir / "dev-api-key"
+    conn = await asyncpg.connect(url)
+    try:
+        if path.exists() and await workspace_for(conn, path.read_text().strip()):
+            return path.read_text().strip()
+        key = await create_key(conn, "default")
+    finally:
+        await conn.close()
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 def _busy_ports(settings: Settings) -> list[int]:
@@ -118,13 +134,14 @@ def run_dev(settings: Settings) -> int:
             env["NURTURE_DATABASE_URL"] = asyncio.run(_prepare_database(pg))
         else:
             asyncio.run(migrate(settings.database_url))
+        dev_key = asyncio.run(_dev_key(env["NURTURE_DATABASE_URL"], data_dir))
 
         supervised = {
             "worker": [sys.executable, "-m", "cli.main", "worker"],
             "api": [sys.executable, "-m", "cli.main", "api"],
         }
         procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
-        _print_urls(settings, data_dir)
+        _print_urls(settings, data_dir, dev_key)
         restarts = dict.fromkeys(supervised, 0)
         while not stopping:
             time.sleep(0.5)
@@ -159,7 +176,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         )
 
 
-def _print_urls(settings: Settings, data_dir: Path) -> None:
+def _print_urls(settings: Settings, data_dir: Path, dev_key: str) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     console.print("[green]nurture is running[/]")
     if not settings.temporal_address:
@@ -171,4 +188,5 @@ def _print_urls(settings: Settings, data_dir: Path) -> None:
             f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}"
         )
     console.print(f"  data + logs   {data_dir}")
+    console.print(f"  dev API key   {dev_key}   (Authorization: Bearer …, workspace 'default')")
     console.print("Press Ctrl-C to stop.")

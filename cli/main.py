@@ -7,10 +7,12 @@ import asyncio
 import typer
 from rich.console import Console
 
+from cli.keys import app as keys_app
 from shared.settings import Settings
 
 app = typer.Typer(help="nurture: durable customer journeys on Temporal.", no_args_is_help=True)
 console = Console()
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()

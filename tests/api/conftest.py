@@ -14,15 +14,22 @@ from workers.worker import build_worker
 
 from api.main import create_app
 from cli.stack import free_port
+from shared.api_keys import create_key
 from shared.settings import Settings
 
 
 @asynccontextmanager
 async def running_stack(
-    pool: asyncpg.Pool, temporal: Client, task_queue: str, **settings: object
+    pool: asyncpg.Pool,
+    temporal: Client,
+    task_queue: str,
+    workspace: str = "default",
+    **settings: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API."""
+    """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API,
+    authenticated with a fresh API key of `workspace`."""
     config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
+    key = await create_key(pool, workspace)
     app = create_app(config, pool=pool, temporal=temporal)
     port = free_port()
     server = uvicorn.Server(
@@ -32,7 +39,11 @@ async def running_stack(
     while not server.started:
         await asyncio.sleep(0.02)
     async with build_worker(temporal, pool, task_queue):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as http:
             yield http
     server.should_exit = True
     await serving
