@@ -1,0 +1,376 @@
+"""The journey definition: pydantic models in exactly the JSON shape of DESIGN §2.
+
+The field names are the public contract. Every model forbids unknown fields; durations
+are ISO-8601 strings on the wire ("P3D", "PT30S") and `timedelta` in Python, and
+`model_dump(mode="json")` gives the same strings back, so a JSON round trip yields an
+equal model. Structural rules live here; rules that look across the whole journey
+(unique keys, targets that exist, loops without a wait, ...) are in `shared.validation`.
+
+Pure: safe to import from workflow code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from shared.criteria import (
+    Criteria,
+    DefinitionModel,
+    EventFilter,
+    EventLeaf,
+    ListLeaf,
+    PropertyLeaf,
+    iter_leaves,
+)
+
+__all__ = [
+    "Action",
+    "ActionType",
+    "Branch",
+    "CreateTask",
+    "End",
+    "EndKind",
+    "Ends",
+    "EventFilter",
+    "ExitOptions",
+    "GoTo",
+    "GoToTarget",
+    "Goal",
+    "Journey",
+    "SendMessage",
+    "SendNotification",
+    "SetProperty",
+    "Stage",
+    "Target",
+    "Wait",
+    "WaitForEvent",
+    "resolve_target",
+]
+
+MAX_ACTIONS_PER_STAGE = 200
+MAX_ELIGIBLE_LISTS = 5
+DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=3)
+
+SUCCESS = "success"
+FAILURE_PREFIX = "failure:"
+
+_ISO_DURATION = re.compile(
+    r"-?P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?"
+    r"(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?"
+)
+
+
+def _iso_duration(value: Any) -> Any:
+    """Only ISO-8601 durations on the wire: no bare seconds, no "3 days", no "HH:MM:SS".
+    (pydantic reads Y as 365 days, M as 30 days, W as 7 days.)"""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not _ISO_DURATION.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_duration",
+            'Expected an ISO-8601 duration such as "PT30S", "PT2H" or "P3D", got {value}.',
+            {"value": repr(value)},
+        )
+    return value
+
+
+#: A `timedelta` read from an ISO-8601 duration string.
+Duration = Annotated[timedelta, BeforeValidator(_iso_duration)]
+
+_RECIPIENT = re.compile(r"owner|(user|team):[^\s:]+")
+_STAGE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def _recipient(value: str) -> str:
+    if not _RECIPIENT.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_recipient",
+            'Expected "owner", "user:<id>" or "team:<id>", got {value}.',
+            {"value": repr(value)},
+        )
+    return value
+
+
+Recipient = Annotated[str, AfterValidator(_recipient)]
+
+
+# --- actions ------------------------------------------------------------------------------
+
+
+class SendMessage(DefinitionModel):
+    """Send a template over one or more channels. `marketing` messages make a contact
+    count towards goal conversion."""
+
+    type: Literal["send_message"] = "send_message"
+    channels: list[Literal["email", "sms", "whatsapp"]] = Field(min_length=1)
+    template: str
+    marketing: bool = False
+
+
+class Wait(DefinitionModel):
+    type: Literal["wait"] = "wait"
+    duration: Duration
+
+
+class Branch(DefinitionModel):
+    """Where a `wait_for_event` continues: `{"go_to": target}`."""
+
+    go_to: str = Field(min_length=1)
+
+
+class WaitForEvent(DefinitionModel):
+    """Wait for a matching event or the timeout; each outcome may jump (`on_event`,
+    `on_timeout`), or, when omitted, the stage continues with its next action."""
+
+    type: Literal["wait_for_event"] = "wait_for_event"
+    event: EventFilter
+    timeout: Duration
+    on_event: Branch | None = None
+    on_timeout: Branch | None = None
+
+
+class CreateTask(DefinitionModel):
+    """A task for a person in the caller's CRM; `title` and `notes` are Jinja2 templates."""
+
+    type: Literal["create_task"] = "create_task"
+    title: str = Field(min_length=1)
+    assign_to: Recipient = "owner"
+    notes: str | None = None
+
+
+class SetProperty(DefinitionModel):
+    """Set a contact property; setting the stage property moves the contact."""
+
+    type: Literal["set_property"] = "set_property"
+    property: str = Field(min_length=1)
+    value: Any
+
+
+class SendNotification(DefinitionModel):
+    """An internal notification to "owner", "user:<id>" or "team:<id>"."""
+
+    type: Literal["send_notification"] = "send_notification"
+    to: list[Recipient] = Field(min_length=1)
+    message: str = Field(min_length=1)
+
+
+class GoTo(DefinitionModel):
+    """Jump to a stage key, `success` or `failure:<value>`."""
+
+    type: Literal["go_to"] = "go_to"
+    target: str = Field(min_length=1)
+
+
+Action = Annotated[
+    SendMessage | Wait | WaitForEvent | CreateTask | SetProperty | SendNotification | GoTo,
+    Field(discriminator="type"),
+]
+ActionType = Literal[
+    "send_message", "wait", "wait_for_event", "create_task", "set_property",
+    "send_notification", "go_to",
+]  # fmt: skip
+#: Tags pydantic puts into error locations of the action union (validation strips them).
+ACTION_TYPES: frozenset[str] = frozenset(get_args(ActionType))
+
+
+# --- stages, ends, goal -------------------------------------------------------------------
+
+
+class Stage(DefinitionModel):
+    key: str
+    value: str = Field(min_length=1)
+    actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS_PER_STAGE)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_format(cls, key: Any) -> Any:
+        if isinstance(key, str) and not _STAGE_KEY.fullmatch(key):
+            raise PydanticCustomError(
+                "invalid_stage_key",
+                "A stage key is 1-64 letters, digits, '_', '-' or '.', starting with a "
+                "letter or digit; got {key}.",
+                {"key": repr(key)},
+            )
+        return key
+
+
+class End(DefinitionModel):
+    """An end of the journey: its stage-property value and an optional list to join."""
+
+    value: str = Field(min_length=1)
+    add_to_list: str | None = None
+
+
+class Ends(DefinitionModel):
+    success: End
+    failure: list[End] = Field(default_factory=list)
+
+
+class Target(DefinitionModel):
+    """The goal's target: exactly one of `{"count": n}` or `{"percent": p}`."""
+
+    count: int | None = Field(default=None, gt=0)
+    percent: int | float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if (self.count is None) == (self.percent is None):
+            raise PydanticCustomError(
+                "invalid_target", 'A goal target is either {"count": n} or {"percent": p}.'
+            )
+        return self
+
+
+class Goal(DefinitionModel):
+    criteria: Criteria
+    target: Target | None = None
+    attribution_window: Duration = DEFAULT_ATTRIBUTION_WINDOW
+
+
+class ExitOptions(DefinitionModel):
+    when_removed_from_eligible_lists: bool = True
+    when_stage_matches_end: bool = True
+
+
+EndKind = Literal["success", "failure"]
+
+
+@dataclass(frozen=True)
+class GoToTarget:
+    """A parsed `go_to` target: a stage (`stage_key`), the success end, or a failure end
+    (`end_value`)."""
+
+    kind: Literal["stage", "success", "failure"]
+    stage_key: str | None = None
+    end_value: str | None = None
+
+
+def resolve_target(target: str) -> GoToTarget:
+    """Parses `go_to`/`on_event`/`on_timeout` targets; does not check that they exist
+    (`Journey.target_exists` does)."""
+    if target == SUCCESS:
+        return GoToTarget(kind="success")
+    if target.startswith(FAILURE_PREFIX):
+        return GoToTarget(kind="failure", end_value=target.removeprefix(FAILURE_PREFIX))
+    return GoToTarget(kind="stage", stage_key=target)
+
+
+# --- the journey --------------------------------------------------------------------------
+
+
+class Journey(DefinitionModel):
+    """A journey definition (one version of it)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    owner: str = Field(min_length=1)
+    stage_property: str = Field(min_length=1)
+    eligible_lists: list[str] = Field(default_factory=list, max_length=MAX_ELIGIBLE_LISTS)
+    start_stage: str
+    enroll_empty_stage: bool = False
+    stages: list[Stage] = Field(min_length=1)
+    ends: Ends
+    goal: Goal | None = None
+    suppression_lists: list[str] = Field(default_factory=list)
+    exit: ExitOptions = Field(default_factory=ExitOptions)
+
+    # -- stages and ends
+
+    def stage_by_key(self, key: str) -> Stage:
+        """The stage with this key; KeyError if there is none (validation guarantees the
+        start stage and every go_to target exist)."""
+        for stage in self.stages:
+            if stage.key == key:
+                return stage
+        raise KeyError(f"journey {self.name!r} has no stage {key!r}")
+
+    def stage_by_value(self, value: Any) -> Stage | None:
+        """The stage whose value the stage property holds, if any."""
+        return next((s for s in self.stages if s.value == value), None)
+
+    def end_for_value(self, value: Any) -> tuple[EndKind, End] | None:
+        """The end whose value the stage property holds, if any."""
+        if self.ends.success.value == value:
+            return "success", self.ends.success
+        for end in self.ends.failure:
+            if end.value == value:
+                return "failure", end
+        return None
+
+    def failure_end(self, value: str) -> End | None:
+        return next((e for e in self.ends.failure if e.value == value), None)
+
+    def target_exists(self, target: str) -> bool:
+        parsed = resolve_target(target)
+        if parsed.kind == "success":
+            return True
+        if parsed.kind == "failure":
+            return self.failure_end(parsed.end_value or "") is not None
+        return any(s.key == parsed.stage_key for s in self.stages)
+
+    # -- goal
+
+    @property
+    def goal_criteria(self) -> Criteria | None:
+        """The goal's criteria, or None when the journey has no goal (no conversions)."""
+        return self.goal.criteria if self.goal is not None else None
+
+    @property
+    def attribution_window(self) -> timedelta:
+        return self.goal.attribution_window if self.goal is not None else timedelta(0)
+
+    def counted_event_leaves(self) -> list[EventLeaf]:
+        """The goal's event leaves, one per counter key: the counters `apply_event` keeps."""
+        leaves: dict[str, EventLeaf] = {}
+        if self.goal is not None:
+            for leaf in iter_leaves(self.goal.criteria):
+                if isinstance(leaf, EventLeaf):
+                    leaves.setdefault(leaf.counter_key(), leaf)
+        return list(leaves.values())
+
+    # -- the interest set: what changes an enrollment of this journey must hear about
+
+    def wait_for_event_filters(self) -> list[EventFilter]:
+        return [
+            action.event
+            for stage in self.stages
+            for action in stage.actions
+            if isinstance(action, WaitForEvent)
+        ]
+
+    def event_types(self) -> frozenset[str]:
+        """Event types named by the goal criteria and by wait_for_event filters."""
+        types = {leaf.event for leaf in self.counted_event_leaves()}
+        types.update(f.type for f in self.wait_for_event_filters())
+        return frozenset(types)
+
+    def referenced_properties(self) -> frozenset[str]:
+        """The stage property and every property the goal criteria read."""
+        props = {self.stage_property}
+        if self.goal is not None:
+            props.update(
+                leaf.property
+                for leaf in iter_leaves(self.goal.criteria)
+                if isinstance(leaf, PropertyLeaf)
+            )
+        return frozenset(props)
+
+    def referenced_lists(self) -> frozenset[str]:
+        """Eligible and suppression lists and every list the goal criteria read."""
+        lists = {*self.eligible_lists, *self.suppression_lists}
+        if self.goal is not None:
+            lists.update(
+                leaf.list for leaf in iter_leaves(self.goal.criteria) if isinstance(leaf, ListLeaf)
+            )
+        return frozenset(lists)
