@@ -223,8 +223,13 @@ def _structural_problem(err: ErrorDetails, payload: object) -> Problem:
     if kind == "string_too_short":
         return Problem(path=path, reason="empty_value", message=f"{field_name!r} cannot be empty.")
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_attributes_type":
-        return Problem(path=path, reason="invalid_type", message=_sentence(f"{err['msg']} {where}"))
-    return Problem(path=path, reason="invalid_value", message=_sentence(f"{err['msg']} {where}"))
+        return Problem(path=path, reason="invalid_type", message=_invalid(field_name, err))
+    return Problem(path=path, reason="invalid_value", message=_invalid(field_name, err))
+
+
+def _invalid(field_name: str, err: ErrorDetails) -> str:
+    msg = err["msg"]
+    return _sentence(f"Invalid {field_name or 'journey'}: {msg[:1].lower()}{msg[1:]}")
 
 
 def _tag_of(err: ErrorDetails) -> str:
