@@ -15,15 +15,15 @@ from shared.settings import Settings
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    return request.app.state.pool
 
 
 def get_client(request: Request) -> Client:
-    return request.app.state.temporal  # type: ignore[no-any-return]
+    return request.app.state.temporal
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `nurture keys create`.")
@@ -36,7 +36,9 @@ async def get_workspace(
     """The caller's workspace, decided by its API key (`Authorization: Bearer nk_...`)."""
     if credentials is None:
         raise ApiError(
-            401, "missing_api_key", "Send an API key as `Authorization: Bearer <key>`.",
+            401,
+            "missing_api_key",
+            "Send an API key as `Authorization: Bearer <key>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
     cache: dict[str, str] = request.app.state.key_cache
@@ -45,7 +47,9 @@ async def get_workspace(
         workspace = await workspace_for(request.app.state.pool, credentials.credentials)
         if workspace is None:
             raise ApiError(
-                401, "invalid_api_key", "The API key is unknown or revoked.",
+                401,
+                "invalid_api_key",
+                "The API key is unknown or revoked.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if len(cache) > 10_000:

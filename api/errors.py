@@ -36,7 +36,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         extra = {k: v for k, v in exc.extra.items() if k != "headers"}
         return JSONResponse(
-            error_body(exc.reason, exc.message, **extra), exc.status, headers=exc.extra.get("headers")
+            error_body(exc.reason, exc.message, **extra),
+            exc.status,
+            headers=exc.extra.get("headers"),
         )
 
     @app.exception_handler(RequestValidationError)

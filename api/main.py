@@ -8,12 +8,12 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
-from shared.journey import Journey
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.routes import contacts, enrollments, health, journeys, metrics
 from shared.db import create_pool
+from shared.journey import Journey
 from shared.settings import Settings
 from shared.temporal import connect
 

@@ -109,10 +109,10 @@ class EmbeddedPostgres:
     def url_for(self, database: str) -> str:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
 
-    def _as_user(self) -> dict[str, int]:
+    def _as_user(self) -> tuple[int | None, int | None]:
         """As root, Postgres refuses to run: run it as a dedicated system user."""
         if os.name != "posix" or os.geteuid() != 0:
-            return {}
+            return None, None
         try:
             entry = pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
@@ -127,12 +127,12 @@ class EmbeddedPostgres:
         for path in postgres_bin_dir().iterdir():
             path.chmod(path.stat().st_mode | 0o055)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
+        return entry.pw_uid, entry.pw_gid
 
     def start(self, log: Path) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
-        as_user = self._as_user()
+        user, group = self._as_user()
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
                 [
@@ -147,7 +147,8 @@ class EmbeddedPostgres:
                 ],
                 check=True,
                 capture_output=True,
-                **as_user,  # type: ignore[arg-type]
+                user=user,
+                group=group,
             )
         stale = self.data_dir / "postmaster.pid"
         if stale.exists() and not _pid_alive(stale):
@@ -173,7 +174,8 @@ class EmbeddedPostgres:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **as_user,  # type: ignore[arg-type]
+                user=user,
+                group=group,
             )
         wait_for_port("127.0.0.1", self.port, 60, self.proc)
 

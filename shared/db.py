@@ -9,6 +9,7 @@ import json
 from importlib import resources
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -55,3 +56,7 @@ async def migrate(url: str) -> list[str]:
         return applied
     finally:
         await conn.close()
+
+
+Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+"""Anything a statement can run on: the pool, a connection, or one borrowed from the pool."""

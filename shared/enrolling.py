@@ -9,13 +9,14 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from shared import search_attributes as sa
 from shared.contact import ContactEvent, ContactState
 from shared.criteria import apply_event, evaluate, explain
+from shared.db import Queryable
 from shared.enrollment import EnrollmentInput, workflow_id
 from shared.journey import Journey
 from shared.settings import Settings
@@ -76,7 +77,7 @@ class Refused:
 
 
 async def load_contact_state(
-    conn: asyncpg.Connection | asyncpg.Pool, workspace: str, contact_id: str, journey: Journey
+    conn: Queryable, workspace: str, contact_id: str, journey: Journey
 ) -> ContactState | None:
     """The contact as the journey sees it, with the watermark of what it already reflects."""
     contact = await conn.fetchrow(SELECT_CONTACT, workspace, contact_id)
@@ -169,11 +170,11 @@ async def enroll(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
-                    sa.WORKSPACE.value_set(record.workspace),
-                    sa.JOURNEY_ID.value_set(record.id),
-                    sa.CONTACT_ID.value_set(contact_id),
-                    sa.JOURNEY_VERSION.value_set(record.version),
-                    sa.JOURNEY_STAGE.value_set(journey.start_stage),
+                    SearchAttributePair(sa.WORKSPACE, record.workspace),
+                    SearchAttributePair(sa.JOURNEY_ID, record.id),
+                    SearchAttributePair(sa.CONTACT_ID, contact_id),
+                    SearchAttributePair(sa.JOURNEY_VERSION, record.version),
+                    SearchAttributePair(sa.JOURNEY_STAGE, journey.start_stage),
                 ]
             ),
             static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})",

@@ -7,13 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict
-from shared.enrollment import Unenroll
 from temporalio.service import RPCError
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
 from shared.enrolling import Enrolled, JourneyRecord, enroll
+from shared.enrollment import Unenroll
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
 

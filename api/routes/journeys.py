@@ -9,11 +9,12 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel
-from shared.journey import Journey
-from shared.validation import JourneyValidation, Problem, validate_journey
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
+from shared.db import Queryable
+from shared.journey import Journey
+from shared.validation import JourneyValidation, Problem, validate_journey
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
@@ -72,7 +73,7 @@ def journey_out(row: asyncpg.Record, warnings: list[Problem] | None = None) -> J
     return JourneyOut(**dict(row), warnings=warnings or [])
 
 
-async def fetch_journey(conn: asyncpg.Pool | asyncpg.Connection, workspace: str, id: str) -> Any:
+async def fetch_journey(conn: Queryable, workspace: str, id: str) -> Any:
     row = await conn.fetchrow(SELECT_JOURNEY, workspace, id)
     if row is None:
         raise ApiError(404, "journey_not_found", f"No journey with id {id!r}.")

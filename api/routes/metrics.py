@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from shared.journey import Journey
 
 from api.deps import PoolDep, WorkspaceDep
 from api.routes.journeys import fetch_journey
+from shared.journey import Journey
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
@@ -89,6 +89,7 @@ async def journey_metrics(
         "SELECT goal_epoch FROM journeys WHERE workspace = $1 AND id = $2", workspace, journey_id
     )
     counts = await pool.fetchrow(ENROLLMENT_COUNTS, workspace, journey_id)
+    assert counts is not None
     enrolled = counts["enrolled"]
     ended = {
         r["outcome"]: Share(count=r["n"], percent=_pct(r["n"], enrolled))
