@@ -1,0 +1,54 @@
+"""The walking skeleton's journey (issue 2 point 6) run by the workflow directly:
+send_message, a three-day wait, go_to success, on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from shared import search_attributes as sa
+from shared.enrollment import Outcome, Phase
+from tests.workers.conftest import enroll, go_to, journey, send, stage, wait
+from workers.worker import build_worker
+
+
+async def test_send_wait_go_to_success_writes_outbox_and_read_models(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    skeleton = journey([stage("welcome", send("welcome"), wait("P3D"), go_to("success"))])
+    async with build_worker(ts_env.client, pool, task_queue):
+        enrollment = await enroll(ts_env.client, pool, task_queue, skeleton)
+        view = await enrollment.result()
+
+    assert view.phase is Phase.COMPLETED
+    assert view.outcome is Outcome.SUCCESS and view.end_value == "customer"
+
+    outbox = await enrollment.outbox()
+    assert [(r["kind"], r["channel"]) for r in outbox] == [("message", "email")]
+    assert outbox[0]["idempotency_key"].startswith(enrollment.workflow_id + ":")
+    assert outbox[0]["payload"]["template"] == "welcome"
+
+    row = await enrollment.row()
+    assert row["status"] == "completed" and row["outcome"] == "success"
+    assert row["end_value"] == "customer" and row["marketing_sent"]
+    assert row["stage"] == "welcome"
+    assert row["ended_at"] is not None and row["completed_at"] is not None
+    # the three days were skipped, and the log says so
+    assert (row["ended_at"] - row["enrolled_at"]).days >= 3
+
+    assert await enrollment.actions() == [
+        ("enter_stage", "entered"),
+        ("send_message", "queued"),
+        ("wait", "elapsed"),
+        ("go_to", "jumped"),
+        ("end", "success"),
+    ]
+    assert await enrollment.stage_stats() == {"welcome": (1, 0)}
+    assert await enrollment.stage_paths() == {("welcome", "end:success"): 1}
+    assert (await enrollment.contact_properties())["journey_stage"] == "customer"
+
+    description = await enrollment.handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert description.typed_search_attributes.get(sa.ENROLLMENT_OUTCOME) == "success"
+    assert description.typed_search_attributes.get(sa.JOURNEY_STAGE) == "welcome"
