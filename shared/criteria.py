@@ -54,7 +54,7 @@ def _only_scalars(where: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not isinstance(value, str | int | float | bool):
             raise PydanticCustomError(
                 "invalid_where",
-                "where.{key} must be a string, number, boolean or null, not {kind}.",
+                "Event filter where.{key} must be a string, number, boolean or null, not {kind}.",
                 {"key": key, "kind": type(value).__name__},
             )
     return where

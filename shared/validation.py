@@ -55,6 +55,28 @@ TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
 
 _jinja = SandboxedEnvironment()
 
+#: Every reason code a problem (blocks a save) can carry.
+PROBLEM_REASONS = frozenset(
+    {
+        # the structure (pydantic)
+        "missing_field", "unknown_field", "invalid_type", "invalid_value", "empty_value",
+        "invalid_length", "invalid_duration", "no_stages", "no_actions", "too_many_actions",
+        "too_many_eligible_lists", "no_channels", "no_recipients", "empty_criteria_group",
+        "unknown_action_type", "invalid_recipient", "invalid_stage_key", "invalid_target",
+        "invalid_where", "invalid_criteria", "missing_value", "unexpected_value",
+        # across the journey
+        "duplicate_stage_key", "duplicate_stage_value", "reserved_stage_key",
+        "end_value_collides_with_stage", "duplicate_end_value", "unknown_go_to_target",
+        "unknown_start_stage", "unknown_stage_value", "busy_loop", "duration_not_positive",
+        "duration_too_long", "invalid_template_name", "invalid_template",
+        "list_eligible_and_suppressed",
+    }
+)  # fmt: skip
+#: Every reason code a warning (returned alongside a successful save) can carry.
+WARNING_REASONS = frozenset(
+    {"action_after_go_to", "unreachable_stage", "duplicate_list", "goal_without_marketing_message"}
+)
+
 
 class Problem(BaseModel):
     """One thing wrong (or, as a warning, doubtful) with a journey."""
@@ -221,7 +243,9 @@ def _structural_problem(err: ErrorDetails, payload: object) -> Problem:
     if kind in _CUSTOM_REASONS:
         return Problem(path=path, reason=kind, message=_sentence(err["msg"]))
     if kind == "string_too_short":
-        return Problem(path=path, reason="empty_value", message=f"{field_name!r} cannot be empty.")
+        return Problem(
+            path=path, reason="empty_value", message=f"Field {field_name!r} cannot be empty."
+        )
     if kind.endswith("_type") or kind.endswith("_parsing") or kind == "model_attributes_type":
         return Problem(path=path, reason="invalid_type", message=_invalid(field_name, err))
     return Problem(path=path, reason="invalid_value", message=_invalid(field_name, err))
@@ -394,7 +418,7 @@ class _Checker:
                 self.problem(
                     f"stages[{i}].key",
                     "reserved_stage_key",
-                    f"{key!r} is how go_to names an end; choose another stage key.",
+                    f"Stage key {key!r} is how go_to names an end; choose another key.",
                 )
             if key is not None and key in keys:
                 self.problem(
@@ -417,7 +441,7 @@ class _Checker:
             self.problem(
                 "start_stage",
                 "unknown_start_stage",
-                f"start_stage {start!r} is not the key of any stage{self._known_keys()}.",
+                f"The start stage {start!r} is not the key of any stage{self._known_keys()}.",
             )
 
     def _known_keys(self) -> str:
@@ -728,7 +752,9 @@ def _cycle_through(first: str, component: set[str], busy: dict[str, list[_Edge]]
 __all__ = [
     "MAX_ATTRIBUTION_WINDOW",
     "MAX_WAIT",
+    "PROBLEM_REASONS",
     "TEMPLATE_NAME",
+    "WARNING_REASONS",
     "JourneyValidation",
     "Problem",
     "format_path",
