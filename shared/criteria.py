@@ -81,7 +81,8 @@ class DefinitionModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @model_serializer(mode="wrap")
-    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler) -> Any:
+    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler):
+        # no return annotation: pydantic then keeps the model's own serialization schema
         data = handler(self)
         if isinstance(data, dict):
             for name, field in type(self).model_fields.items():

@@ -103,6 +103,20 @@ def test_schema_is_served_with_every_action_type() -> None:
     )
     assert schema["additionalProperties"] is False
     assert schema["$defs"]["Wait"]["properties"]["duration"]["format"] == "duration"
+    # dumps leave unset optionals out, but the serialization schema is still the model's
+    dumped = Journey.model_json_schema(mode="serialization")
+    assert dumped["$defs"]["Wait"]["required"] == ["duration"]
+
+
+def test_dump_keeps_a_null_the_user_set() -> None:
+    """`set_property` to null removes a property: that null is data, not an unset field."""
+    raw = mutated(T, (f"{A2}[1].value", None))
+    dumped = Journey.model_validate(raw).model_dump(mode="json")
+    assert dumped["stages"][2]["actions"][1] == {
+        "type": "set_property",
+        "property": "lead_status",
+        "value": None,
+    }
 
 
 # --- helpers the workflow uses ----------------------------------------------------------------
