@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from shared.criteria import CRITERIA_TAGS
@@ -351,7 +351,7 @@ def _parse_or_none(model: type[M], value: object) -> M | None:
     if value is None:
         return None
     try:
-        return TypeAdapter(model).validate_python(value)
+        return model.model_validate(value)
     except ValidationError:
         return None
 
