@@ -26,11 +26,11 @@ JOURNEY_BODY = {
 }
 
 SELECT_JOURNEY = """
-SELECT id, name, owner, status, version, definition, created_at, updated_at
+SELECT id, name, owner, status, version, goal_epoch, definition, created_at, updated_at
 FROM journeys WHERE workspace = $1 AND id = $2
 """
 SELECT_JOURNEYS = """
-SELECT id, name, owner, status, version, definition, created_at, updated_at
+SELECT id, name, owner, status, version, goal_epoch, definition, created_at, updated_at
 FROM journeys WHERE workspace = $1 ORDER BY created_at, id
 """
 INSERT_JOURNEY = """
@@ -57,6 +57,7 @@ class JourneyOut(BaseModel):
     owner: str
     status: str
     version: int
+    goal_epoch: int
     definition: dict[str, Any]
     warnings: list[Problem] = []
     created_at: datetime

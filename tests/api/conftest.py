@@ -10,12 +10,12 @@ import asyncpg
 import httpx
 import uvicorn
 from temporalio.client import Client
-from workers.worker import build_worker
 
 from api.main import create_app
 from cli.stack import free_port
 from shared.api_keys import create_key
 from shared.settings import Settings
+from workers.worker import build_worker
 
 
 @asynccontextmanager

@@ -37,8 +37,11 @@ async def test_a_key_never_sees_another_workspace(
         await http.put("/v1/contacts/ada", json={"properties": {"plan": "trial"}})
 
         assert (await http.get(f"/v1/journeys/{journey_id}")).status_code == 200
-        for path in (f"/v1/journeys/{journey_id}", f"/v1/journeys/{journey_id}/metrics",
-                     "/v1/contacts/ada"):
+        for path in (
+            f"/v1/journeys/{journey_id}",
+            f"/v1/journeys/{journey_id}/metrics",
+            "/v1/contacts/ada",
+        ):
             response = await http.get(path, headers=other)
             assert response.status_code == 404, path
         assert (await http.get("/v1/journeys", headers=other)).json() == []
