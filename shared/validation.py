@@ -300,6 +300,7 @@ class _Parts:
     stage_property: str | None
     eligible_lists: list[str] = field(default_factory=list)
     suppression_lists: list[str] = field(default_factory=list)
+    exit_on_end_value: bool = True
 
     @property
     def stage_keys(self) -> set[str]:
@@ -316,6 +317,7 @@ class _Parts:
             stage_property=journey.stage_property,
             eligible_lists=journey.eligible_lists,
             suppression_lists=journey.suppression_lists,
+            exit_on_end_value=journey.exit.when_stage_matches_end,
         )
 
     @classmethod
@@ -341,6 +343,7 @@ class _Parts:
             stage_property=_str_or_none(raw.get("stage_property")),
             eligible_lists=_strings(raw.get("eligible_lists")),
             suppression_lists=_strings(raw.get("suppression_lists")),
+            exit_on_end_value=_exit_on_end_value(raw.get("exit")),
         )
 
 
@@ -354,6 +357,11 @@ def _parse_or_none(model: type[M], value: object) -> M | None:
         return model.model_validate(value)
     except ValidationError:
         return None
+
+
+def _exit_on_end_value(value: object) -> bool:
+    flag = value.get("when_stage_matches_end", True) if isinstance(value, dict) else True
+    return flag is not False
 
 
 def _str_or_none(value: object) -> str | None:
@@ -553,22 +561,28 @@ class _Checker:
 
     def _stage_move(
         self, stage: Stage, path: str, action: SetProperty, waited: bool, *, live: bool
-    ) -> str:
-        """Setting the stage property moves the contact: a jump by value."""
+    ) -> str | None:
+        """Setting the stage property moves the contact: a jump by value. Setting it to
+        the current stage's value, or to an end value while `exit.when_stage_matches_end`
+        is off, changes nothing and the stage goes on."""
         value = action.value
         target = next((s.key for _, s in self.parts.stages if s.value == value), None)
+        if target == stage.key:
+            return None
         if target is not None:
             if live:
                 self.edges.append(_Edge(stage.key, target, waited, f"{path}.value"))
-        elif not isinstance(value, str) or value not in self.end_values:
-            known = sorted(self.stage_values | set(self.end_values))
-            self.problem(
-                f"{path}.value",
-                "unknown_stage_value",
-                f"Setting the stage property to {value!r} moves the contact nowhere: it is "
-                f"neither a stage value nor an end value ({', '.join(known)}).",
-            )
-        return path
+            return path
+        if isinstance(value, str) and value in self.end_values:
+            return path if self.parts.exit_on_end_value else None
+        known = sorted(self.stage_values | set(self.end_values))
+        self.problem(
+            f"{path}.value",
+            "unknown_stage_value",
+            f"Setting the stage property to {value!r} moves the contact nowhere: it is "
+            f"neither a stage value nor an end value ({', '.join(known)}).",
+        )
+        return None
 
     def _jump(self, stage: Stage, path: str, target: str, *, waits: bool, live: bool) -> None:
         parsed = resolve_target(target)

@@ -481,6 +481,20 @@ def test_stage_property_moves_are_jumps() -> None:
     assert reasons(loop_journey([SEND, to_end])) == []
 
 
+def test_stage_property_no_op_moves_do_not_leave_the_stage() -> None:
+    """As in the workflow: setting the current stage's value, or an end value while
+    `when_stage_matches_end` is off, changes nothing; the stage goes on."""
+    stay = {"type": "set_property", "property": "journey_stage", "value": "s0"}
+    raw = loop_journey([SEND, stay, WAIT])
+    assert validate_journey(raw).warnings == []
+    to_end = {"type": "set_property", "property": "journey_stage", "value": "churned"}
+    ended = validate_journey(loop_journey([SEND, to_end, WAIT])).warnings
+    assert [(w.path, w.reason) for w in ended] == [("stages[0].actions[2]", "action_after_go_to")]
+    raw = loop_journey([SEND, to_end, WAIT])
+    raw["exit"]["when_stage_matches_end"] = False
+    assert validate_journey(raw).warnings == []
+
+
 def test_two_independent_busy_loops_are_both_reported() -> None:
     raw = loop_journey([SEND, go("s0")], [WAIT, go("s2")], [SEND, go("s3")], [go("s2")])
     assert [p for p in reasons(raw) if p[1] == "busy_loop"] == [
