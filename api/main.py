@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.routes import contacts, enrollments, health, journeys, metrics
 from shared.db import create_pool
 from shared.journey import Journey
@@ -54,6 +55,7 @@ def create_app(
     app.state.temporal = temporal
     app.state.key_cache = {}
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
     for module in (health, journeys, enrollments, contacts, metrics):
         app.include_router(module.router)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    max_body_bytes: int = 2 * 1024 * 1024
+    """Larger request bodies are refused with 413."""
 
     workspace: str = "default"
     data_dir: Path = Path(".nurture")

@@ -165,3 +165,20 @@ async def test_unreachable_stage_is_a_warning_returned_with_the_save(http: Any) 
     assert response.status_code == 201, response.text
     warnings = {(w["path"], w["reason"]) for w in response.json()["warnings"]}
     assert ("stages[3]", "unreachable_stage") in warnings, warnings
+
+
+async def test_a_body_over_the_size_limit_is_413(http: Any) -> None:
+    journey = copy.deepcopy(TRIAL)
+    journey["name"] = "x" * (3 * 1024 * 1024)
+    response = await http.post("/v1/journeys", json=journey)
+    assert response.status_code == 413
+    assert response.json()["reason"] == "payload_too_large"
+
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b" " * 100_000
+
+    streamed = await http.post(
+        "/v1/journeys", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
