@@ -54,6 +54,7 @@ __all__ = [
     "SetProperty",
     "Stage",
     "Target",
+    "Trigger",
     "Wait",
     "WaitForEvent",
     "resolve_target",
@@ -244,6 +245,13 @@ class ExitOptions(DefinitionModel):
     when_stage_matches_end: bool = True
 
 
+class Trigger(DefinitionModel):
+    """What enrolls contacts besides the list/stage rule: `{"goal_achieved_in": journey_id}`
+    enrolls a contact when it meets the goal of that other journey (DESIGN §3.9)."""
+
+    goal_achieved_in: str = Field(min_length=1)
+
+
 EndKind = Literal["success", "failure"]
 
 
@@ -284,6 +292,9 @@ class Journey(DefinitionModel):
     goal: Goal | None = None
     suppression_lists: list[str] = Field(default_factory=list)
     exit: ExitOptions = Field(default_factory=ExitOptions)
+    trigger: Trigger | None = None
+    """None: contacts enter when their lists and stage property say so (or by the API);
+    set: only when they achieve the goal of the named journey (or by the API)."""
 
     # -- stages and ends
 
