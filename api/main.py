@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,9 +13,10 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import contacts, enrollments, health, journeys, metrics
+from api.routes import contacts, enrollments, events, health, journeys, metrics
 from shared.db import create_pool
 from shared.journey import Journey
+from shared.relay import run_relay
 from shared.settings import Settings
 from shared.temporal import connect
 
@@ -38,9 +40,16 @@ def create_app(
         if getattr(app.state, "temporal", None) is None:
             # lazy: the API starts (and /healthz answers) even while Temporal is down
             app.state.temporal = await connect(settings, lazy=True)
+        # the relay delivers committed changes to the workflows (issue 5)
+        stop_relay = asyncio.Event()
+        relay = asyncio.create_task(
+            run_relay(app.state.pool, app.state.temporal, stop_relay, settings)
+        )
         try:
             yield
         finally:
+            stop_relay.set()
+            await relay
             if owned_pool is not None:
                 await owned_pool.close()
 
@@ -57,7 +66,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
-    for module in (health, journeys, enrollments, contacts, metrics):
+    for module in (health, journeys, enrollments, contacts, events, metrics):
         app.include_router(module.router)
     return app
 

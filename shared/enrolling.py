@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -79,7 +80,8 @@ class Refused:
 async def load_contact_state(
     conn: Queryable, workspace: str, contact_id: str, journey: Journey
 ) -> ContactState | None:
-    """The contact as the journey sees it, with the watermark of what it already reflects."""
+    """The contact as the journey sees it, with the watermark of what it already reflects.
+    For a watermark to be exact, run it in one snapshot (`snapshot_contact_state`)."""
     contact = await conn.fetchrow(SELECT_CONTACT, workspace, contact_id)
     if contact is None:
         return None
@@ -91,6 +93,20 @@ async def load_contact_state(
         state = apply_event(state, ContactEvent(**dict(row)), journey)
     last_event = await conn.fetchval(SELECT_MAX_EVENT_SEQ, workspace, contact_id)
     return state.model_copy(update={"event_seq": max(contact["seq"], last_event)})
+
+
+async def snapshot_contact_state(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    workspace: str,
+    contact_id: str,
+    journey: Journey,
+) -> ContactState | None:
+    """`load_contact_state` in one repeatable-read snapshot: the contact row, its lists and
+    its events as of one instant, so the watermark covers exactly what the state holds
+    (every writer takes the contact's row lock before it draws a sequence number, so a
+    change the snapshot misses has a higher sequence than any it holds)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await load_contact_state(conn, workspace, contact_id, journey)
 
 
 def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
@@ -122,7 +138,7 @@ async def enroll(
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     async with pool.acquire() as conn:
-        state = await load_contact_state(conn, record.workspace, contact_id, journey)
+        state = await snapshot_contact_state(conn, record.workspace, contact_id, journey)
         if state is None:
             return Refused("contact_not_found", f"No contact with id {contact_id!r}.")
         refusal = refusal_for(journey, state)
@@ -140,6 +156,14 @@ async def enroll(
             if inserted.endswith(" 0"):
                 refusal = Refused(
                     "already_enrolled", "The contact was enrolled in this journey before."
+                )
+            else:
+                # From now on the relay routes this contact's changes to the enrollment, so
+                # the workflow starts from a snapshot taken after the row exists: a change
+                # is either in it or delivered as a signal (issue 5: nothing is lost).
+                state = (
+                    await snapshot_contact_state(conn, record.workspace, contact_id, journey)
+                    or state
                 )
         if refusal is not None:
             await conn.execute(

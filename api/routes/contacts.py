@@ -1,26 +1,41 @@
-"""Contacts and list memberships, pushed by the caller."""
+"""Contacts and list memberships, pushed by the caller.
+
+Each write commits the change with a new sequence number and returns; the relay
+(`shared.relay`) delivers it to the enrollments whose journeys read what changed, and
+enrolls the contact where a journey's list/stage rule now holds.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
+from api.ingest import (
+    BUMP_SEQ,
+    MAX_BATCH,
+    ContactIdPath,
+    ListPath,
+    Name,
+    Properties,
+    batch_too_large,
+    lock_contacts,
+    with_retry,
+)
+from shared.db import Queryable
 
 router = APIRouter(tags=["contacts"])
 
+# $3: the properties to set; $4: the properties to remove. Only a real change moves seq.
 UPSERT_CONTACT = """
-INSERT INTO contacts AS c (workspace, id, properties)
-VALUES ($1, $2, jsonb_strip_nulls($3::jsonb))
+INSERT INTO contacts AS c (workspace, id, properties) VALUES ($1, $2, $3::jsonb)
 ON CONFLICT (workspace, id) DO UPDATE
-SET properties = (c.properties || $3::jsonb) - (
-        SELECT coalesce(array_agg(key), '{}') FROM jsonb_each($3::jsonb) WHERE value = 'null'
-    ),
+SET properties = (c.properties || $3::jsonb) - $4::text[],
     seq = nextval('change_seq'), updated_at = now()
-RETURNING id, properties, seq
+WHERE (c.properties || $3::jsonb) - $4::text[] IS DISTINCT FROM c.properties
 """
 SELECT_CONTACT = "SELECT id, properties, seq FROM contacts WHERE workspace = $1 AND id = $2"
 SELECT_LISTS = (
@@ -30,18 +45,26 @@ SELECT_ACTIVE = """
 SELECT journey_id, workflow_id, status, stage FROM enrollments
 WHERE workspace = $1 AND contact_id = $2 AND status <> 'completed' ORDER BY journey_id
 """
-ADD_MEMBER = """
-INSERT INTO list_members (workspace, list, contact_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING
+ADD_MEMBERS = """
+INSERT INTO list_members (workspace, list, contact_id)
+SELECT $1, $2, id FROM unnest($3::text[]) AS id
+ON CONFLICT DO NOTHING
+RETURNING contact_id
 """
-REMOVE_MEMBER = "DELETE FROM list_members WHERE workspace = $1 AND list = $2 AND contact_id = $3"
-TOUCH_CONTACT = """
-INSERT INTO contacts AS c (workspace, id) VALUES ($1, $2)
-ON CONFLICT (workspace, id) DO UPDATE SET seq = nextval('change_seq'), updated_at = now()
+REMOVE_MEMBERS = """
+DELETE FROM list_members WHERE workspace = $1 AND list = $2 AND contact_id = ANY($3::text[])
+RETURNING contact_id
+"""
+SELECT_MEMBERS = """
+SELECT contact_id FROM list_members
+WHERE workspace = $1 AND list = $2 AND contact_id > $3
+ORDER BY contact_id LIMIT $4
 """
 
 
 class ContactIn(BaseModel):
-    properties: dict[str, Any]
+    model_config = ConfigDict(extra="forbid")
+    properties: Properties
 
 
 class ActiveEnrollment(BaseModel):
@@ -55,45 +78,116 @@ class ContactOut(BaseModel):
     id: str
     properties: dict[str, Any]
     lists: list[str]
-    seq: int
-    enrollments: list[ActiveEnrollment]
+    seq: int = Field(description="Sequence number of the contact's latest change.")
+    enrollments: list[ActiveEnrollment] = Field(
+        description="Enrollments running or inside their attribution window."
+    )
 
 
-async def _contact_out(pool: Any, workspace: str, contact_id: str) -> ContactOut:
-    row = await pool.fetchrow(SELECT_CONTACT, workspace, contact_id)
+class MembersIn(BaseModel):
+    """Contacts to add to and remove from one list, at most 1,000 of each."""
+
+    model_config = ConfigDict(extra="forbid")
+    add: list[Name] = []
+    remove: list[Name] = []
+
+
+class MembersOut(BaseModel):
+    added: int = Field(description="Contacts that were not members and now are.")
+    removed: int = Field(description="Contacts that were members and no longer are.")
+    unchanged: int
+
+
+class MembersPage(BaseModel):
+    items: list[str]
+    next_cursor: str | None
+
+
+async def _contact_out(conn: Queryable, workspace: str, contact_id: str) -> ContactOut:
+    row = await conn.fetchrow(SELECT_CONTACT, workspace, contact_id)
     if row is None:
         raise ApiError(404, "contact_not_found", f"No contact with id {contact_id!r}.")
-    lists = [r["list"] for r in await pool.fetch(SELECT_LISTS, workspace, contact_id)]
+    lists = [r["list"] for r in await conn.fetch(SELECT_LISTS, workspace, contact_id)]
     active = [
-        ActiveEnrollment(**dict(r)) for r in await pool.fetch(SELECT_ACTIVE, workspace, contact_id)
+        ActiveEnrollment(**dict(r)) for r in await conn.fetch(SELECT_ACTIVE, workspace, contact_id)
     ]
     return ContactOut(**dict(row), lists=lists, enrollments=active)
 
 
-@router.put("/v1/contacts/{contact_id}", operation_id="upsert_contact", tags=["contacts"])
+@router.put("/v1/contacts/{contact_id}", operation_id="upsert_contact")
 async def upsert_contact(
-    contact_id: str, body: ContactIn, pool: PoolDep, workspace: WorkspaceDep
+    contact_id: ContactIdPath, body: ContactIn, pool: PoolDep, workspace: WorkspaceDep
 ) -> ContactOut:
-    """Creates or merges a contact's properties; a `null` value removes that property."""
-    await pool.execute(UPSERT_CONTACT, workspace, contact_id, body.properties)
-    return await _contact_out(pool, workspace, contact_id)
+    """Creates a contact or merges properties into it: properties not named are kept, a
+    property set to `null` is removed. A change reaches the enrollments whose journeys
+    read that property (the stage property moves the contact; an end value ends it) and
+    may enroll the contact (a journey's list/stage rule)."""
+    to_set = {k: v for k, v in body.properties.items() if v is not None}
+    to_remove = sorted(k for k, v in body.properties.items() if v is None)
+
+    async def write() -> ContactOut:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(UPSERT_CONTACT, workspace, contact_id, to_set, to_remove)
+            return await _contact_out(conn, workspace, contact_id)
+
+    return await with_retry(write)
 
 
 @router.get("/v1/contacts/{contact_id}", operation_id="get_contact")
-async def get_contact(contact_id: str, pool: PoolDep, workspace: WorkspaceDep) -> ContactOut:
-    """A contact's properties, lists and active enrollments."""
+async def get_contact(
+    contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
+) -> ContactOut:
+    """A contact's properties, lists and open enrollments."""
     return await _contact_out(pool, workspace, contact_id)
+
+
+async def change_members(
+    pool: Any, workspace: str, list_name: str, add: list[str], remove: list[str]
+) -> MembersOut:
+    """One transaction: lock the contacts (in id order), change the memberships, and give
+    a new sequence number to each contact whose lists changed. Adding creates a missing
+    contact; removing never does."""
+    add, remove = sorted(set(add)), sorted(set(remove))
+
+    async def write() -> MembersOut:
+        async with pool.acquire() as conn, conn.transaction():
+            existing = await lock_contacts(conn, workspace, [*add, *remove], create=False)
+            missing = [c for c in add if c not in existing]
+            if missing:
+                await lock_contacts(conn, workspace, missing, create=True)
+            added = (
+                [r["contact_id"] for r in await conn.fetch(ADD_MEMBERS, workspace, list_name, add)]
+                if add
+                else []
+            )
+            removed = (
+                [
+                    r["contact_id"]
+                    for r in await conn.fetch(REMOVE_MEMBERS, workspace, list_name, remove)
+                ]
+                if remove
+                else []
+            )
+            if added or removed:
+                await conn.execute(BUMP_SEQ, workspace, [*added, *removed])
+        return MembersOut(
+            added=len(added),
+            removed=len(removed),
+            unchanged=len(add) + len(remove) - len(added) - len(removed),
+        )
+
+    return await with_retry(write)
 
 
 @router.put(
     "/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="add_member"
 )
 async def add_member(
-    list_name: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
+    list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> Response:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(TOUCH_CONTACT, workspace, contact_id)
-        await conn.execute(ADD_MEMBER, workspace, list_name, contact_id)
+    """Adds the contact to the list (creating the contact if needed). May enroll it where
+    the list is eligible; ends enrollments where it is a suppression list."""
+    await change_members(pool, workspace, list_name, [contact_id], [])
     return Response(status_code=204)
 
 
@@ -101,9 +195,42 @@ async def add_member(
     "/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="remove_member"
 )
 async def remove_member(
-    list_name: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
+    list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> Response:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(TOUCH_CONTACT, workspace, contact_id)
-        await conn.execute(REMOVE_MEMBER, workspace, list_name, contact_id)
+    """Removes the contact from the list; an enrollment left in none of its journey's
+    eligible lists exits with `removed_from_list` (when the journey says so)."""
+    await change_members(pool, workspace, list_name, [], [contact_id])
     return Response(status_code=204)
+
+
+@router.post("/v1/lists/{list_name}/members", operation_id="change_members")
+async def change_members_batch(
+    list_name: ListPath, body: MembersIn, pool: PoolDep, workspace: WorkspaceDep
+) -> MembersOut:
+    """Adds and removes up to 1,000 contacts each in one transaction."""
+    for what, ids in (("contacts to add", body.add), ("contacts to remove", body.remove)):
+        if len(ids) > MAX_BATCH:
+            raise batch_too_large(what, len(ids))
+    both = sorted(set(body.add) & set(body.remove))
+    if both:
+        raise ApiError(
+            422,
+            "conflicting_membership",
+            f"Contact {both[0]!r} is both added to and removed from the list.",
+            contact_ids=both[:20],
+        )
+    return await change_members(pool, workspace, list_name, body.add, body.remove)
+
+
+@router.get("/v1/lists/{list_name}/members", operation_id="list_members")
+async def list_members(
+    list_name: ListPath,
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    cursor: str = Query("", max_length=256, pattern=r"^[^\x00]*$"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> MembersPage:
+    """The list's members in id order, a page at a time."""
+    rows = await pool.fetch(SELECT_MEMBERS, workspace, list_name, cursor, limit)
+    items = [r["contact_id"] for r in rows]
+    return MembersPage(items=items, next_cursor=items[-1] if len(items) == limit else None)

@@ -1,0 +1,127 @@
+"""What contacts, lists and events share on the way in: the names and values a caller may
+send (anything Postgres can store, so nothing a caller sends ends in a 500), the per-contact
+row lock every writer takes, and retrying a transaction that lost a deadlock.
+
+Ordering: every writer of a contact's properties, lists or events takes the contact's row
+lock before it draws a sequence number from `change_seq`, and holds it to commit. So, per
+contact, sequence order is commit order: a snapshot that misses a change has a lower
+watermark than that change, and the workflow never drops it as already seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any, TypeVar
+
+import asyncpg
+from fastapi import Path
+from pydantic import AfterValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from api.errors import ApiError
+from shared.db import Queryable
+
+MAX_BATCH = 1000
+"""Events per POST /v1/events, and contacts per list batch."""
+
+# No control characters: ids travel in workflow ids, search attributes and URLs, and
+# Postgres text cannot hold NUL.
+_NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_NAME_RULES = "1-256 characters, no control characters"
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_NAME_PATTERN)]
+"""A contact id, list name, event type or idempotency key in a body."""
+ContactIdPath = Annotated[
+    str, Path(min_length=1, max_length=256, pattern=_NAME_PATTERN, description=_NAME_RULES)
+]
+ListPath = Annotated[
+    str, Path(min_length=1, max_length=256, pattern=_NAME_PATTERN, description=_NAME_RULES)
+]
+
+MAX_DEPTH = 32
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON that Postgres `jsonb` takes: no NUL in any string or key, finite numbers, and
+    not absurdly deep."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise PydanticCustomError(
+                "too_deep", "Values may nest at most {depth} levels.", {"depth": MAX_DEPTH}
+            )
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise PydanticCustomError("invalid_string", "Strings may not contain NUL.")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise PydanticCustomError("invalid_number", "Numbers must be finite.")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str) or "\x00" in key:
+                    raise PydanticCustomError("invalid_string", "Keys may not contain NUL.")
+                pending.append((child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return value
+
+
+Properties = Annotated[
+    dict[str, Any],
+    AfterValidator(_storable),
+    Field(description="A JSON object; a property set to null is removed (contacts)."),
+]
+
+
+def batch_too_large(what: str, count: int) -> ApiError:
+    return ApiError(
+        413,
+        "batch_too_large",
+        f"A batch holds at most {MAX_BATCH} {what}; this one has {count}.",
+        limit=MAX_BATCH,
+    )
+
+
+LOCK_OR_CREATE = """
+INSERT INTO contacts AS c (workspace, id)
+SELECT $1, id FROM unnest($2::text[]) AS id ORDER BY id
+ON CONFLICT (workspace, id) DO UPDATE SET updated_at = c.updated_at
+"""
+LOCK_EXISTING = """
+SELECT id FROM contacts WHERE workspace = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE
+"""
+BUMP_SEQ = """
+UPDATE contacts SET seq = nextval('change_seq'), updated_at = now()
+WHERE workspace = $1 AND id = ANY($2::text[])
+"""
+
+
+async def lock_contacts(
+    conn: Queryable, workspace: str, ids: Iterable[str], *, create: bool
+) -> set[str]:
+    """Takes the row lock of each contact, in id order (so two batches never deadlock on
+    each other), creating the missing ones when `create`. Returns the ids that exist."""
+    wanted = sorted(set(ids))
+    if create:
+        await conn.execute(LOCK_OR_CREATE, workspace, wanted)
+        return set(wanted)
+    return {r["id"] for r in await conn.fetch(LOCK_EXISTING, workspace, wanted)}
+
+
+T = TypeVar("T")
+
+RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def with_retry(run: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Runs a transaction again when Postgres picked it as a deadlock's victim."""
+    for _ in range(attempts):
+        try:
+            return await run()
+        except RETRIED:
+            continue
+    raise ApiError(
+        503, "write_conflict", "Concurrent writes to the same contacts kept colliding; retry."
+    )

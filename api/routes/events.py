@@ -1,0 +1,193 @@
+"""Activity events: one, or a batch of up to 1,000, appended to `events` and answered 202.
+
+Delivery is not part of the request: the commit queues each event (a trigger of
+`003_delivery.sql`) and the relay signals the enrollments whose journeys read its type,
+whether Temporal is up now or only later. The `idempotency_key` is unique per workspace:
+posting it again returns the first result and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from api.deps import PoolDep, WorkspaceDep
+from api.ingest import MAX_BATCH, Name, Properties, batch_too_large, lock_contacts, with_retry
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+INSERT_EVENTS = """
+INSERT INTO events (workspace, id, idempotency_key, contact_id, type, target, properties,
+                    occurred_at)
+SELECT $1, id, key, contact_id, type, target, properties, occurred_at
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+            $8::timestamptz[]) WITH ORDINALITY
+     AS t(id, key, contact_id, type, target, properties, occurred_at, position)
+ORDER BY position
+ON CONFLICT (workspace, idempotency_key) DO NOTHING
+RETURNING idempotency_key, id, seq, contact_id
+"""
+SELECT_BY_KEYS = """
+SELECT idempotency_key, id, seq, contact_id FROM events
+WHERE workspace = $1 AND idempotency_key = ANY($2::text[])
+"""
+
+Target = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]+$")]
+
+
+class EventIn(BaseModel):
+    """One activity of a contact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contact_id: Name
+    type: Name = Field(description="`form_submitted`, `page_viewed`, ... or any custom name.")
+    target: Target | None = Field(None, description="A form id, URL or CTA id.")
+    properties: Properties = {}
+    occurred_at: AwareDatetime | None = Field(
+        None, description="With a time zone; default: when the API received it."
+    )
+    idempotency_key: Name | None = Field(
+        None,
+        description="Unique per workspace: a repeat returns the first result and changes "
+        "nothing. Default: a new key, so every post is a new event.",
+    )
+
+
+class EventBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+class EventOut(BaseModel):
+    id: str
+    seq: int
+    contact_id: str
+    idempotency_key: str
+    duplicate: bool = Field(description="The key was posted before: this is the first result.")
+
+
+class EventBatchOut(BaseModel):
+    accepted: int = Field(description="New events stored.")
+    duplicates: int
+    events: list[EventOut] = Field(description="One per event posted, in the same order.")
+
+
+_single = TypeAdapter(EventIn)
+_batch = TypeAdapter(EventBatchIn)
+
+EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {"$ref": "#/components/schemas/EventBatchIn"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    operation_id="post_events",
+    openapi_extra=EVENTS_BODY,
+    response_model=EventOut | EventBatchOut,
+)
+async def post_events(
+    pool: PoolDep, workspace: WorkspaceDep, payload: Any = Body(None)
+) -> EventOut | EventBatchOut:
+    """Stores one event (`{"contact_id", "type", ...}`) or a batch (`{"events": [...]}`, at
+    most 1,000) and answers 202: the events are stored, and delivered to the enrollments
+    that care as soon as Temporal accepts them. A contact that does not exist yet is
+    created."""
+    if isinstance(payload, dict) and "events" in payload:
+        raw = payload["events"]
+        if isinstance(raw, list) and len(raw) > MAX_BATCH:
+            raise batch_too_large("events", len(raw))
+        events = _parse(_batch, payload).events
+        results = await store_events(pool, workspace, events)
+        return EventBatchOut(
+            accepted=sum(not r.duplicate for r in results),
+            duplicates=sum(r.duplicate for r in results),
+            events=results,
+        )
+    event = _parse(_single, payload)
+    return (await store_events(pool, workspace, [event]))[0]
+
+
+M = TypeVar("M")
+
+
+def _parse(adapter: TypeAdapter[M], payload: Any) -> M:
+    try:
+        return adapter.validate_python(payload)
+    except PydanticValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list[EventOut]:
+    """One transaction: lock the contacts (creating missing ones), insert the events whose
+    keys are new, and read the first result of every key seen before. Two queries and a
+    lock whatever the batch size."""
+    now = datetime.now(UTC)
+    keyed: list[tuple[str, EventIn]] = []
+    first: dict[str, EventIn] = {}
+    for event in events:
+        key = event.idempotency_key or f"evt_{uuid.uuid4().hex}"
+        keyed.append((key, event))
+        first.setdefault(key, event)
+    new = list(first.items())
+    ids = [f"evt_{uuid.uuid4().hex}" for _ in new]
+
+    async def write() -> dict[str, Any]:
+        async with pool.acquire() as conn, conn.transaction():
+            await lock_contacts(conn, workspace, {e.contact_id for _, e in new}, create=True)
+            rows = await conn.fetch(
+                INSERT_EVENTS,
+                workspace,
+                ids,
+                [k for k, _ in new],
+                [e.contact_id for _, e in new],
+                [e.type for _, e in new],
+                [e.target for _, e in new],
+                [e.properties for _, e in new],
+                [e.occurred_at or now for _, e in new],
+            )
+            stored = {r["idempotency_key"]: (r, False) for r in rows}
+            seen = [k for k, _ in new if k not in stored]
+            if seen:
+                for r in await conn.fetch(SELECT_BY_KEYS, workspace, seen):
+                    stored[r["idempotency_key"]] = (r, True)
+            return stored
+
+    stored = await with_retry(write)
+    results: list[EventOut] = []
+    used: set[str] = set()
+    for key, _ in keyed:
+        row, repeated = stored[key]
+        results.append(
+            EventOut(
+                id=row["id"],
+                seq=row["seq"],
+                contact_id=row["contact_id"],
+                idempotency_key=key,
+                # a key repeated inside the batch is a duplicate after its first use
+                duplicate=repeated or key in used,
+            )
+        )
+        used.add(key)
+    return results

@@ -1,0 +1,463 @@
+"""The relay: delivers what Postgres committed to the enrollment workflows, until Temporal
+accepts it.
+
+Ingestion never talks to Temporal: the API commits a change (and the triggers of
+`003_delivery.sql` queue it in the same transaction), answers, and the relay takes it
+from there, in two steps, each a short transaction over a batch:
+
+1. **Route**: claim queued changes, find the open enrollments of their contacts and the
+   journeys that trigger on them (`shared.routing`, `shared.triggers`: one pass of indexed
+   queries per batch), and write one delivery per enrollment that cares.
+2. **Deliver**: claim due deliveries (a lease, so a crashed relay's work is retried),
+   signal each enrollment, with bounded concurrency and in sequence order per enrollment,
+   then delete what Temporal accepted. A failure is retried with backoff; while Temporal
+   is unreachable the relay backs off as a whole and tries again, for as long as it takes.
+
+A delivery may reach a workflow twice (a crash between the signal and the delete): the
+workflow ignores a snapshot at or below its watermark and an event id it has seen.
+Commits wake the relay through LISTEN/NOTIFY; it also polls, so a lost notification
+only costs a poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared.contact import ContactEvent
+from shared.enrollment import ContactChanged
+from shared.routing import (
+    CLAIM_CHANGES,
+    Change,
+    Delivery,
+    InterestCache,
+    by_contact,
+    contact_keys,
+    insert_deliveries,
+    load_versions,
+    open_enrollments,
+    route,
+)
+from shared.settings import Settings
+from shared.triggers import ActiveJourneys, candidates, contact_views, enter, may_trigger
+
+log = logging.getLogger("nurture.relay")
+
+CHANNEL = "nurture_changes"
+
+CLAIM_DUE = """
+UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
+WHERE id IN (
+    SELECT id FROM deliveries WHERE failed_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
+"""
+SELECT_EVENTS = """
+SELECT workspace, seq, id, type, target, properties, occurred_at FROM events
+WHERE (workspace, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+"""
+SELECT_SNAPSHOTS = """
+SELECT c.workspace, c.id, c.seq, c.properties,
+       ARRAY(SELECT m.list FROM list_members m
+             WHERE m.workspace = c.workspace AND m.contact_id = c.id ORDER BY m.list) AS lists
+FROM contacts c
+WHERE (c.workspace, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+SELECT_STATUSES = "SELECT workflow_id, status FROM enrollments WHERE workflow_id = ANY($1::text[])"
+DELETE_DONE = """
+DELETE FROM deliveries d USING unnest($1::bigint[], $2::int[]) AS x(id, generation)
+WHERE d.id = x.id AND d.generation = x.generation
+"""
+RETRY_LATER = """
+UPDATE deliveries d
+SET attempts = d.attempts + x.counted, last_error = x.error,
+    next_attempt_at = now() + x.delay * interval '1 second'
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::int[]) AS x(id, error, delay, counted)
+WHERE d.id = x.id
+"""
+GIVE_UP = """
+UPDATE deliveries d SET failed_at = now(), last_error = x.error
+FROM unnest($1::bigint[], $2::text[]) AS x(id, error) WHERE d.id = x.id
+"""
+
+# Temporal itself is unreachable or overloaded: retry, and do not count it against the
+# delivery (an outage may last hours; nothing is dropped because of it).
+UNAVAILABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNAUTHENTICATED,
+        RPCStatusCode.PERMISSION_DENIED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch_size: int = 1000
+    """Changes routed, and deliveries claimed, per pass."""
+    max_in_flight: int = 64
+    """Enrollments signalled at once."""
+    poll_interval: float = 1.0
+    """Seconds between looks at the queues when no notification arrives."""
+    lease: float = 60.0
+    """Seconds a claimed delivery is left to this relay before another may retry it."""
+    min_backoff: float = 0.2
+    max_backoff: float = 10.0
+    max_attempts: int = 30
+    """Failures (other than Temporal being unreachable) before a delivery is given up."""
+    rpc_timeout: timedelta = timedelta(seconds=5)
+
+
+@dataclass
+class Outcome:
+    """What became of a batch of deliveries."""
+
+    done: list[tuple[int, int]] = field(default_factory=list)
+    retry: list[tuple[int, str, float, int]] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    missing: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class Signal:
+    seq: int
+    name: str
+    payload: ContactEvent | ContactChanged
+    rows: tuple[dict[str, Any], ...]
+
+
+class Relay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        temporal: Client,
+        settings: Settings,
+        options: RelayOptions | None = None,
+    ) -> None:
+        self.pool = pool
+        self.temporal = temporal
+        self.settings = settings
+        self.options = options or RelayOptions()
+        self.wake = asyncio.Event()
+        self._versions = InterestCache()
+        self._journeys = ActiveJourneys()
+        self._outage = 0  # consecutive passes that found Temporal unreachable
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listening = asyncio.create_task(self._listen(stop))
+        try:
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    busy = await self.run_once()
+                except Exception:
+                    log.exception("relay pass failed; retrying")
+                    busy = False
+                    await _wait_any(stop, None, self.options.max_backoff)
+                    continue
+                if self._outage:
+                    await _wait_any(stop, None, self._outage_delay())
+                elif not busy:
+                    await _wait_any(stop, self.wake, self.options.poll_interval)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+    async def run_once(self) -> bool:
+        """Routes a batch of changes and delivers a batch of due deliveries. True if there
+        was anything to do (the loop then goes on at once)."""
+        routed = await self.route_once()
+        delivered = await self.deliver_once()
+        return routed > 0 or delivered > 0
+
+    async def drain(self) -> None:
+        """Routes and delivers until nothing is due (tests, shutdown); bound it with
+        `asyncio.timeout` while Temporal may be unreachable."""
+        while await self.run_once():
+            pass
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        def notified(*_: object) -> None:
+            self.wake.set()
+
+        while not stop.is_set():
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.add_listener(CHANNEL, notified)
+                    try:
+                        while not stop.is_set() and not conn.is_closed():
+                            await _wait_any(stop, None, 5.0)
+                    finally:
+                        if not conn.is_closed():
+                            await conn.remove_listener(CHANNEL, notified)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("relay: LISTEN connection lost; polling until it is back")
+                await _wait_any(stop, None, self.options.max_backoff)
+
+    def _outage_delay(self) -> float:
+        return min(self.options.max_backoff, self.options.min_backoff * 2 ** min(self._outage, 10))
+
+    # --- 1. route ---------------------------------------------------------------------------
+
+    async def route_once(self, limit: int | None = None) -> int:
+        """One batch of changes, routed in one transaction with a fixed number of queries:
+        claim, open enrollments, unknown journey versions, and (when the batch holds
+        property, list or goal changes) active journeys and contacts; then one insert."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLAIM_CHANGES, limit or self.options.batch_size)
+            if not rows:
+                return 0
+            changes = [Change.from_row(r) for r in rows]
+            contacts = {c.contact for c in changes}
+            enrollments = await open_enrollments(conn, contacts)
+            await load_versions(conn, self._versions, (e.version_key for e in enrollments))
+            deliveries = route(changes, by_contact(enrollments), self._versions)
+            triggering = [c for c in changes if may_trigger(c)]
+            if triggering:
+                journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
+                if journeys:
+                    views = await contact_views(
+                        conn, {c.contact for c in triggering if c.kind != "goal"}
+                    )
+                    enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
+                    deliveries += candidates(triggering, journeys, views, enrolled)
+            await insert_deliveries(conn, deliveries)
+        return len(changes)
+
+    # --- 2. deliver -------------------------------------------------------------------------
+
+    async def deliver_once(self) -> int:
+        rows = [
+            dict(r)
+            for r in await self.pool.fetch(CLAIM_DUE, self.options.batch_size, self.options.lease)
+        ]
+        if not rows:
+            return 0
+        outcome = Outcome()
+        signals = await self._signals(rows, outcome)
+        entries = [r for r in rows if r["kind"] in ("enter", "enter_after_goal")]
+        gate = asyncio.Semaphore(self.options.max_in_flight)
+        jobs: list[Awaitable[None]] = [
+            self._signal_enrollment(gate, wf_id, queue, outcome) for wf_id, queue in signals.items()
+        ]
+        jobs += [self._enter(gate, row, outcome) for row in entries]
+        await asyncio.gather(*jobs)
+        await self._settle(outcome)
+        if outcome.unreachable:
+            self._outage += 1
+            log.warning("relay: Temporal is unreachable; %d deliveries wait", len(outcome.retry))
+        else:
+            self._outage = 0
+        return len(rows)
+
+    async def _signals(
+        self, rows: list[dict[str, Any]], outcome: Outcome
+    ) -> dict[str, list[Signal]]:
+        """Per enrollment, its signals in sequence order: events as stored, and one snapshot
+        of the contact as it is now for any number of pending contact changes."""
+        event_rows = [r for r in rows if r["kind"] == "event"]
+        contact_rows = [r for r in rows if r["kind"] == "contact"]
+        events: dict[tuple[str, int], ContactEvent] = {}
+        if event_rows:
+            found = await self.pool.fetch(
+                SELECT_EVENTS, [r["workspace"] for r in event_rows], [r["seq"] for r in event_rows]
+            )
+            for e in found:
+                events[(e["workspace"], e["seq"])] = ContactEvent(
+                    id=e["id"],
+                    seq=e["seq"],
+                    type=e["type"],
+                    target=e["target"],
+                    properties=e["properties"],
+                    occurred_at=e["occurred_at"],
+                )
+        snapshots: dict[tuple[str, str], ContactChanged] = {}
+        if contact_rows:
+            workspaces, ids = contact_keys((r["workspace"], r["contact_id"]) for r in contact_rows)
+            for c in await self.pool.fetch(SELECT_SNAPSHOTS, workspaces, ids):
+                snapshots[(c["workspace"], c["id"])] = ContactChanged(
+                    seq=c["seq"], properties=c["properties"], lists=list(c["lists"])
+                )
+        per_workflow: dict[str, list[Signal]] = defaultdict(list)
+        pending_snapshots: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in event_rows:
+            event = events.get((row["workspace"], row["seq"]))
+            if event is None:  # cannot happen (events are never deleted): drop, loudly
+                outcome.failed.append((row["id"], "the event is gone"))
+                continue
+            per_workflow[row["workflow_id"]].append(
+                Signal(event.seq, "contact_event", event, (row,))
+            )
+        for row in contact_rows:
+            pending_snapshots[row["workflow_id"]].append(row)
+        for wf_id, group in pending_snapshots.items():
+            snapshot = snapshots.get((group[0]["workspace"], group[0]["contact_id"]))
+            if snapshot is None:
+                outcome.failed.extend((r["id"], "the contact is gone") for r in group)
+                continue
+            per_workflow[wf_id].append(
+                Signal(snapshot.seq, "contact_changed", snapshot, tuple(group))
+            )
+        for queue in per_workflow.values():
+            queue.sort(key=lambda s: s.seq)
+        return per_workflow
+
+    async def _signal_enrollment(
+        self, gate: asyncio.Semaphore, wf_id: str, queue: list[Signal], outcome: Outcome
+    ) -> None:
+        """Signals one enrollment, in order; stops at the first failure (the rest wait for
+        the retry, so the enrollment never sees a later change before an earlier one)."""
+        async with gate:
+            handle = self.temporal.get_workflow_handle(wf_id)
+            for index, signal in enumerate(queue):
+                if outcome.unreachable:
+                    self._retry(queue[index:], outcome, "Temporal is unreachable", counted=False)
+                    return
+                try:
+                    await handle.signal(
+                        signal.name, signal.payload, rpc_timeout=self.options.rpc_timeout
+                    )
+                except Exception as exc:
+                    self._failed(queue[index:], exc, outcome)
+                    return
+                outcome.done.extend((r["id"], r["generation"]) for r in signal.rows)
+
+    async def _enter(self, gate: asyncio.Semaphore, row: dict[str, Any], outcome: Outcome) -> None:
+        async with gate:
+            if outcome.unreachable:
+                self._retry_rows([row], outcome, "Temporal is unreachable", counted=False)
+                return
+            delivery = Delivery(
+                workspace=row["workspace"],
+                contact_id=row["contact_id"],
+                journey_id=row["journey_id"],
+                workflow_id=row["workflow_id"],
+                kind=row["kind"],
+            )
+            try:
+                await enter(self.pool, self.temporal, self.settings, delivery)
+            except Exception as exc:
+                self._failed_rows([row], exc, outcome)
+                return
+            outcome.done.append((row["id"], row["generation"]))
+
+    def _failed(self, queue: list[Signal], exc: Exception, outcome: Outcome) -> None:
+        self._failed_rows([r for s in queue for r in s.rows], exc, outcome)
+
+    def _failed_rows(self, rows: list[dict[str, Any]], exc: Exception, outcome: Outcome) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        status = exc.status if isinstance(exc, RPCError) else None
+        if status == RPCStatusCode.NOT_FOUND:
+            # Not started yet, or finished: decided from the enrollment rows in _settle.
+            outcome.missing.extend((r, error) for r in rows)
+        elif status == RPCStatusCode.INVALID_ARGUMENT:
+            outcome.failed.extend((r["id"], error) for r in rows)
+        elif status in UNAVAILABLE or (status is None and _is_connection_error(exc)):
+            outcome.unreachable = True
+            self._retry_rows(rows, outcome, error, counted=False)
+        else:
+            log.warning("relay: delivery failed (%s); will retry", error)
+            self._retry_rows(rows, outcome, error, counted=True)
+
+    def _retry(self, queue: list[Signal], outcome: Outcome, error: str, counted: bool) -> None:
+        self._retry_rows([r for s in queue for r in s.rows], outcome, error, counted)
+
+    def _retry_rows(
+        self, rows: list[dict[str, Any]], outcome: Outcome, error: str, counted: bool
+    ) -> None:
+        for row in rows:
+            attempts = row["attempts"] + (1 if counted else 0)
+            if counted and attempts >= self.options.max_attempts:
+                outcome.failed.append((row["id"], error))
+                continue
+            delay = min(self.options.max_backoff, self.options.min_backoff * 2 ** min(attempts, 10))
+            outcome.retry.append((row["id"], error, delay, 1 if counted else 0))
+
+    async def _settle(self, outcome: Outcome) -> None:
+        """Writes what became of the batch: delivered rows leave (unless a newer change
+        joined them meanwhile), the rest are rescheduled or parked."""
+        if outcome.missing:
+            # A signal to an enrollment that finished (or was never started) is moot; one
+            # whose row says it runs is not started yet: try again shortly.
+            ids = sorted({r["workflow_id"] for r, _ in outcome.missing})
+            statuses: dict[str, str] = {
+                r["workflow_id"]: r["status"] for r in await self.pool.fetch(SELECT_STATUSES, ids)
+            }
+            for row, error in outcome.missing:
+                if statuses.get(row["workflow_id"]) in (None, "completed"):
+                    outcome.done.append((row["id"], row["generation"]))
+                else:
+                    self._retry_rows([row], outcome, error, counted=True)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if outcome.done:
+                await conn.execute(
+                    DELETE_DONE, [i for i, _ in outcome.done], [g for _, g in outcome.done]
+                )
+            if outcome.retry:
+                await conn.execute(
+                    RETRY_LATER,
+                    [r[0] for r in outcome.retry],
+                    [r[1] for r in outcome.retry],
+                    [r[2] for r in outcome.retry],
+                    [r[3] for r in outcome.retry],
+                )
+            if outcome.failed:
+                log.error(
+                    "relay: %d deliveries given up: %s", len(outcome.failed), outcome.failed[0][1]
+                )
+                await conn.execute(
+                    GIVE_UP, [i for i, _ in outcome.failed], [e for _, e in outcome.failed]
+                )
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    """A lazy client that cannot reach the server raises plain errors before any RPC."""
+    return isinstance(exc, (RuntimeError, OSError, TimeoutError, ConnectionError))
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    waiters = [asyncio.create_task(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.create_task(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def run_relay(
+    pool: asyncpg.Pool,
+    client: Client,
+    stop: asyncio.Event,
+    settings: Settings | None = None,
+    options: RelayOptions | None = None,
+    on_start: Callable[[Relay], None] | None = None,
+) -> None:
+    """Runs the relay until `stop` is set (the API starts it in its lifespan)."""
+    relay = Relay(pool, client, settings or Settings(), options)
+    if on_start is not None:
+        on_start(relay)
+    await relay.run(stop)

@@ -1,0 +1,306 @@
+"""Which enrollments care about a change of a contact (DESIGN §4: keep histories small).
+
+Each journey has an *interest set* derived from its definition: the event types, properties
+and lists it reads. A running enrollment hears about a change only when the change touches
+its journey's interest set; an enrollment inside its attribution window only listens for
+the goal, so it hears only about what the goal reads.
+
+`route()` is pure: the relay fetches a batch of changes, the open enrollments of the
+contacts they concern and those enrollments' journey versions (one indexed query each, for
+the whole batch) and asks it which deliveries to make. Never imported by workflow code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+
+from shared.criteria import EventLeaf, ListLeaf, PropertyLeaf, iter_leaves
+from shared.db import Queryable
+from shared.journey import Journey
+
+ChangeKind = Literal["contact", "list", "event", "goal"]
+DeliveryKind = Literal["event", "contact", "enter", "enter_after_goal"]
+"""`event`: a `contact_event` signal; `contact`: a `contact_changed` snapshot, read when it
+is delivered; `enter`/`enter_after_goal`: an enrollment trigger (`shared.triggers`)."""
+
+RUNNING = "running"
+IN_ATTRIBUTION_WINDOW = "in_attribution_window"
+
+
+@dataclass(frozen=True)
+class Interest:
+    """What an enrollment must hear about: event types, property names, list names."""
+
+    events: frozenset[str]
+    properties: frozenset[str]
+    lists: frozenset[str]
+
+    @classmethod
+    def of(cls, journey: Journey) -> Interest:
+        """A running enrollment's: the goal, `wait_for_event` filters, the stage property,
+        eligible and suppression lists."""
+        return cls(
+            events=journey.event_types(),
+            properties=journey.referenced_properties(),
+            lists=journey.referenced_lists(),
+        )
+
+    @classmethod
+    def of_goal(cls, journey: Journey) -> Interest:
+        """An enrollment in its attribution window only listens for the goal."""
+        leaves = list(iter_leaves(journey.goal.criteria)) if journey.goal is not None else []
+        return cls(
+            events=frozenset(leaf.event for leaf in leaves if isinstance(leaf, EventLeaf)),
+            properties=frozenset(
+                leaf.property for leaf in leaves if isinstance(leaf, PropertyLeaf)
+            ),
+            lists=frozenset(leaf.list for leaf in leaves if isinstance(leaf, ListLeaf)),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed change, as queued by the triggers of `003_delivery.sql`."""
+
+    id: int
+    workspace: str
+    contact_id: str
+    kind: ChangeKind
+    seq: int | None = None
+    name: str | None = None
+    """event: its type; list: the list joined or left; goal: the journey whose goal was met."""
+    changed: Mapping[str, Any] | None = None
+    """contact: the properties whose values changed, with their new values (None: removed)."""
+    created: bool = False
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Change:
+        return cls(**dict(row))
+
+    @property
+    def contact(self) -> tuple[str, str]:
+        return self.workspace, self.contact_id
+
+
+@dataclass(frozen=True)
+class OpenEnrollment:
+    """An enrollment that is running or inside its attribution window."""
+
+    workspace: str
+    contact_id: str
+    journey_id: str
+    journey_version: int
+    workflow_id: str
+    status: str
+    stage: str | None
+    end_value: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> OpenEnrollment:
+        return cls(**dict(row))
+
+    @property
+    def version_key(self) -> tuple[str, str, int]:
+        return self.workspace, self.journey_id, self.journey_version
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Something to hand to Temporal for one enrollment (or would-be enrollment)."""
+
+    workspace: str
+    contact_id: str
+    journey_id: str
+    workflow_id: str
+    kind: DeliveryKind
+    seq: int = 0
+
+
+class InterestCache:
+    """Journey versions never change, so their interest sets are computed once."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._journeys: dict[tuple[str, str, int], Journey] = {}
+        self._interests: dict[tuple[str, str, int, str], Interest] = {}
+
+    def missing(self, keys: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+        return sorted({key for key in keys if key not in self._journeys})
+
+    def add(self, key: tuple[str, str, int], definition: Mapping[str, Any]) -> None:
+        if len(self._journeys) >= self._limit:
+            self._journeys.clear()
+            self._interests.clear()
+        self._journeys[key] = Journey.model_validate(definition)
+
+    def journey(self, key: tuple[str, str, int]) -> Journey | None:
+        return self._journeys.get(key)
+
+    def interest(self, enrollment: OpenEnrollment) -> Interest | None:
+        journey = self._journeys.get(enrollment.version_key)
+        if journey is None:
+            return None
+        key = (*enrollment.version_key, enrollment.status)
+        found = self._interests.get(key)
+        if found is None:
+            if enrollment.status == IN_ATTRIBUTION_WINDOW:
+                found = Interest.of_goal(journey)
+            else:
+                found = Interest.of(journey)
+            self._interests[key] = found
+        return found
+
+
+def route(
+    changes: Iterable[Change],
+    enrollments: Mapping[tuple[str, str], list[OpenEnrollment]],
+    journeys: InterestCache,
+) -> list[Delivery]:
+    """The signals a batch of changes calls for: an event to every open enrollment of its
+    contact whose interest set has the event's type; one snapshot to every open enrollment
+    whose interest set has a changed property or list (one per enrollment per batch: the
+    snapshot is read when it is delivered, so it carries every change of the batch)."""
+    deliveries: dict[tuple[str, str, int], Delivery] = {}
+    for change in changes:
+        for enrollment in enrollments.get(change.contact, ()):
+            interest = journeys.interest(enrollment)
+            if interest is None:
+                continue
+            if change.kind == "event":
+                if change.name in interest.events and change.seq is not None:
+                    _add(deliveries, enrollment, "event", change.seq)
+            elif change.kind == "list":
+                if change.name in interest.lists:
+                    _add(deliveries, enrollment, "contact")
+            elif change.kind == "contact" and change.changed:
+                if interest.properties.intersection(change.changed) and not _echo(
+                    change, enrollment, journeys.journey(enrollment.version_key)
+                ):
+                    _add(deliveries, enrollment, "contact")
+    return list(deliveries.values())
+
+
+def _add(
+    deliveries: dict[tuple[str, str, int], Delivery],
+    enrollment: OpenEnrollment,
+    kind: DeliveryKind,
+    seq: int = 0,
+) -> None:
+    key = (enrollment.workflow_id, kind, seq)
+    deliveries.setdefault(
+        key,
+        Delivery(
+            workspace=enrollment.workspace,
+            contact_id=enrollment.contact_id,
+            journey_id=enrollment.journey_id,
+            workflow_id=enrollment.workflow_id,
+            kind=kind,
+            seq=seq,
+        ),
+    )
+
+
+def _echo(change: Change, enrollment: OpenEnrollment, journey: Journey | None) -> bool:
+    """The enrollment's own stage write coming back: only the stage property changed, to
+    the value of the stage the enrollment is in (or the end it reached). The workflow
+    already knows; a signal would only grow its history."""
+    if journey is None or change.changed is None:
+        return False
+    prop = journey.stage_property
+    if set(change.changed) != {prop}:
+        return False
+    value = change.changed[prop]
+    if enrollment.end_value is not None and value == enrollment.end_value:
+        return True
+    if enrollment.stage is None:
+        return False
+    try:
+        return journey.stage_by_key(enrollment.stage).value == value
+    except KeyError:
+        return False
+
+
+def by_contact(
+    enrollments: Iterable[OpenEnrollment],
+) -> dict[tuple[str, str], list[OpenEnrollment]]:
+    grouped: dict[tuple[str, str], list[OpenEnrollment]] = {}
+    for enrollment in enrollments:
+        grouped.setdefault((enrollment.workspace, enrollment.contact_id), []).append(enrollment)
+    return grouped
+
+
+# --- the one pass of indexed queries ---------------------------------------------------------
+
+CLAIM_CHANGES = """
+DELETE FROM change_queue WHERE id IN (
+    SELECT id FROM change_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, workspace, contact_id, kind, seq, name, changed, created
+"""
+# enrollments_by_contact is partial on status <> 'completed': the same predicate uses it.
+SELECT_OPEN_ENROLLMENTS = """
+SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status, stage, end_value
+FROM enrollments
+WHERE (workspace, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  AND status <> 'completed'
+"""
+SELECT_VERSIONS = """
+SELECT workspace, journey_id, version, definition FROM journey_versions
+WHERE (workspace, journey_id, version) IN (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+)
+"""
+INSERT_DELIVERIES = """
+INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+ON CONFLICT (workflow_id, kind, seq) DO UPDATE
+SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
+"""
+
+
+def contact_keys(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(workspaces, contact ids) as two arrays for `unnest`."""
+    pairs = sorted(set(keys))
+    return [w for w, _ in pairs], [c for _, c in pairs]
+
+
+async def open_enrollments(
+    conn: Queryable, contacts: Iterable[tuple[str, str]]
+) -> list[OpenEnrollment]:
+    workspaces, ids = contact_keys(contacts)
+    if not ids:
+        return []
+    rows = await conn.fetch(SELECT_OPEN_ENROLLMENTS, workspaces, ids)
+    return [OpenEnrollment.from_row(r) for r in rows]
+
+
+async def load_versions(
+    conn: Queryable, cache: InterestCache, keys: Iterable[tuple[str, str, int]]
+) -> None:
+    """Fetches the journey versions the cache does not hold yet (one query)."""
+    missing = cache.missing(keys)
+    if not missing:
+        return
+    rows = await conn.fetch(
+        SELECT_VERSIONS, [k[0] for k in missing], [k[1] for k in missing], [k[2] for k in missing]
+    )
+    for row in rows:
+        cache.add((row["workspace"], row["journey_id"], row["version"]), row["definition"])
+
+
+async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
+    if not deliveries:
+        return
+    await conn.execute(
+        INSERT_DELIVERIES,
+        [d.workspace for d in deliveries],
+        [d.contact_id for d in deliveries],
+        [d.journey_id for d in deliveries],
+        [d.workflow_id for d in deliveries],
+        [d.kind for d in deliveries],
+        [d.seq for d in deliveries],
+    )

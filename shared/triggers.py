@@ -1,0 +1,195 @@
+"""Enrollment triggers (DESIGN §3.9): which contacts a change enrolls, and enrolling them.
+
+Two rules:
+
+- **list/stage**: a contact enters an active journey without a `trigger` when it is in one
+  of the journey's eligible lists (or the journey has none) and its stage property equals
+  the start stage's value (or is empty and `enroll_empty_stage` is set). It is checked when
+  a change touches what the rule reads: the contact is new, its stage property changed, or
+  it joined or left one of the eligible lists.
+- **goal achieved**: a contact that met the goal of journey X enters every active journey
+  whose `trigger` is `{"goal_achieved_in": X}`.
+
+The relay finds candidates in its routing pass (`candidates()`, pure, over rows fetched
+once for the whole batch), keeps each as a delivery, and `enter()` enrolls it when it is
+delivered, through `shared.enrolling.enroll`: the refusals of DESIGN §3.2 apply and are
+recorded like any other. A contact already in the journey (running or inside its
+attribution window) is not a candidate: the journey's own stage writes must not read as
+attempts to enter again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+
+from shared.db import Queryable
+from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll, load_contact_state
+from shared.enrollment import workflow_id
+from shared.journey import Journey
+from shared.routing import Change, Delivery, contact_keys
+from shared.settings import Settings
+
+SELECT_ACTIVE_JOURNEYS = """
+SELECT workspace, id, version, status, goal_epoch, definition FROM journeys
+WHERE workspace = ANY($1::text[]) AND status = 'active'
+"""
+SELECT_CONTACTS = """
+SELECT c.workspace, c.id, c.properties,
+       ARRAY(SELECT m.list FROM list_members m
+             WHERE m.workspace = c.workspace AND m.contact_id = c.id) AS lists
+FROM contacts c
+WHERE (c.workspace, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+SELECT_JOURNEY = """
+SELECT id, version, status, goal_epoch, definition FROM journeys WHERE workspace = $1 AND id = $2
+"""
+SELECT_ENROLLMENT_STATUS = """
+SELECT status FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+"""
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """What the list/stage rule reads of a contact."""
+
+    properties: Mapping[str, Any]
+    lists: frozenset[str]
+
+
+def start_value(journey: Journey) -> str | None:
+    try:
+        return journey.stage_by_key(journey.start_stage).value
+    except KeyError:
+        return None
+
+
+def enters(journey: Journey, contact: ContactView) -> bool:
+    """The list/stage rule: in an eligible list (or none are set), and the stage property
+    at the start stage's value, or empty (missing, null or "") with `enroll_empty_stage`."""
+    if journey.eligible_lists and not contact.lists.intersection(journey.eligible_lists):
+        return False
+    value = contact.properties.get(journey.stage_property)
+    if value is None or value == "":
+        return journey.enroll_empty_stage
+    return value == start_value(journey)
+
+
+def touches_entry(journey: Journey, change: Change) -> bool:
+    """Whether the change may have made the list/stage rule true."""
+    if change.kind == "contact":
+        return change.created or journey.stage_property in (change.changed or {})
+    if change.kind == "list":
+        return change.name in journey.eligible_lists
+    return False
+
+
+def candidates(
+    changes: Iterable[Change],
+    journeys: Mapping[str, Sequence[JourneyRecord]],
+    contacts: Mapping[tuple[str, str], ContactView],
+    enrolled: set[tuple[str, str, str]],
+) -> list[Delivery]:
+    """The trigger deliveries a batch of changes calls for (at most one per contact and
+    journey). `journeys`: the active journeys of each workspace; `enrolled`: (workspace,
+    journey id, contact id) of the open enrollments of the batch's contacts."""
+    found: dict[tuple[str, str], Delivery] = {}
+    for change in changes:
+        for record in journeys.get(change.workspace, ()):
+            key = (record.id, change.contact_id)
+            if key in found or (change.workspace, *key) in enrolled:
+                continue
+            journey = record.journey
+            kind = None
+            if change.kind == "goal":
+                trigger = journey.trigger
+                if trigger and trigger.goal_achieved_in == change.name != record.id:
+                    kind = "enter_after_goal"
+            elif journey.trigger is None and touches_entry(journey, change):
+                contact = contacts.get(change.contact)
+                if contact is not None and enters(journey, contact):
+                    kind = "enter"
+            if kind is not None:
+                found[key] = Delivery(
+                    workspace=change.workspace,
+                    contact_id=change.contact_id,
+                    journey_id=record.id,
+                    workflow_id=workflow_id(change.workspace, record.id, change.contact_id),
+                    kind=kind,  # type: ignore[arg-type]
+                )
+    return list(found.values())
+
+
+def may_trigger(change: Change) -> bool:
+    return change.kind in ("contact", "list", "goal")
+
+
+class ActiveJourneys:
+    """The active journeys of the workspaces in a batch; parsed definitions are kept by
+    (workspace, id, version, goal epoch), which an edit or a new goal epoch changes."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._parsed: dict[tuple[str, str, int, int], JourneyRecord] = {}
+
+    async def load(
+        self, conn: Queryable, workspaces: Iterable[str]
+    ) -> dict[str, list[JourneyRecord]]:
+        names = sorted(set(workspaces))
+        if not names:
+            return {}
+        active: dict[str, list[JourneyRecord]] = {}
+        for row in await conn.fetch(SELECT_ACTIVE_JOURNEYS, names):
+            key = (row["workspace"], row["id"], row["version"], row["goal_epoch"])
+            record = self._parsed.get(key)
+            if record is None:
+                if len(self._parsed) >= self._limit:
+                    self._parsed.clear()
+                record = self._parsed[key] = JourneyRecord.from_row(row["workspace"], row)
+            active.setdefault(row["workspace"], []).append(record)
+        return active
+
+
+async def contact_views(
+    conn: Queryable, contacts: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], ContactView]:
+    workspaces, ids = contact_keys(contacts)
+    if not ids:
+        return {}
+    rows = await conn.fetch(SELECT_CONTACTS, workspaces, ids)
+    return {
+        (r["workspace"], r["id"]): ContactView(r["properties"], frozenset(r["lists"])) for r in rows
+    }
+
+
+async def enter(
+    pool: asyncpg.Pool, temporal: Client, settings: Settings, delivery: Delivery
+) -> Enrolled | Refused | None:
+    """Enrolls a trigger's candidate, if the trigger still holds: the journey is still
+    active, the contact not already in it and, for the list/stage rule, the rule still true
+    of the contact as it is now. None: nothing to do. Raises `RPCError` when Temporal did
+    not take the start (the relay retries)."""
+    ws, contact_id = delivery.workspace, delivery.contact_id
+    row = await pool.fetchrow(SELECT_JOURNEY, ws, delivery.journey_id)
+    if row is None or row["status"] != "active":
+        return None
+    record = JourneyRecord.from_row(ws, row)
+    journey = record.journey
+    status = await pool.fetchval(SELECT_ENROLLMENT_STATUS, ws, record.id, contact_id)
+    if status is not None and status != "completed":
+        return None
+    if delivery.kind == "enter":
+        if journey.trigger is not None:
+            return None
+        state = await load_contact_state(pool, ws, contact_id, journey)
+        if state is None or not enters(
+            journey, ContactView(state.properties, frozenset(state.lists))
+        ):
+            return None
+    elif journey.trigger is None:
+        return None
+    return await enroll(pool, temporal, settings, record, contact_id)

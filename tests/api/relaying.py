@@ -1,0 +1,89 @@
+"""What the ingestion tests share: the relay running next to `running_stack` (which serves
+the app without its lifespan), small journeys, and reads of a workflow's history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from shared.relay import Relay, RelayOptions
+from shared.settings import Settings
+
+
+@asynccontextmanager
+async def relay_running(
+    pool: asyncpg.Pool, temporal: Client, task_queue: str, **options: Any
+) -> AsyncIterator[Relay]:
+    """The relay as the API's lifespan runs it, until the block ends."""
+    relay = Relay(pool, temporal, Settings(task_queue=task_queue), RelayOptions(**options))
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        yield relay
+    finally:
+        stop.set()
+        await running
+
+
+def journey(stages: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
+    """A valid journey definition: by default one stage that sends a marketing email,
+    waits an hour, then sends a follow-up."""
+    definition: dict[str, Any] = {
+        "name": "Ingestion test",
+        "owner": "marketing@acme.test",
+        "stage_property": "journey_stage",
+        "eligible_lists": [],
+        "start_stage": "onboarding",
+        "enroll_empty_stage": True,
+        "stages": stages
+        or [
+            {
+                "key": "onboarding",
+                "value": "onboarding",
+                "actions": [
+                    send("welcome"),
+                    {"type": "wait", "duration": "PT1H"},
+                    send("follow_up"),
+                ],
+            }
+        ],
+        "ends": {"success": {"value": "customer"}, "failure": [{"value": "churned"}]},
+    }
+    definition.update(overrides)
+    return definition
+
+
+def send(template: str) -> dict[str, Any]:
+    return {"type": "send_message", "channels": ["email"], "template": template, "marketing": True}
+
+
+async def activate(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:
+    created = await http.post("/v1/journeys", json=definition)
+    assert created.status_code == 201, created.text
+    journey_id: str = created.json()["id"]
+    activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+    assert activated.status_code == 200, activated.text
+    return journey_id
+
+
+async def enrollment(http: httpx.AsyncClient, journey_id: str, contact_id: str) -> dict[str, Any]:
+    response = await http.get(f"/v1/journeys/{journey_id}/enrollments/{contact_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def signals(temporal: Client, workflow_id: str) -> list[str]:
+    """The names of the signals in a workflow's history, in order."""
+    names = []
+    async for event in temporal.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            names.append(event.workflow_execution_signaled_event_attributes.signal_name)
+    return names
