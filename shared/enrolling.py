@@ -31,6 +31,13 @@ WHERE workspace = $1 AND contact_id = $2 AND type = ANY($3::text[]) ORDER BY seq
 SELECT_MAX_EVENT_SEQ = """
 SELECT coalesce(max(seq), 0) FROM events WHERE workspace = $1 AND contact_id = $2
 """
+# What load_contact_state's watermark would be now: equal means nothing changed since.
+SELECT_WATERMARK = """
+SELECT greatest(
+    (SELECT seq FROM contacts WHERE workspace = $1 AND id = $2),
+    (SELECT coalesce(max(seq), 0) FROM events WHERE workspace = $1 AND contact_id = $2)
+)
+"""
 INSERT_ENROLLMENT = """
 INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
                          goal_epoch, stage)
@@ -157,10 +164,12 @@ async def enroll(
                 refusal = Refused(
                     "already_enrolled", "The contact was enrolled in this journey before."
                 )
-            else:
-                # From now on the relay routes this contact's changes to the enrollment, so
-                # the workflow starts from a snapshot taken after the row exists: a change
-                # is either in it or delivered as a signal (issue 5: nothing is lost).
+            elif await conn.fetchval(SELECT_WATERMARK, record.workspace, contact_id) != (
+                state.event_seq
+            ):
+                # From the row on, the relay routes this contact's changes to the enrollment;
+                # a change committed between the snapshot and the row would reach neither,
+                # so start from a snapshot taken after the row (issue 5: nothing is lost).
                 state = (
                     await snapshot_contact_state(conn, record.workspace, contact_id, journey)
                     or state
