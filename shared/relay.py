@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -454,10 +454,6 @@ async def run_relay(
     stop: asyncio.Event,
     settings: Settings | None = None,
     options: RelayOptions | None = None,
-    on_start: Callable[[Relay], None] | None = None,
 ) -> None:
-    """Runs the relay until `stop` is set (the API starts it in its lifespan)."""
-    relay = Relay(pool, client, settings or Settings(), options)
-    if on_start is not None:
-        on_start(relay)
-    await relay.run(stop)
+    """Runs the relay until `stop` is set (the API runs it in its lifespan)."""
+    await Relay(pool, client, settings or Settings(), options).run(stop)

@@ -295,6 +295,8 @@ async def load_versions(
 async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
     if not deliveries:
         return
+    # in key order, so that two relays inserting overlapping rows never deadlock
+    deliveries = sorted(deliveries, key=lambda d: (d.workflow_id, d.kind, d.seq))
     await conn.execute(
         INSERT_DELIVERIES,
         [d.workspace for d in deliveries],

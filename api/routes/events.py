@@ -82,28 +82,27 @@ class EventBatchOut(BaseModel):
 _single = TypeAdapter(EventIn)
 _batch = TypeAdapter(EventBatchIn)
 
-EVENTS_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/EventIn"},
-                        {"$ref": "#/components/schemas/EventBatchIn"},
-                    ]
-                }
-            }
-        },
+
+def _events_body() -> dict[str, Any]:
+    """The request body for OpenAPI: one event or a batch (parsed by hand, so that each
+    form gets its own error paths)."""
+    event = EventIn.model_json_schema()
+    batch = {
+        "title": "EventBatchIn",
+        "type": "object",
+        "properties": {"events": {"type": "array", "items": event, "maxItems": MAX_BATCH}},
+        "required": ["events"],
+        "additionalProperties": False,
     }
-}
+    schema = {"oneOf": [event, batch]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 @router.post(
     "",
     status_code=202,
     operation_id="post_events",
-    openapi_extra=EVENTS_BODY,
+    openapi_extra=_events_body(),
     response_model=EventOut | EventBatchOut,
 )
 async def post_events(

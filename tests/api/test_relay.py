@@ -8,14 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+import uvicorn
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from cli.stack import free_port, start_temporal, stop_process
+from shared.api_keys import create_key
 from shared.enrollment import EnrollmentView
 from shared.journey import Journey
 from shared.routing import Change, InterestCache, OpenEnrollment, by_contact, route
+from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
 from tests.api.relaying import activate, enrollment, journey, relay_running, signals
 
@@ -264,3 +270,31 @@ async def test_relay_stops_promptly(pool: asyncpg.Pool, task_queue: str, tmp_pat
     )
     async with asyncio.timeout(5), relay_running(pool, temporal, task_queue):
         await asyncio.sleep(0.2)
+
+
+async def test_the_api_runs_the_relay_in_its_lifespan(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    app = create_app(Settings(task_queue=task_queue), pool=pool, temporal=dev_env.client)
+    key = await create_key(pool, "default")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}
+        ) as http:
+            posted = await http.post("/v1/events", json={"contact_id": "z", "type": "x"})
+            assert posted.status_code == 202
+
+            async def routed() -> None:
+                assert await pool.fetchval("SELECT count(*) FROM change_queue") == 0
+
+            await eventually(routed)
+    finally:
+        server.should_exit = True
+        await serving
