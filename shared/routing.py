@@ -12,15 +12,19 @@ the whole batch) and asks it which deliveries to make. Never imported by workflo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+from pydantic import ValidationError
 
 from shared.criteria import EventLeaf, ListLeaf, PropertyLeaf, iter_leaves
 from shared.db import Queryable
 from shared.journey import Journey
+
+log = logging.getLogger("nurture.relay")
 
 ChangeKind = Literal["contact", "list", "event", "goal"]
 DeliveryKind = Literal["event", "contact", "enter", "enter_after_goal"]
@@ -135,7 +139,12 @@ class InterestCache:
         if len(self._journeys) >= self._limit:
             self._journeys.clear()
             self._interests.clear()
-        self._journeys[key] = Journey.model_validate(definition)
+        try:
+            self._journeys[key] = Journey.model_validate(definition)
+        except ValidationError:
+            # a stored definition this code cannot read must not stall the whole queue:
+            # its enrollments hear nothing (and the log says why)
+            log.error("journey version %s does not validate; routing nothing to it", key)
 
     def journey(self, key: tuple[str, str, int]) -> Journey | None:
         return self._journeys.get(key)

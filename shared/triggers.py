@@ -20,11 +20,13 @@ attempts to enter again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio.client import Client
 
 from shared.db import Queryable
@@ -33,6 +35,8 @@ from shared.enrollment import workflow_id
 from shared.journey import Journey
 from shared.routing import Change, Delivery, contact_keys
 from shared.settings import Settings
+
+log = logging.getLogger("nurture.relay")
 
 SELECT_ACTIVE_JOURNEYS = """
 SELECT workspace, id, version, status, goal_epoch, definition FROM journeys
@@ -149,7 +153,12 @@ class ActiveJourneys:
             if record is None:
                 if len(self._parsed) >= self._limit:
                     self._parsed.clear()
-                record = self._parsed[key] = JourneyRecord.from_row(row["workspace"], row)
+                try:
+                    record = JourneyRecord.from_row(row["workspace"], row)
+                except ValidationError:
+                    log.error("journey %s does not validate; it triggers nothing", key)
+                    continue
+                self._parsed[key] = record
             active.setdefault(row["workspace"], []).append(record)
         return active
 
