@@ -258,10 +258,11 @@ def test_an_enrollment_in_its_attribution_window_hears_only_the_goal() -> None:
     assert len(route(changes, running, cache)) == 2  # the event and one snapshot
 
 
-def test_unknown_journey_versions_route_nothing() -> None:
-    assert (
-        route([_change("event", 1, name="x")], by_contact([_open("gone")]), InterestCache()) == []
-    )
+def test_unknown_or_unreadable_journey_versions_route_nothing() -> None:
+    cache = InterestCache()
+    cache.add(("w", "broken", 1), {"name": "not a journey"})
+    enrollments = by_contact([_open("gone"), _open("broken")])
+    assert route([_change("event", 1, name="x")], enrollments, cache) == []
 
 
 async def test_relay_stops_promptly(pool: asyncpg.Pool, task_queue: str, tmp_path: Path) -> None:
