@@ -24,16 +24,20 @@ async def running_stack(
     temporal: Client,
     task_queue: str,
     workspace: str = "default",
+    relay: bool = True,
     **settings: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API,
-    authenticated with a fresh API key of `workspace`."""
+    authenticated with a fresh API key of `workspace`. The app's lifespan runs the relay
+    that delivers contact changes and events to workflows, unless `relay` is False."""
     config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
     key = await create_key(pool, workspace)
     app = create_app(config, pool=pool, temporal=temporal)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on" if relay else "off"
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:
