@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
+from api.deps import get_workspace
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import contacts, enrollments, events, health, journeys, metrics
@@ -66,8 +67,10 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
-    for module in (health, journeys, enrollments, contacts, events, metrics):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (journeys, enrollments, contacts, events, metrics):
+        # every route but /healthz and the docs needs a key, whether or not it reads data
+        app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app
 
 
