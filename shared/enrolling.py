@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from shared import search_attributes as sa
 from shared.contact import ContactEvent, ContactState
-from shared.criteria import apply_event, evaluate, explain
+from shared.criteria import AnyNode, ListLeaf, apply_event, evaluate, explain
 from shared.db import Queryable
 from shared.enrollment import EnrollmentInput, workflow_id
 from shared.journey import Journey
@@ -116,14 +116,28 @@ async def snapshot_contact_state(
         return await load_contact_state(conn, workspace, contact_id, journey)
 
 
+def _lists_explained(lists: list[str], state: ContactState) -> dict[str, Any]:
+    """Membership of any of `lists`, explained leaf by leaf (for the enrollment log)."""
+    criteria = AnyNode(any=[ListLeaf(list=name) for name in lists])
+    return explain(criteria, state).model_dump(mode="json")
+
+
 def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
     """The first of DESIGN §3.2's refusals that applies (already_enrolled is checked apart)."""
     lists = set(state.lists)
     if journey.eligible_lists and not lists & set(journey.eligible_lists):
-        return Refused("not_eligible", "The contact is in none of the journey's eligible lists.")
+        return Refused(
+            "not_eligible",
+            "The contact is in none of the journey's eligible lists.",
+            _lists_explained(journey.eligible_lists, state),
+        )
     suppressed = sorted(lists & set(journey.suppression_lists))
     if suppressed:
-        return Refused("suppressed", f"The contact is in suppression list {suppressed[0]!r}.")
+        return Refused(
+            "suppressed",
+            f"The contact is in suppression list {suppressed[0]!r}.",
+            _lists_explained(journey.suppression_lists, state),
+        )
     if journey.goal is not None and evaluate(journey.goal.criteria, state):
         why = explain(journey.goal.criteria, state)
         return Refused(

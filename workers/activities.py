@@ -69,6 +69,11 @@ INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
 VALUES ($1, $2, $3, $4, 1)
 ON CONFLICT (workspace, journey_id, from_stage, to_node) DO UPDATE SET count = p.count + 1
 """
+# Dated stage moves: the metrics of a cohort of enrollment dates (?since=&until=).
+STAGE_MOVE = """
+INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
+SELECT workspace, journey_id, enrolled_at, $2, $3, $4 FROM enrollments WHERE workflow_id = $1
+"""
 WRITE_PROPERTY = """
 INSERT INTO contacts AS c (workspace, id, properties)
 VALUES ($1, $2, jsonb_build_object($3::text, $4::jsonb))
@@ -269,6 +274,7 @@ class JourneyActivities:
             case EnterStage(stage=stage, from_stage=from_stage):
                 await conn.execute(SET_ENROLLMENT_STAGE, ref.workflow_id, stage)
                 await conn.execute(STAGE_ENTERED, ws, journey, stage)
+                await conn.execute(STAGE_MOVE, ref.workflow_id, record.at, from_stage, stage)
                 if from_stage is not None:
                     await conn.execute(STAGE_LEFT, ws, journey, from_stage)
                     await conn.execute(PATH_TAKEN, ws, journey, from_stage, stage)
@@ -292,6 +298,9 @@ class JourneyActivities:
                 if effect.from_stage is not None:
                     await conn.execute(STAGE_LEFT, ws, journey, effect.from_stage)
                     await conn.execute(PATH_TAKEN, ws, journey, effect.from_stage, effect.to_node)
+                    await conn.execute(
+                        STAGE_MOVE, ref.workflow_id, record.at, effect.from_stage, effect.to_node
+                    )
             case Convert():
                 await self._convert(conn, ref, record, effect)
             case Complete():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict
 from temporalio.service import RPCError
@@ -13,7 +16,7 @@ from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
 from shared.enrolling import Enrolled, JourneyRecord, enroll
-from shared.enrollment import Unenroll
+from shared.enrollment import Outcome, Phase, Unenroll
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
 
@@ -26,6 +29,10 @@ SELECT_STEPS = """
 SELECT step_seq, at, stage, action, result, detail FROM enrollment_steps
 WHERE workflow_id = $1 ORDER BY step_seq
 """
+SELECT_REFUSALS = """
+SELECT reason, explanation, refused_at FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3 ORDER BY refused_at
+"""
 SELECT_PAGE = """
 SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
        enrolled_at, ended_at, completed_at
@@ -34,6 +41,13 @@ WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3
   AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR outcome = $5)
 ORDER BY contact_id LIMIT $6
 """
+
+REFUSAL_MESSAGES = {
+    "not_eligible": "The contact was in none of the journey's eligible lists.",
+    "suppressed": "The contact was in a suppression list of the journey.",
+    "goal_already_met": "The contact already met the journey's goal.",
+    "already_enrolled": "The contact had been enrolled in this journey before.",
+}
 
 
 class EnrollRequest(BaseModel):
@@ -59,21 +73,88 @@ class EnrollmentOut(BaseModel):
 
 
 class StepOut(BaseModel):
-    step_seq: int
+    """One line of the enrollment log. Exits, ends and refusals carry the `reason` in
+    words and, where criteria decided it, their `explanation` leaf by leaf."""
+
+    step_seq: int | None
+    """None for a refusal (it happened outside any enrollment)."""
     at: datetime
     stage: str | None
     action: str
     result: str
+    reason: str | None = None
+    explanation: dict[str, Any] | None = None
     detail: dict[str, Any]
 
 
-class EnrollmentDetail(EnrollmentOut):
+class EnrollmentDetail(BaseModel):
+    """A contact in a journey: its enrollment (if it ever entered) and the whole log,
+    refusals included, in time order. `status` is `refused` when it never entered."""
+
+    contact_id: str
+    status: str
+    workflow_id: str | None = None
+    journey_version: int | None = None
+    stage: str | None = None
+    outcome: str | None = None
+    end_value: str | None = None
+    enrolled_at: datetime | None = None
+    ended_at: datetime | None = None
+    completed_at: datetime | None = None
     steps: list[StepOut]
 
 
 class EnrollmentPage(BaseModel):
     items: list[EnrollmentOut]
     next_cursor: str | None
+
+
+def encode_cursor(contact_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": contact_id}).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    """The contact id a page starts after; 400 `invalid_cursor` for anything not ours."""
+    if not cursor:
+        return ""
+    try:
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+    except (ValueError, TypeError, KeyError, UnicodeError):
+        after = None
+    if not isinstance(after, str):
+        raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.")
+    return after
+
+
+def _choice(name: str, value: str | None, allowed: list[str]) -> str | None:
+    if value is not None and value not in allowed:
+        raise ApiError(
+            422, "invalid_filter", f"{name} must be one of {', '.join(allowed)}; got {value!r}."
+        )
+    return value
+
+
+def _step(row: asyncpg.Record) -> StepOut:
+    detail = row["detail"] or {}
+    leaving = row["action"] in ("exit", "end", "goal_met", "complete")
+    return StepOut(
+        **dict(row),
+        reason=detail.get("reason") if leaving else None,
+        explanation=detail.get("explanation") if leaving else None,
+    )
+
+
+def _refusal(row: asyncpg.Record) -> StepOut:
+    return StepOut(
+        step_seq=None,
+        at=row["refused_at"],
+        stage=None,
+        action="refused",
+        result=row["reason"],
+        reason=REFUSAL_MESSAGES.get(row["reason"], row["reason"]),
+        explanation=row["explanation"],
+        detail={},
+    )
 
 
 @router.post("", status_code=201, operation_id="enroll_contact")
@@ -113,11 +194,16 @@ async def list_enrollments(
     cursor: str = "",
     limit: int = Query(100, ge=1, le=1000),
 ) -> EnrollmentPage:
-    """Enrollments of a journey, filtered by status/outcome, paged by contact id cursor."""
+    """Enrollments of a journey by contact id, filtered by `status` (running,
+    in_attribution_window, completed) and/or `outcome`; `next_cursor` gets the next page
+    (400 `invalid_cursor` for a cursor this API did not return)."""
+    _choice("status", status, [p.value for p in Phase])
+    _choice("outcome", outcome, [o.value for o in Outcome])
+    after = decode_cursor(cursor)
     await fetch_journey(pool, workspace, journey_id)
-    rows = await pool.fetch(SELECT_PAGE, workspace, journey_id, cursor, status, outcome, limit)
+    rows = await pool.fetch(SELECT_PAGE, workspace, journey_id, after, status, outcome, limit)
     items = [EnrollmentOut(**dict(r)) for r in rows]
-    next_cursor = items[-1].contact_id if len(items) == limit else None
+    next_cursor = encode_cursor(items[-1].contact_id) if len(items) == limit else None
     return EnrollmentPage(items=items, next_cursor=next_cursor)
 
 
@@ -125,11 +211,21 @@ async def list_enrollments(
 async def get_enrollment(
     journey_id: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
 ) -> EnrollmentDetail:
-    """One enrollment with its log: every step with time, stage, action, result and reason."""
+    """The enrollment log of one contact: every step with time, stage, action and result;
+    exits, ends and refusals with their reason and criteria explanation."""
+    await fetch_journey(pool, workspace, journey_id)
     row = await pool.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id)
+    refusals = [
+        _refusal(r) for r in await pool.fetch(SELECT_REFUSALS, workspace, journey_id, contact_id)
+    ]
+    if row is None and not refusals:
+        raise ApiError(
+            404, "enrollment_not_found", f"{contact_id!r} never entered nor was refused here."
+        )
     if row is None:
-        raise ApiError(404, "enrollment_not_found", f"{contact_id!r} is not enrolled here.")
-    steps = [StepOut(**dict(s)) for s in await pool.fetch(SELECT_STEPS, row["workflow_id"])]
+        return EnrollmentDetail(contact_id=contact_id, status="refused", steps=refusals)
+    steps = [_step(s) for s in await pool.fetch(SELECT_STEPS, row["workflow_id"])]
+    steps = sorted([*steps, *refusals], key=lambda s: s.at)
     return EnrollmentDetail(**dict(row), steps=steps)
 
 

@@ -41,7 +41,8 @@ INSERT INTO journey_versions (workspace, journey_id, version, definition, change
 VALUES ($1, $2, $3, $4, $5)
 """
 UPDATE_DEFINITION = """
-UPDATE journeys SET name = $3, owner = $4, definition = $5, version = $6, updated_at = now()
+UPDATE journeys SET name = $3, owner = $4, definition = $5, version = $6, goal_epoch = $7,
+                    updated_at = now()
 WHERE workspace = $1 AND id = $2
 """
 SET_STATUS = """
@@ -142,7 +143,8 @@ async def get_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -
 async def edit_journey(
     journey_id: str, pool: PoolDep, workspace: WorkspaceDep, payload: Any = Body(None)
 ) -> JourneyOut:
-    """Edits a draft or inactive journey; every edit is a new version."""
+    """Edits a draft or inactive journey; every edit is a new version. Removing the goal
+    starts a new goal epoch (conversions restart from zero, DESIGN §3.7)."""
     journey, result = _valid_or_422(payload)
     definition = journey.model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
@@ -154,6 +156,9 @@ async def edit_journey(
                 409, "journey_active", "An active journey cannot be edited; deactivate it first."
             )
         version = row["version"] + 1
+        goal_epoch = row["goal_epoch"]
+        if row["definition"].get("goal") is not None and journey.goal is None:
+            goal_epoch += 1
         await conn.execute(
             UPDATE_DEFINITION,
             workspace,
@@ -162,6 +167,7 @@ async def edit_journey(
             journey.owner,
             definition,
             version,
+            goal_epoch,
         )
         await conn.execute(
             INSERT_VERSION, workspace, journey_id, version, definition, journey.owner

@@ -1,40 +1,69 @@
-"""Journey metrics, served from the Postgres read models the activities keep current."""
+"""Journey metrics (DESIGN §6), served from the Postgres read models that the activities
+and the triggers of 006_metrics.sql keep current in the transactions that change them.
+
+Without a window every number is a counter read: a handful of index lookups whatever the
+number of enrollments. With `?since=&until=` the numbers describe the cohort of contacts
+enrolled in that window (refusals: those made in it), read through covering indexes.
+"""
 
 from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
+from api.errors import ApiError
 from api.routes.journeys import fetch_journey
-from shared.journey import Journey
+from shared.db import Queryable
+from shared.journey import Goal, Journey
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
-ENROLLMENT_COUNTS = """
-SELECT count(*) AS enrolled,
-       count(*) FILTER (WHERE status = 'running') AS active
-FROM enrollments WHERE workspace = $1 AND journey_id = $2
+COUNTERS = "SELECT key, n FROM journey_counters WHERE workspace = $1 AND journey_id = $2"
+LIST_MEMBERS = """
+SELECT coalesce(sum(members), 0) FROM list_counters WHERE workspace = $1 AND list = $2
 """
-ENDED_BY_OUTCOME = """
-SELECT outcome, count(*) AS n FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND outcome IS NOT NULL GROUP BY outcome
-"""
-REFUSED_BY_REASON = """
-SELECT reason, count(*) AS n FROM refusals WHERE workspace = $1 AND journey_id = $2
-GROUP BY reason
-"""
-ELIGIBLE = """
+CONTACTS = "SELECT coalesce(sum(contacts), 0) FROM workspace_counters WHERE workspace = $1"
+ELIGIBLE_UNION = """
 SELECT count(DISTINCT contact_id) FROM list_members WHERE workspace = $1 AND list = ANY($2)
-"""
-ALL_CONTACTS = "SELECT count(*) FROM contacts WHERE workspace = $1"
-CONVERSIONS = """
-SELECT count(*) FROM conversions WHERE workspace = $1 AND journey_id = $2 AND goal_epoch = $3
 """
 STAGES = "SELECT stage, entered, active FROM stage_stats WHERE workspace = $1 AND journey_id = $2"
 PATHS = """
 SELECT from_stage, to_node, count FROM stage_paths WHERE workspace = $1 AND journey_id = $2
 """
+# The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
+IN_WINDOW = "($3::timestamptz IS NULL OR {col} >= $3) AND ($4::timestamptz IS NULL OR {col} < $4)"
+COHORT = f"""
+SELECT status, outcome, stage, goal_epoch, count(*) AS n FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
+GROUP BY 1, 2, 3, 4
+"""
+COHORT_CONVERSIONS = f"""
+SELECT count(*) FROM enrollments e
+JOIN conversions c ON c.workspace = e.workspace AND c.journey_id = e.journey_id
+                  AND c.contact_id = e.contact_id AND c.goal_epoch = $5
+WHERE e.workspace = $1 AND e.journey_id = $2 AND {IN_WINDOW.format(col="e.enrolled_at")}
+"""
+COHORT_REFUSALS = f"""
+SELECT reason, count(*) AS n FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="refused_at")}
+GROUP BY 1
+"""
+COHORT_MOVES = f"""
+SELECT from_stage, to_node, count(*) AS n FROM stage_moves
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
+GROUP BY 1, 2
+"""
+
+
+class Window(BaseModel):
+    since: datetime | None
+    until: datetime | None
 
 
 class Share(BaseModel):
@@ -44,106 +73,243 @@ class Share(BaseModel):
 
 class PathOut(BaseModel):
     to: str
+    """A stage key, `end:success`, `end:failure:<value>` or `exit:<outcome>`."""
     count: int
     percent: float
+    """Of those who left the stage."""
 
 
 class StageMetrics(BaseModel):
     key: str
     entered: int
+    """Stage entries (a contact that loops back counts once per entry)."""
     active: int
+    left: int
     paths: list[PathOut]
 
 
 class GoalMetrics(BaseModel):
+    epoch: int
+    enrolled: int
+    """Enrollments of this goal epoch: the base of the conversion rate."""
     conversions: int
     conversion_rate: float
-    target: dict[str, float] | None
-    target_met: bool | None
-    remaining: float | None
+    target: dict[str, float] | None = None
+    target_met: bool | None = None
+    progress: float | None = None
+    """How far towards the target, in percent of it (100 = met; may exceed 100)."""
+    conversions_needed: int | None = None
+    """More conversions that would meet the target, at the current enrollment count."""
 
 
 class JourneyMetrics(BaseModel):
     journey_id: str
+    window: Window | None
     eligible: int
     enrolled: int
     active: int
+    in_attribution_window: int
     refused: dict[str, int]
+    refused_total: int
     ended: dict[str, Share]
     goal: GoalMetrics | None
     stages: list[StageMetrics]
+
+
+@dataclass
+class Tally:
+    """What the metrics are computed from, read from counters or from a cohort."""
+
+    enrolled: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    ended: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    epoch_enrolled: int = 0
+    conversions: int = 0
+    entered: Counter[str] = field(default_factory=Counter)
+    active: Counter[str] = field(default_factory=Counter)
+    paths: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def _pct(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
 
 
-@router.get("", operation_id="journey_metrics")
-async def journey_metrics(
-    journey_id: str, pool: PoolDep, workspace: WorkspaceDep
-) -> JourneyMetrics:
-    """Eligible, enrolled, active, refused, ended by outcome, goal and per-stage paths."""
-    row = await fetch_journey(pool, workspace, journey_id)
-    journey = Journey.model_validate(row["definition"])
-    goal_epoch = await pool.fetchval(
-        "SELECT goal_epoch FROM journeys WHERE workspace = $1 AND id = $2", workspace, journey_id
-    )
-    counts = await pool.fetchrow(ENROLLMENT_COUNTS, workspace, journey_id)
-    assert counts is not None
-    enrolled = counts["enrolled"]
-    ended = {
-        r["outcome"]: Share(count=r["n"], percent=_pct(r["n"], enrolled))
-        for r in await pool.fetch(ENDED_BY_OUTCOME, workspace, journey_id)
-    }
-    refused = {
-        r["reason"]: r["n"] for r in await pool.fetch(REFUSED_BY_REASON, workspace, journey_id)
-    }
-    if journey.eligible_lists:
-        eligible = await pool.fetchval(ELIGIBLE, workspace, journey.eligible_lists)
-    else:
-        eligible = await pool.fetchval(ALL_CONTACTS, workspace)
-    goal = None
-    if journey.goal is not None:
-        conversions = await pool.fetchval(CONVERSIONS, workspace, journey_id, goal_epoch)
-        target = journey.goal.target.model_dump(exclude_none=True) if journey.goal.target else None
-        rate = _pct(conversions, enrolled)
-        met: bool | None = None
-        remaining: float | None = None
-        if target and "count" in target:
-            met, remaining = conversions >= target["count"], max(0, target["count"] - conversions)
-        elif target and "percent" in target:
-            met, remaining = rate >= target["percent"], max(0.0, target["percent"] - rate)
-        goal = GoalMetrics(
-            conversions=conversions,
-            conversion_rate=rate,
-            target=target,
-            target_met=met,
-            remaining=remaining,
+def parse_instant(name: str, value: str | None) -> datetime | None:
+    """An ISO-8601 timestamp with a time zone; 422 `invalid_window` otherwise."""
+    if value is None or value == "":
+        return None
+    # An unencoded '+' of an offset arrives as a space.
+    text = value.replace(" ", "+") if "T" in value else value
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422, "invalid_window", f"{name} must be an ISO-8601 timestamp, got {value!r}."
+        ) from None
+    if instant.tzinfo is None:
+        raise ApiError(
+            422, "invalid_window", f"{name} needs a time zone (e.g. Z or +02:00): {value!r}."
         )
-    paths: dict[str, list[tuple[str, int]]] = {}
-    for r in await pool.fetch(PATHS, workspace, journey_id):
-        paths.setdefault(r["from_stage"], []).append((r["to_node"], r["count"]))
-    stats = {r["stage"]: r for r in await pool.fetch(STAGES, workspace, journey_id)}
+    return instant
+
+
+async def _counters(conn: Queryable, workspace: str, journey_id: str, epoch: int) -> Tally:
+    tally = Tally()
+    for key, n in await conn.fetch(COUNTERS, workspace, journey_id):
+        kind, _, rest = key.partition(":")
+        if kind == "enrolled":
+            tally.enrolled = n
+        elif kind == "status":
+            tally.by_status[rest] = n
+        elif kind == "ended":
+            tally.ended[rest] = n
+        elif kind == "refused":
+            tally.refused[rest] = n
+        elif key == f"epoch:{epoch}:enrolled":
+            tally.epoch_enrolled = n
+        elif key == f"epoch:{epoch}:conversions":
+            tally.conversions = n
+    for r in await conn.fetch(STAGES, workspace, journey_id):
+        tally.entered[r["stage"]], tally.active[r["stage"]] = r["entered"], r["active"]
+    for r in await conn.fetch(PATHS, workspace, journey_id):
+        tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] = r["count"]
+    return tally
+
+
+async def _cohort(
+    conn: Queryable, workspace: str, journey_id: str, epoch: int, window: Window
+) -> Tally:
+    tally = Tally()
+    bounds = (workspace, journey_id, window.since, window.until)
+    for r in await conn.fetch(COHORT, *bounds):
+        n = r["n"]
+        tally.enrolled += n
+        tally.by_status[r["status"]] += n
+        if r["outcome"] is not None:
+            tally.ended[r["outcome"]] += n
+        if r["goal_epoch"] == epoch:
+            tally.epoch_enrolled += n
+        if r["status"] == "running" and r["stage"] is not None:
+            tally.active[r["stage"]] += n
+    tally.conversions = await conn.fetchval(COHORT_CONVERSIONS, *bounds, epoch)
+    for r in await conn.fetch(COHORT_REFUSALS, *bounds):
+        tally.refused[r["reason"]] = r["n"]
+    for r in await conn.fetch(COHORT_MOVES, *bounds):
+        tally.entered[r["to_node"]] += r["n"]
+        if r["from_stage"] is not None:
+            tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] += r["n"]
+    return tally
+
+
+async def _eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
+    """Contacts now in the journey's eligible lists (every contact when it has none)."""
+    lists = journey.eligible_lists
+    if not lists:
+        n = await conn.fetchval(CONTACTS, workspace)
+    elif len(lists) == 1:
+        n = await conn.fetchval(LIST_MEMBERS, workspace, lists[0])
+    else:
+        n = await conn.fetchval(ELIGIBLE_UNION, workspace, lists)
+    return int(n)
+
+
+def goal_metrics(goal: Goal, epoch: int, enrolled: int, conversions: int) -> GoalMetrics:
+    """The conversion rate against the goal's target (if it has one): met or not, how far."""
+    metrics = GoalMetrics(
+        epoch=epoch,
+        enrolled=enrolled,
+        conversions=conversions,
+        conversion_rate=_pct(conversions, enrolled),
+    )
+    target = goal.target
+    if target is None:
+        return metrics
+    if target.count is not None:
+        wanted = target.count
+        progress = 100.0 * conversions / wanted
+    else:
+        percent = float(target.percent or 0)
+        # the smallest count whose rate reaches the target (exact for 2-decimal percents)
+        wanted = max(1, math.ceil(round(percent * enrolled, 6) / 100))
+        progress = 100.0 * conversions / enrolled / percent * 100 if enrolled else 0.0
+    needed = max(0, wanted - conversions)
+    return metrics.model_copy(
+        update={
+            "target": target.model_dump(exclude_none=True),
+            "target_met": needed == 0,
+            "progress": round(progress, 2),
+            "conversions_needed": needed,
+        }
+    )
+
+
+def _stages(journey: Journey, tally: Tally) -> list[StageMetrics]:
+    keys = [stage.key for stage in journey.stages]
+    # stages an earlier version had and this one dropped still show what happened there
+    keys += sorted((set(tally.entered) | set(tally.paths)) - set(keys) - _end_nodes(tally))
     stages = []
-    for stage in journey.stages:
-        stat = stats.get(stage.key)
-        out = paths.get(stage.key, [])
-        left = sum(n for _, n in out)
+    for key in keys:
+        out = tally.paths.get(key, Counter())
+        left = sum(out.values())
+        paths = [PathOut(to=to, count=n, percent=_pct(n, left)) for to, n in sorted(out.items())]
         stages.append(
             StageMetrics(
-                key=stage.key,
-                entered=stat["entered"] if stat else 0,
-                active=stat["active"] if stat else 0,
-                paths=[PathOut(to=to, count=n, percent=_pct(n, left)) for to, n in sorted(out)],
+                key=key,
+                entered=tally.entered[key],
+                active=tally.active[key],
+                left=left,
+                paths=[p for p in paths if p.count],
             )
         )
+    return stages
+
+
+def _end_nodes(tally: Tally) -> set[str]:
+    return {node for node in tally.entered if node.startswith(("end:", "exit:"))}
+
+
+@router.get("", operation_id="journey_metrics")
+async def journey_metrics(
+    journey_id: str,
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    since: str | None = None,
+    until: str | None = None,
+) -> JourneyMetrics:
+    """Eligible, enrolled, active, refused by reason, ended by outcome, the goal against
+    its target, and per stage: entered, active now and every path out. `since`/`until`
+    (ISO-8601 with a time zone) narrow it to the contacts enrolled in that window."""
+    start, end = parse_instant("since", since), parse_instant("until", until)
+    if start is not None and end is not None and start >= end:
+        raise ApiError(422, "invalid_window", "since must be earlier than until.")
+    window = Window(since=start, until=end) if start or end else None
+    async with pool.acquire() as conn:
+        row = await fetch_journey(conn, workspace, journey_id)
+        journey = Journey.model_validate(row["definition"])
+        epoch = row["goal_epoch"]
+        if window is None:
+            tally = await _counters(conn, workspace, journey_id, epoch)
+        else:
+            tally = await _cohort(conn, workspace, journey_id, epoch, window)
+        eligible = await _eligible(conn, workspace, journey)
+    goal = None
+    if journey.goal is not None:
+        goal = goal_metrics(journey.goal, epoch, tally.epoch_enrolled, tally.conversions)
     return JourneyMetrics(
         journey_id=journey_id,
+        window=window,
         eligible=eligible,
-        enrolled=enrolled,
-        active=counts["active"],
-        refused=refused,
-        ended=ended,
+        enrolled=tally.enrolled,
+        active=tally.by_status["running"],
+        in_attribution_window=tally.by_status["in_attribution_window"],
+        refused={k: n for k, n in sorted(tally.refused.items()) if n},
+        refused_total=sum(tally.refused.values()),
+        ended={
+            k: Share(count=n, percent=_pct(n, tally.enrolled))
+            for k, n in sorted(tally.ended.items())
+            if n
+        },
         goal=goal,
-        stages=stages,
+        stages=_stages(journey, tally),
     )
