@@ -141,7 +141,7 @@ FILL = [
     INSERT INTO refusals (workspace, journey_id, contact_id, reason, refused_at)
     SELECT 'bench', journey_id, 'r' || i,
            (ARRAY['not_eligible', 'suppressed', 'goal_already_met',
-                  'already_enrolled'])[1 + f % 4],
+                  'already_enrolled'])[1 + (i / 2000) % 4],
            enrolled_at
     FROM fate WHERE i % 20 < 1 OR f % 20 = 0
     """,
