@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -47,6 +48,21 @@ def api() -> None:
         log_level="info",
         timeout_graceful_shutdown=20,
     )
+
+
+@app.command()
+def bench(
+    size: int = typer.Option(0, help="Enrollments per throughput run (0: the default size)."),
+    report: Path = typer.Option(Path(".nurture/bench/report.json"), help="JSON report path."),
+    markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
+    keep: bool = typer.Option(False, help="Keep the benchmark stack's data and logs."),
+) -> None:
+    """Benchmark nurture against bare Temporal on a fresh stack of its own (free ports)."""
+    from bench.__main__ import main as run_bench
+
+    args = ["--report", str(report)] + (["--size", str(size)] if size else [])
+    args += ["--markdown", str(markdown)] if markdown else []
+    raise typer.Exit(run_bench([*args, *(["--keep"] if keep else [])]))
 
 
 @app.command()

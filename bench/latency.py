@@ -1,0 +1,160 @@
+"""3. Event → exit latency: enrollments wait a month for a purchase (the goal); purchases
+are POSTed at a steady 50 events/s, one per enrollment. Latency is from POST /v1/events
+returning to the workflow closed with `goal_met` and its enrollment row (what the metrics
+read) saying so. The baseline is a bare workflow waiting on a timer that a signal ends,
+signalled at the same rate.
+
+Each nurture run's history says when the signal arrived, which splits the latency into
+the API + relay part (POST returned → signal in the history) and the worker + server part
+(signal → workflow closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+
+from bench import journeys
+from bench.baseline import BARE_WAITER
+from bench.report import Figure
+from bench.stack import BASELINE_QUEUE, Stack
+
+RATE = 50.0
+MONTH = 30 * 86400.0
+ROW = "SELECT status, outcome FROM enrollments WHERE workflow_id = $1"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def _paced(count: int, one: Any) -> list[Any]:
+    """Starts `one(i)` at a steady RATE per second, whatever each takes."""
+    start = time.monotonic()
+    tasks = []
+    for i in range(count):
+        delay = start + i / RATE - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def _row_says_goal_met(stack: Stack, workflow_id: str) -> None:
+    while True:
+        row = await stack.pool.fetchrow(ROW, workflow_id)
+        if row is not None and row["status"] == "completed":
+            if row["outcome"] != "goal_met":
+                raise RuntimeError(f"{workflow_id} ended {row['outcome']}, not goal_met")
+            return
+        await asyncio.sleep(0.005)
+
+
+async def prepare(stack: Stack, count: int) -> list[tuple[str, str]]:
+    """`count` enrollments waiting for a purchase: (contact, workflow id) pairs."""
+    journey_id = await journeys.create_active(stack.http, journeys.waiting())
+    contacts = stack.new_contacts(count, "lat")
+    await journeys.create_contacts(stack.http, contacts)
+    ids = await journeys.enroll_all(stack.http, journey_id, contacts)
+    deadline = time.monotonic() + 60 + count
+    query = "SELECT count(*) FROM enrollments WHERE journey_id = $1 AND marketing_sent"
+    while await stack.pool.fetchval(query, journey_id) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError("enrollments did not reach their wait")
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(2)  # the workflow task after the send starts the timer
+    return list(zip(contacts, ids, strict=True))
+
+
+async def _nurture(stack: Stack, enrollments: list[tuple[str, str]]) -> dict[str, list[float]]:
+    posted_at: dict[str, datetime] = {}
+
+    async def one(i: int) -> float:
+        contact, workflow_id = enrollments[i]
+        response = await stack.http.post(
+            "/v1/events", json={"contact_id": contact, "type": "purchase"}
+        )
+        response.raise_for_status()
+        t0 = time.monotonic()
+        posted_at[workflow_id] = datetime.now(UTC)
+        await stack.temporal.get_workflow_handle(workflow_id).result()
+        await _row_says_goal_met(stack, workflow_id)
+        return (time.monotonic() - t0) * 1000
+
+    total = await _paced(len(enrollments), one)
+    relay, worker = [], []
+    for _, workflow_id in enrollments[:: max(1, len(enrollments) // 100)]:
+        history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
+        # the last signal is the purchase (the ingest run's page views came before it)
+        signalled = [
+            e.event_time.ToDatetime(UTC)
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        ][-1]
+        closed = history.events[-1].event_time.ToDatetime(UTC)
+        relay.append((signalled - posted_at[workflow_id]).total_seconds() * 1000)
+        worker.append((closed - signalled).total_seconds() * 1000)
+    return {"total": total, "post_to_signal": relay, "signal_to_close": worker}
+
+
+async def _bare(stack: Stack, count: int) -> list[float]:
+    tag = uuid.uuid4().hex[:8]
+    handles = await asyncio.gather(
+        *(
+            stack.temporal.start_workflow(
+                BARE_WAITER, MONTH, id=f"latency-{tag}-{i}", task_queue=BASELINE_QUEUE
+            )
+            for i in range(count)
+        )
+    )
+    await asyncio.sleep(2)
+
+    async def one(i: int) -> float:
+        await handles[i].signal("stop")
+        t0 = time.monotonic()
+        await handles[i].result()
+        return (time.monotonic() - t0) * 1000
+
+    return await _paced(count, one)
+
+
+async def run(
+    stack: Stack, enrollments: list[tuple[str, str]]
+) -> tuple[list[Figure], dict[str, Any]]:
+    nurture = await _nurture(stack, enrollments)
+    bare = await _bare(stack, len(enrollments))
+    figures = [
+        Figure(
+            "3. event → exit",
+            f"p{p} at {RATE:g} events/s",
+            percentile(nurture["total"], p),
+            "ms",
+            baseline=percentile(bare, p),
+            baseline_name="bare signal → close",
+            target=target,
+            on="value",
+            at_least=False,
+        )
+        for p, target in ((50, 100.0), (99, 250.0))
+    ]
+    details = {
+        "events": len(enrollments),
+        "rate": RATE,
+        "nurture_ms": {
+            part: {
+                "p50": percentile(values, 50),
+                "p99": percentile(values, 99),
+                "mean": statistics.fmean(values),
+            }
+            for part, values in nurture.items()
+        },
+        "bare_ms": {"p50": percentile(bare, 50), "p99": percentile(bare, 99)},
+    }
+    return figures, details

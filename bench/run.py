@@ -1,0 +1,115 @@
+"""The whole suite: one fresh stack, every figure, one table, one JSON report.
+
+Sizes, from `size` (the enrollments of the throughput run, default `bench.DEFAULT_SIZE`):
+the latency and ingest runs use `size` waiting enrollments (ingest sends 10 events to each,
+then latency one purchase to each at 50/s), and memory fills up to `6 * size` enrollments
+waiting on timers (10,000 from `--size 1667`).
+
+The figures of other issues (`bench.metrics_scale`, `bench.activation`) are collected when
+those modules exist: each has `async def run(size: int) -> dict` and starts what it needs
+itself, after this stack has stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import history, ingest, latency, memory, throughput
+from bench.report import Figure, machine, print_table, write_json
+from bench.stack import running_stack
+from cli.stack import temporal_binary
+
+OPTIONAL = {
+    "6. metrics latency": "bench.metrics_scale",
+    "6. activation": "bench.activation",
+}
+
+
+def sizes(size: int) -> dict[str, int]:
+    return {
+        "throughput": size,
+        "waiting": size,
+        "ingest_events": 10 * size,
+        "memory": 6 * size,
+    }
+
+
+async def run_suite(
+    size: int, report: Path, keep: bool = False, log: Callable[[str], None] = print
+) -> list[Figure]:
+    meta: dict[str, Any] = {
+        "size": size,
+        "sizes": sizes(size),
+        "machine": machine(temporal_binary()),
+    }
+    n = sizes(size)
+    figures: list[Figure] = []
+    details: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def step(
+        name: str, run: Callable[[], Awaitable[tuple[list[Figure], dict[str, Any]]]]
+    ) -> None:
+        log(f"bench: {name} …")
+        t0 = time.monotonic()
+        found, detail = await run()
+        seconds[name] = round(time.monotonic() - t0, 1)
+        figures.extend(found)
+        details[name] = detail
+
+    async with running_stack(keep=keep) as stack:
+        await step("throughput", lambda: throughput.run(stack, n["throughput"]))
+        await step("history", lambda: history.run(stack))
+        log("bench: enrolling the waiting contacts …")
+        waiting = await latency.prepare(stack, n["waiting"])
+        await step("ingest", lambda: ingest.run(stack, waiting, n["ingest_events"]))
+        await step("latency", lambda: latency.run(stack, waiting))
+        await step("memory", lambda: memory.run(stack, n["memory"]))
+    for section, module in OPTIONAL.items():
+        await step(section, partial(_optional, section, module, size))
+    meta["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}
+    write_json(report, figures, details, meta)
+    cpus, total = meta["machine"]["cpus"], meta["seconds"]["total"]
+    title = f"nurture bench · size {size} · {cpus} CPUs · {total:.0f}s"
+    print_table(figures, title)
+    log(f"bench: report written to {report}")
+    return figures
+
+
+async def _optional(
+    section: str, module_name: str, size: int
+) -> tuple[list[Figure], dict[str, Any]]:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return [Figure(section, "not available", None, "", note="not available")], {}
+    result: dict[str, Any] = await module.run(size)
+    return figures_from(section, result), result
+
+
+def figures_from(section: str, result: dict[str, Any]) -> list[Figure]:
+    """Another issue's result as rows: its `figures` (dicts with Figure's fields) when it
+    has them, otherwise one row per top-level number."""
+    rows = result.get("figures")
+    if isinstance(rows, list):
+        fields = set(Figure.__dataclass_fields__) - {"ratio", "met", "missed_by"}
+        return [
+            Figure(
+                **{"section": section, "unit": "", **{k: v for k, v in row.items() if k in fields}}
+            )
+            for row in rows
+            if isinstance(row, dict) and "name" in row and "value" in row
+        ]
+    return [
+        Figure(section, key, float(value), "")
+        for key, value in result.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]

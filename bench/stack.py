@@ -1,0 +1,189 @@
+"""The stack a benchmark run measures: like `nurture dev` (Temporal dev server with its
+SQLite file, embedded Postgres, the worker and the API as their own processes), but on
+free ports and in a fresh temporary directory, so it never clashes with a running
+`nurture dev` and always starts empty. Next to it runs the bare-Temporal baseline worker
+(`bench.baseline`), a process of its own on the same server with the same worker settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+
+from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process, wait_for_port
+from shared.api_keys import create_key
+from shared.db import create_pool, migrate
+from shared.settings import Settings
+from shared.temporal import connect
+
+DATABASE = "nurture"
+NURTURE_QUEUE = "nurture-bench"
+BASELINE_QUEUE = "bare-bench"
+
+
+@dataclass
+class Stack:
+    """Everything a benchmark needs: clients for Temporal, Postgres and the API, and the
+    worker processes (their pids, for memory)."""
+
+    root: Path
+    temporal: Client
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    api_url: str
+    temporal_address: str
+    database_url: str
+    worker: subprocess.Popen[bytes]
+    baseline_worker: subprocess.Popen[bytes]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def new_contacts(self, count: int, prefix: str = "c") -> list[str]:
+        tag = uuid.uuid4().hex[:6]
+        return [f"{prefix}-{tag}-{i:06d}" for i in range(count)]
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+async def _prepare_database(pg: EmbeddedPostgres) -> str:
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await conn.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await conn.close()
+    url = pg.url_for(DATABASE)
+    await migrate(url)
+    return url
+
+
+@asynccontextmanager
+async def running_stack(keep: bool = False) -> AsyncIterator[Stack]:
+    """Starts the whole stack in a temporary directory, yields it, stops every process it
+    started and removes the directory (unless `keep`, or when something failed)."""
+    root = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
+    logs = root / "logs"
+    temporal_port, api_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    pg = EmbeddedPostgres(root / "postgres", free_port())
+    failed = True
+    try:
+        procs.append(
+            await asyncio.to_thread(
+                start_temporal, root / "temporal.db", temporal_port, None, logs / "temporal.log"
+            )
+        )
+        await asyncio.to_thread(pg.start, logs / "postgres.log")
+        database_url = await _prepare_database(pg)
+        address = f"127.0.0.1:{temporal_port}"
+        env = {
+            **os.environ,
+            "NURTURE_TEMPORAL_ADDRESS": address,
+            "NURTURE_DATABASE_URL": database_url,
+            "NURTURE_TASK_QUEUE": NURTURE_QUEUE,
+            "NURTURE_API_HOST": "127.0.0.1",
+            "NURTURE_API_PORT": str(api_port),
+        }
+        for name in ("NURTURE_TEMPORAL_API_KEY", "NURTURE_TEMPORAL_TLS_CERT"):
+            env.pop(name, None)
+        worker = _spawn([sys.executable, "-m", "cli.main", "worker"], env, logs / "worker.log")
+        procs.append(worker)
+        api = _spawn([sys.executable, "-m", "cli.main", "api"], env, logs / "api.log")
+        procs.append(api)
+        baseline = _spawn(
+            [sys.executable, "-m", "bench.baseline", address, BASELINE_QUEUE],
+            env,
+            logs / "baseline-worker.log",
+        )
+        procs.append(baseline)
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 60, api)
+        settings = Settings(temporal_address=address, task_queue=NURTURE_QUEUE)
+        temporal = await connect(settings)
+        pool = await create_pool(database_url, max_size=20)
+        key = await create_key(pool, "default")
+        api_url = f"http://127.0.0.1:{api_port}"
+        async with httpx.AsyncClient(
+            base_url=api_url,
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        ) as http:
+            stack = Stack(
+                root=root,
+                temporal=temporal,
+                pool=pool,
+                http=http,
+                api_url=api_url,
+                temporal_address=address,
+                database_url=database_url,
+                worker=worker,
+                baseline_worker=baseline,
+                processes={
+                    "temporal": procs[0],
+                    "worker": worker,
+                    "api": api,
+                    "baseline-worker": baseline,
+                },
+            )
+            await _wait_for_workers(stack)
+            try:
+                yield stack
+            finally:
+                await pool.close()
+        failed = False
+    finally:
+        for proc in reversed(procs):
+            await asyncio.to_thread(stop_process, proc, 20)
+        await asyncio.to_thread(pg.stop)
+        if failed or keep:
+            print(f"bench: logs and data kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _wait_for_workers(stack: Stack, seconds: float = 60) -> None:
+    """Both workers poll their task queues before any figure is taken."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    deadline = time.monotonic() + seconds
+    for queue in (NURTURE_QUEUE, BASELINE_QUEUE):
+        while True:
+            for name, proc in stack.processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({proc.returncode}); see {stack.logs}")
+            described = await stack.temporal.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=stack.temporal.namespace,
+                    task_queue=TaskQueue(name=queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+            if described.pollers:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker polled {queue!r} within {seconds}s")
+            await asyncio.sleep(0.2)
