@@ -40,8 +40,14 @@ def sizes(size: int) -> dict[str, int]:
 
 
 async def run_suite(
-    size: int, report: Path, keep: bool = False, log: Callable[[str], None] = print
+    size: int,
+    report: Path,
+    keep: bool = False,
+    optional: bool = True,
+    log: Callable[[str], None] = print,
 ) -> list[Figure]:
+    """Runs every benchmark on a fresh stack, prints the table, writes the JSON report;
+    `optional=False` leaves out the other issues' figures (the test suite's tiny run)."""
     meta: dict[str, Any] = {
         "size": size,
         "sizes": sizes(size),
@@ -71,8 +77,8 @@ async def run_suite(
         await step("ingest", lambda: ingest.run(stack, waiting, n["ingest_events"]))
         await step("latency", lambda: latency.run(stack, waiting))
         await step("memory", lambda: memory.run(stack, n["memory"]))
-    for section, module in OPTIONAL.items():
-        await step(section, partial(_optional, section, module, size))
+    for section, module in OPTIONAL.items() if optional else ():
+        await step(section, partial(collect_optional, section, module, size))
     meta["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}
     write_json(report, figures, details, meta)
     cpus, total = meta["machine"]["cpus"], meta["seconds"]["total"]
@@ -82,7 +88,7 @@ async def run_suite(
     return figures
 
 
-async def _optional(
+async def collect_optional(
     section: str, module_name: str, size: int
 ) -> tuple[list[Figure], dict[str, Any]]:
     try:

@@ -1,0 +1,64 @@
+"""The benchmark suite runs end to end at a tiny size (its figures are not judged here:
+timing belongs in the benchmark's report, not in tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.run import collect_optional, figures_from, run_suite
+
+SECTIONS = ("1. throughput", "2. history", "3. event → exit", "4. ingest", "5. memory")
+
+
+@pytest.mark.timeout(240)
+async def test_the_suite_runs_on_its_own_stack_and_writes_a_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    figures = await run_suite(5, report, optional=False)
+
+    body = json.loads(report.read_text())
+    assert body["size"] == 5
+    assert body["machine"]["cpus"] >= 1 and "Server" in body["machine"]["temporal"]
+    written = {(f["section"], f["name"]) for f in body["figures"]}
+    assert written == {(f.section, f.name) for f in figures}
+    for section in SECTIONS:
+        measured = [f for f in figures if f.section == section]
+        assert measured, section
+        assert all(f.value is not None and f.value >= 0 for f in measured), measured
+    # every machine-dependent figure has its same-run baseline and ratio
+    for f in figures:
+        if f.section in ("1. throughput", "3. event → exit", "4. ingest"):
+            assert f.baseline and f.ratio is not None, f
+    history = {f.name: f for f in figures if f.section == "2. history"}
+    assert history["events per send_message"].baseline == 6  # scheduled/started/completed + WFT
+    assert history["events per wait"].baseline == 5  # started/fired + WFT
+
+
+async def test_a_missing_module_of_another_issue_is_marked_not_available() -> None:
+    [row], detail = await collect_optional("6. x", "bench.no_such_benchmark", 1)
+    assert (row.name, row.value, row.note, detail) == ("not available", None, "not available", {})
+
+
+def test_another_issues_result_becomes_rows() -> None:
+    rows = figures_from(
+        "6. x",
+        {
+            "figures": [
+                {
+                    "name": "p99",
+                    "value": 120.0,
+                    "unit": "ms",
+                    "target": 250,
+                    "on": "value",
+                    "at_least": False,
+                }
+            ],
+            "ignored": "text",
+        },
+    )
+    assert [(r.name, r.value, r.met) for r in rows] == [("p99", 120.0, True)]
+    assert [(r.name, r.value) for r in figures_from("6. x", {"p50_ms": 40, "ok": True})] == [
+        ("p50_ms", 40.0)
+    ]
