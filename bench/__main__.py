@@ -1,4 +1,5 @@
-"""`python -m bench [--size N] [--report PATH] [--markdown PATH] [--keep]`."""
+"""`python -m bench [--size N] [--report PATH] [--markdown PATH] [--memory N] [--keep]
+[--temporal-file]`."""
 
 from __future__ import annotations
 
@@ -18,11 +19,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--size", type=int, default=DEFAULT_SIZE, help="enrollments per throughput run"
     )
+    parser.add_argument(
+        "--memory", type=int, help="enrollments waiting on timers at the end (default: 6 x size)"
+    )
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report path")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--keep", action="store_true", help="keep the stack's data and logs")
+    parser.add_argument(
+        "--temporal-file",
+        action="store_true",
+        help="keep Temporal's state in a SQLite file, as `nurture dev` does (default: memory)",
+    )
     args = parser.parse_args(argv)
-    figures = asyncio.run(run_suite(args.size, args.report, keep=args.keep))
+    figures = asyncio.run(
+        run_suite(
+            args.size,
+            args.report,
+            keep=args.keep,
+            temporal_file=args.temporal_file,
+            memory_count=args.memory,
+        )
+    )
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(markdown(figures) + "\n")

@@ -23,6 +23,7 @@ from bench import journeys
 from bench.baseline import BARE_WAITER
 from bench.report import Figure
 from bench.stack import BASELINE_QUEUE, Stack
+from bench.visibility import wait_settled
 
 RATE = 50.0
 MONTH = 30 * 86400.0
@@ -57,8 +58,9 @@ async def _row_says_goal_met(stack: Stack, workflow_id: str) -> None:
         await asyncio.sleep(0.005)
 
 
-async def prepare(stack: Stack, count: int) -> list[tuple[str, str]]:
-    """`count` enrollments waiting for a purchase: (contact, workflow id) pairs."""
+async def prepare(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
+    """`count` enrollments waiting for a purchase: (contact, workflow id) pairs in
+    `enrollments`."""
     journey_id = await journeys.create_active(stack.http, journeys.waiting())
     contacts = stack.new_contacts(count, "lat")
     await journeys.create_contacts(stack.http, contacts)
@@ -69,8 +71,8 @@ async def prepare(stack: Stack, count: int) -> list[tuple[str, str]]:
         if time.monotonic() > deadline:
             raise TimeoutError("enrollments did not reach their wait")
         await asyncio.sleep(0.25)
-    await asyncio.sleep(2)  # the workflow task after the send starts the timer
-    return list(zip(contacts, ids, strict=True))
+    await wait_settled(stack.temporal, ids, 60 + count)
+    return [], {"enrollments": list(zip(contacts, ids, strict=True))}
 
 
 async def _nurture(stack: Stack, enrollments: list[tuple[str, str]]) -> dict[str, list[float]]:
@@ -89,19 +91,42 @@ async def _nurture(stack: Stack, enrollments: list[tuple[str, str]]) -> dict[str
         return (time.monotonic() - t0) * 1000
 
     total = await _paced(len(enrollments), one)
-    relay, worker = [], []
+    parts: dict[str, list[float]] = {"total": total}
     for _, workflow_id in enrollments[:: max(1, len(enrollments) // 100)]:
         history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
-        # the last signal is the purchase (the ingest run's page views came before it)
-        signalled = [
-            e.event_time.ToDatetime(UTC)
-            for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-        ][-1]
-        closed = history.events[-1].event_time.ToDatetime(UTC)
-        relay.append((signalled - posted_at[workflow_id]).total_seconds() * 1000)
-        worker.append((closed - signalled).total_seconds() * 1000)
-    return {"total": total, "post_to_signal": relay, "signal_to_close": worker}
+        for part, ms in _parts(history.events, posted_at[workflow_id]).items():
+            parts.setdefault(part, []).append(ms)
+    return parts
+
+
+def _parts(events: Any, posted: datetime) -> dict[str, float]:
+    """Splits one exit into: POST returned → signal in the history (API + relay); signal →
+    its workflow task started (waiting for the worker); task started → completed (the
+    worker's work, with the local activity that writes the read models); completed →
+    closed (the server)."""
+    # the last signal is the purchase (the ingest run's page views came before it)
+    signal = max(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    after = events[signal:]
+
+    def first(kind: int) -> datetime:
+        return next(e.event_time.ToDatetime(UTC) for e in after if e.event_type == kind)
+
+    marks = [
+        posted,
+        first(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED),
+        first(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        first(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        events[-1].event_time.ToDatetime(UTC),
+    ]
+    names = ("post_to_signal", "signal_to_task_started", "task_started_to_completed", "to_closed")
+    return {
+        name: (b - a).total_seconds() * 1000
+        for name, a, b in zip(names, marks, marks[1:], strict=False)
+    }
 
 
 async def _bare(stack: Stack, count: int) -> list[float]:
@@ -114,7 +139,7 @@ async def _bare(stack: Stack, count: int) -> list[float]:
             for i in range(count)
         )
     )
-    await asyncio.sleep(2)
+    await wait_settled(stack.temporal, [h.id for h in handles], 60 + count)
 
     async def one(i: int) -> float:
         await handles[i].signal("stop")

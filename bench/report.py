@@ -145,6 +145,20 @@ def write_json(
     path.write_text(json.dumps(body, indent=2, default=str) + "\n")
 
 
+def print_cpu(cpu: dict[str, dict[str, float]], seconds: dict[str, float]) -> None:
+    """Where the time went: CPU seconds of each part of the stack during each benchmark."""
+    parts = sorted({part for used in cpu.values() for part in used})
+    out = Table(title="CPU seconds per part of the stack (wall seconds for scale)")
+    for column in ("benchmark", "wall", *parts):
+        out.add_column(column, justify="right")
+    for name, used in cpu.items():
+        out.add_row(name, f"{seconds[name]:.1f}", *(f"{used.get(p, 0):.1f}" for p in parts))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(out)
+
+
 def print_table(figures: list[Figure], title: str) -> None:
     console = Console()
     if not console.is_terminal:

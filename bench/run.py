@@ -3,7 +3,7 @@
 Sizes, from `size` (the enrollments of the throughput run, default `bench.DEFAULT_SIZE`):
 the latency and ingest runs use `size` waiting enrollments (ingest sends 10 events to each,
 then latency one purchase to each at 50/s), and memory fills up to `6 * size` enrollments
-waiting on timers (10,000 from `--size 1667`).
+waiting on timers (or `memory_count`: `--memory 10000`).
 
 The figures of other issues (`bench.metrics_scale`, `bench.activation`) are collected when
 those modules exist: each has `async def run(size: int) -> dict` and starts what it needs
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import history, ingest, latency, memory, throughput
-from bench.report import Figure, machine, print_table, write_json
-from bench.stack import running_stack
+from bench.report import Figure, machine, print_cpu, print_table, write_json
+from bench.stack import Stack, running_stack
 from cli.stack import temporal_binary
 
 OPTIONAL = {
@@ -30,12 +30,12 @@ OPTIONAL = {
 }
 
 
-def sizes(size: int) -> dict[str, int]:
+def sizes(size: int, memory_count: int | None = None) -> dict[str, int]:
     return {
         "throughput": size,
         "waiting": size,
         "ingest_events": 10 * size,
-        "memory": 6 * size,
+        "memory": memory_count or 6 * size,
     }
 
 
@@ -44,46 +44,61 @@ async def run_suite(
     report: Path,
     keep: bool = False,
     optional: bool = True,
+    temporal_file: bool = False,
+    memory_count: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Figure]:
     """Runs every benchmark on a fresh stack, prints the table, writes the JSON report;
     `optional=False` leaves out the other issues' figures (the test suite's tiny run)."""
     meta: dict[str, Any] = {
         "size": size,
-        "sizes": sizes(size),
+        "sizes": sizes(size, memory_count),
+        "temporal_store": "sqlite file" if temporal_file else "memory",
         "machine": machine(temporal_binary()),
     }
-    n = sizes(size)
+    n = sizes(size, memory_count)
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}
     started = time.monotonic()
 
     async def step(
-        name: str, run: Callable[[], Awaitable[tuple[list[Figure], dict[str, Any]]]]
+        name: str,
+        run: Callable[[], Awaitable[tuple[list[Figure], dict[str, Any]]]],
+        stack: Stack | None = None,
     ) -> None:
         log(f"bench: {name} …")
         t0 = time.monotonic()
+        before = stack.cpu_seconds() if stack else {}
         found, detail = await run()
         seconds[name] = round(time.monotonic() - t0, 1)
+        if stack:
+            after = stack.cpu_seconds()
+            cpu[name] = {part: round(after[part] - before.get(part, 0), 1) for part in after}
         figures.extend(found)
         details[name] = detail
 
-    async with running_stack(keep=keep) as stack:
-        await step("throughput", lambda: throughput.run(stack, n["throughput"]))
-        await step("history", lambda: history.run(stack))
-        log("bench: enrolling the waiting contacts …")
-        waiting = await latency.prepare(stack, n["waiting"])
-        await step("ingest", lambda: ingest.run(stack, waiting, n["ingest_events"]))
-        await step("latency", lambda: latency.run(stack, waiting))
-        await step("memory", lambda: memory.run(stack, n["memory"]))
+    async with running_stack(keep=keep, temporal_file=temporal_file) as stack:
+        await step("throughput", lambda: throughput.run(stack, n["throughput"]), stack)
+        await step("history", lambda: history.run(stack), stack)
+        await step(
+            "enrolling the waiting contacts", lambda: latency.prepare(stack, n["waiting"]), stack
+        )
+        waiting = details.pop("enrolling the waiting contacts")["enrollments"]
+        await step("ingest", lambda: ingest.run(stack, waiting, n["ingest_events"]), stack)
+        await step("latency", lambda: latency.run(stack, waiting), stack)
+        await step("memory", lambda: memory.run(stack, n["memory"]), stack)
     for section, module in OPTIONAL.items() if optional else ():
         await step(section, partial(collect_optional, section, module, size))
     meta["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}
+    meta["cpu_seconds"] = cpu
     write_json(report, figures, details, meta)
     cpus, total = meta["machine"]["cpus"], meta["seconds"]["total"]
-    title = f"nurture bench · size {size} · {cpus} CPUs · {total:.0f}s"
+    store = meta["temporal_store"]
+    title = f"nurture bench · size {size} · {cpus} CPUs · Temporal in {store} · {total:.0f}s"
     print_table(figures, title)
+    print_cpu(cpu, seconds)
     log(f"bench: report written to {report}")
     return figures
 

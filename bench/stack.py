@@ -1,6 +1,6 @@
-"""The stack a benchmark run measures: like `nurture dev` (Temporal dev server with its
-SQLite file, embedded Postgres, the worker and the API as their own processes), but on
-free ports and in a fresh temporary directory, so it never clashes with a running
+"""The stack a benchmark run measures: like `nurture dev` (Temporal dev server, embedded
+Postgres, the worker and the API as their own processes), but on free ports and in a
+fresh temporary directory, so it never clashes with a running
 `nurture dev` and always starts empty. Next to it runs the bare-Temporal baseline worker
 (`bench.baseline`), a process of its own on the same server with the same worker settings.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 from temporalio.client import Client
 
 from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process, wait_for_port
@@ -49,11 +50,36 @@ class Stack:
     database_url: str
     worker: subprocess.Popen[bytes]
     baseline_worker: subprocess.Popen[bytes]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes] | None] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each part of the stack (Postgres: all its backends,
+        including exited ones, as counted by the postmaster; this process: the benchmark's
+        own client)."""
+        used: dict[str, float] = {}
+        parts = {**self.processes, "bench client": os.getpid()}
+        for name, proc in parts.items():
+            if proc is None:
+                continue
+            pid = proc if isinstance(proc, int) else proc.pid
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            used[name] = times.user + times.system
+            if name == "postgres":
+                used[name] += times.children_user + times.children_system
+                for child in psutil.Process(pid).children(recursive=True):
+                    try:
+                        child_times = child.cpu_times()
+                    except psutil.Error:
+                        continue
+                    used[name] += child_times.user + child_times.system
+        return used
 
     def new_contacts(self, count: int, prefix: str = "c") -> list[str]:
         tag = uuid.uuid4().hex[:6]
@@ -80,9 +106,13 @@ async def _prepare_database(pg: EmbeddedPostgres) -> str:
 
 
 @asynccontextmanager
-async def running_stack(keep: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(keep: bool = False, temporal_file: bool = False) -> AsyncIterator[Stack]:
     """Starts the whole stack in a temporary directory, yields it, stops every process it
-    started and removes the directory (unless `keep`, or when something failed)."""
+    started and removes the directory (unless `keep`, or when something failed).
+
+    The Temporal dev server keeps its state in memory unless `temporal_file` (then in a
+    SQLite file, as `nurture dev` does): on a small machine the file's synchronous writes
+    bound nurture and the baseline alike and hide what nurture itself costs."""
     root = Path(tempfile.mkdtemp(prefix="nurture-bench-"))
     logs = root / "logs"
     temporal_port, api_port = free_port(), free_port()
@@ -92,7 +122,11 @@ async def running_stack(keep: bool = False) -> AsyncIterator[Stack]:
     try:
         procs.append(
             await asyncio.to_thread(
-                start_temporal, root / "temporal.db", temporal_port, None, logs / "temporal.log"
+                start_temporal,
+                root / "temporal.db" if temporal_file else None,
+                temporal_port,
+                None,
+                logs / "temporal.log",
             )
         )
         await asyncio.to_thread(pg.start, logs / "postgres.log")
@@ -145,6 +179,7 @@ async def running_stack(keep: bool = False) -> AsyncIterator[Stack]:
                     "worker": worker,
                     "api": api,
                     "baseline-worker": baseline,
+                    "postgres": pg.proc,
                 },
             )
             await _wait_for_workers(stack)
@@ -173,7 +208,7 @@ async def _wait_for_workers(stack: Stack, seconds: float = 60) -> None:
     for queue in (NURTURE_QUEUE, BASELINE_QUEUE):
         while True:
             for name, proc in stack.processes.items():
-                if proc.poll() is not None:
+                if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{name} exited ({proc.returncode}); see {stack.logs}")
             described = await stack.temporal.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(

@@ -43,3 +43,24 @@ async def last_close(client: Client, query: str) -> datetime:
 async def history_length(client: Client, workflow_id: str) -> int:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return len(history.events)
+
+
+async def wait_settled(client: Client, workflow_ids: list[str], seconds: float) -> None:
+    """Until none of the workflows has a workflow task pending: every signal it was sent
+    has been processed by the worker."""
+    gate = asyncio.Semaphore(32)
+
+    async def pending(workflow_id: str) -> bool:
+        async with gate:
+            described = await client.get_workflow_handle(workflow_id).describe()
+        return described.raw_description.HasField("pending_workflow_task")
+
+    deadline = time.monotonic() + seconds
+    waiting = list(workflow_ids)
+    while waiting:
+        busy = await asyncio.gather(*(pending(w) for w in waiting))
+        waiting = [w for w, b in zip(waiting, busy, strict=True) if b]
+        if waiting and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(waiting)} workflows still had work after {seconds:.0f}s")
+        if waiting:
+            await asyncio.sleep(0.1)

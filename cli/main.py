@@ -53,16 +53,22 @@ def api() -> None:
 @app.command()
 def bench(
     size: int = typer.Option(0, help="Enrollments per throughput run (0: the default size)."),
+    memory: int = typer.Option(0, help="Enrollments waiting on timers (0: 6 x size)."),
     report: Path = typer.Option(Path(".nurture/bench/report.json"), help="JSON report path."),
     markdown: Path | None = typer.Option(None, help="Also write the table as Markdown here."),
     keep: bool = typer.Option(False, help="Keep the benchmark stack's data and logs."),
+    temporal_file: bool = typer.Option(
+        False, help="Keep Temporal's state in a SQLite file, as `nurture dev` does."
+    ),
 ) -> None:
     """Benchmark nurture against bare Temporal on a fresh stack of its own (free ports)."""
     from bench.__main__ import main as run_bench
 
     args = ["--report", str(report)] + (["--size", str(size)] if size else [])
     args += ["--markdown", str(markdown)] if markdown else []
-    raise typer.Exit(run_bench([*args, *(["--keep"] if keep else [])]))
+    args += ["--keep"] if keep else []
+    args += ["--memory", str(memory)] if memory else []
+    raise typer.Exit(run_bench([*args, *(["--temporal-file"] if temporal_file else [])]))
 
 
 @app.command()
