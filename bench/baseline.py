@@ -14,6 +14,7 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -64,7 +65,7 @@ class BareWaiter:
         return self.pings
 
     @workflow.signal
-    def ping(self, payload: dict[str, object]) -> None:
+    def ping(self, payload: dict[str, Any]) -> None:
         self.pings += 1
 
     @workflow.signal

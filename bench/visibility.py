@@ -63,4 +63,4 @@ async def wait_settled(client: Client, workflow_ids: list[str], seconds: float) 
         if waiting and time.monotonic() > deadline:
             raise TimeoutError(f"{len(waiting)} workflows still had work after {seconds:.0f}s")
         if waiting:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # describing is work for the server too

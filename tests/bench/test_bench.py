@@ -59,6 +59,10 @@ def test_another_issues_result_becomes_rows() -> None:
         },
     )
     assert [(r.name, r.value, r.met) for r in rows] == [("p99", 120.0, True)]
-    assert [(r.name, r.value) for r in figures_from("6. x", {"p50_ms": 40, "ok": True})] == [
-        ("p50_ms", 40.0)
+    flat = figures_from(
+        "6. x", {"n": 40, "ok": True, "get": {"p99_ms": 60.0}, "target_p99_ms": 50.0}
+    )
+    assert [(r.name, r.value, r.unit, r.met) for r in flat] == [
+        ("n", 40.0, "", None),
+        ("get p99", 60.0, "ms", False),
     ]
