@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -11,7 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from shared import search_attributes as sa
-from shared.contact import ContactState
+from shared.contact import ContactEvent, ContactState
 from shared.enrollment import EnrollmentInput, EnrollmentView, workflow_id
 from shared.journey import Journey
 
@@ -67,6 +70,8 @@ class Enrollment:
     journey_id: str
     contact_id: str
     handle: WorkflowHandle[Any, Any]
+    watermark: int
+    """The contact's sequence at enrollment: signals must carry a higher one to count."""
 
     @property
     def workflow_id(self) -> str:
@@ -213,4 +218,47 @@ async def enroll(
             ]
         ),
     )
-    return Enrollment(client, pool, task_queue, journey, journey_id, contact_id, handle)
+    return Enrollment(client, pool, task_queue, journey, journey_id, contact_id, handle, seq)
+
+
+def wait_for_event(
+    type_: str, timeout: str, target: str | None = None, **branches: str
+) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "type": "wait_for_event",
+        "event": {"type": type_},
+        "timeout": timeout,
+    }
+    if target is not None:
+        action["event"]["target"] = target
+    for name, goto in branches.items():  # on_event="engaged", on_timeout="nudge"
+        action[name] = {"go_to": goto}
+    return action
+
+
+def event(seq: int, type_: str, target: str | None = None, id: str | None = None) -> ContactEvent:
+    return ContactEvent(
+        id=id or f"evt-{seq}",
+        seq=seq,
+        type=type_,
+        target=target,
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def until_state(
+    enrollment: Enrollment, check: Callable[[EnrollmentView], bool], timeout: float = 20
+) -> EnrollmentView:
+    """Polls the `state` query until `check` holds (no time is skipped meanwhile)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        view = await enrollment.state()
+        if check(view):
+            return view
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"state never matched: {view}")
+        await asyncio.sleep(0.05)
+
+
+def waiting(view: EnrollmentView) -> bool:
+    return view.waiting_until is not None
