@@ -80,5 +80,21 @@ def migrate() -> None:
     console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
 
 
+@app.command()
+def replay(
+    files: list[Path] | None = typer.Argument(
+        None, help="History JSON files (or directories of them), e.g. tests/histories."
+    ),
+    query: str | None = typer.Option(
+        None, "--query", help="A visibility query, e.g. 'JourneyId = \"jrn_123\"'."
+    ),
+) -> None:
+    """Replay enrollment histories against the current workflow code; exit 1 on
+    nondeterminism (an unguarded workflow change), naming the workflow and the event."""
+    from cli.replay import run_replay
+
+    raise typer.Exit(asyncio.run(run_replay(files or [], query, Settings(), console)))
+
+
 if __name__ == "__main__":
     app()

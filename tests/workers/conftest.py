@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
@@ -19,6 +23,57 @@ from shared.enrollment import EnrollmentInput, EnrollmentView, workflow_id
 from shared.journey import Journey
 
 WORKSPACE = "default"
+
+RECORD_HISTORIES = "NURTURE_RECORD_HISTORIES"
+"""When set (to a directory), every passing worker test writes the histories of the
+enrollments it started there: `scripts/record_histories.py` regenerates tests/histories/."""
+
+_started: list[Enrollment] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    if report.when == "call":
+        item.stash[_passed] = report.passed
+    return report
+
+
+_passed = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+async def record_histories(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    _started.clear()
+    yield
+    directory = os.environ.get(RECORD_HISTORIES)
+    if not directory or not request.node.stash.get(_passed, False):
+        return
+    name = re.sub(r"[^a-z0-9_]+", "_", request.node.name.removeprefix("test_").lower())
+    files = 0
+    recorded: dict[str, str] = {}
+    for enrollment in _started:
+        # every run of the chain: continue-as-new starts a new history
+        run_id = enrollment.handle.first_execution_run_id or enrollment.handle.result_run_id
+        while run_id:
+            handle = enrollment.client.get_workflow_handle(enrollment.workflow_id, run_id=run_id)
+            history = await handle.fetch_history()
+            files += 1
+            recorded[f"{name}-{files}.json"] = history.to_json()
+            last = history.events[-1]
+            continued = last.workflow_execution_continued_as_new_event_attributes
+            run_id = (
+                continued.new_execution_run_id
+                if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                else None
+            )
+    _write_histories(Path(directory), recorded)
+    _started.clear()
+
+
+def _write_histories(directory: Path, recorded: dict[str, str]) -> None:
+    for name, text in recorded.items():
+        (directory / name).write_text(text)
 
 
 def journey(stages: list[dict[str, Any]], **overrides: Any) -> Journey:
@@ -218,7 +273,9 @@ async def enroll(
             ]
         ),
     )
-    return Enrollment(client, pool, task_queue, journey, journey_id, contact_id, handle, seq)
+    started = Enrollment(client, pool, task_queue, journey, journey_id, contact_id, handle, seq)
+    _started.append(started)
+    return started
 
 
 def wait_for_event(
