@@ -54,7 +54,7 @@ async def record_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
     recorded: dict[str, str] = {}
     for enrollment in _started:
         # every run of the chain: continue-as-new starts a new history
-        run_id = enrollment.handle.first_execution_run_id or enrollment.handle.result_run_id
+        run_id = enrollment.handle.result_run_id
         while run_id:
             handle = enrollment.client.get_workflow_handle(enrollment.workflow_id, run_id=run_id)
             history = await handle.fetch_history()
@@ -143,6 +143,12 @@ class Enrollment:
 
     async def signal(self, name: str, payload: Any) -> None:
         await self.client.get_workflow_handle(self.workflow_id).signal(name, payload)
+
+    async def next_seq(self) -> int:
+        """A sequence number as the API gives a contact change: newer than anything the
+        journey itself wrote so far."""
+        seq: int = await self.pool.fetchval("SELECT nextval('change_seq')")
+        return seq
 
     async def row(self) -> asyncpg.Record:
         row = await self.pool.fetchrow(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cli.replay import load_history, replay
+from shared.enrollment import Outcome
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
@@ -55,3 +56,28 @@ def test_nurture_replay_names_the_workflow_and_event_where_a_history_diverges(
     assert f"at event {event_id} (ACTIVITY_TASK_SCHEDULED create_task)" in failure
     assert "Nondeterminism" in failure
     assert "1 diverge from the current code" in done.stdout
+
+
+def test_recorded_histories_cover_every_action_type_and_every_exit_reason() -> None:
+    action_types: set[str] = set()
+    outcomes: set[str] = set()
+    for path in recorded():
+        history = load_history(path)
+        started = history.events[0].workflow_execution_started_event_attributes
+        given = json.loads(started.input.payloads[0].data)
+        for stage in given["journey"]["stages"]:
+            action_types.update(action["type"] for action in stage["actions"])
+        last = history.events[-1]
+        if last.HasField("workflow_execution_completed_event_attributes"):
+            result = last.workflow_execution_completed_event_attributes.result
+            outcomes.add(json.loads(result.payloads[0].data)["outcome"])
+    assert action_types == {
+        "send_message",
+        "wait",
+        "wait_for_event",
+        "create_task",
+        "set_property",
+        "send_notification",
+        "go_to",
+    }
+    assert outcomes == {outcome.value for outcome in Outcome}
