@@ -140,7 +140,13 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
             "NURTURE_API_HOST": "127.0.0.1",
             "NURTURE_API_PORT": str(api_port),
         }
-        for name in ("NURTURE_TEMPORAL_API_KEY", "NURTURE_TEMPORAL_TLS_CERT"):
+        # Bytecode as installed code has it (pip compiles it): without .pyc files the
+        # workflow sandbox compiles the workflow module's source for every new workflow.
+        for name in (
+            "NURTURE_TEMPORAL_API_KEY",
+            "NURTURE_TEMPORAL_TLS_CERT",
+            "PYTHONDONTWRITEBYTECODE",
+        ):
             env.pop(name, None)
         worker = _spawn([sys.executable, "-m", "cli.main", "worker"], env, logs / "worker.log")
         procs.append(worker)
