@@ -76,6 +76,7 @@ async def _bare(stack: Stack, workflows: int, count: int) -> tuple[float, float]
     await wait_settled(stack.temporal, [h.id for h in handles], 120 + count / 10)
     processed = time.monotonic() - t0
     await asyncio.gather(*(h.signal("stop") for h in handles))
+    await asyncio.gather(*(h.result() for h in handles))  # closed before the next benchmark
     return seconds, processed
 
 
