@@ -92,12 +92,20 @@ async def enroll_all(
     gate = asyncio.Semaphore(concurrency)
 
     async def one(contact: str) -> str:
-        async with gate:
-            response = await http.post(
-                f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": contact}
-            )
-        if response.status_code != 201:
+        for attempt in range(5):
+            try:
+                async with gate:
+                    response = await http.post(
+                        f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": contact}
+                    )
+            except httpx.TransportError:  # the API restarting (see bench.stack._supervise)
+                await asyncio.sleep(2)
+                continue
+            if response.status_code == 201:
+                return str(response.json()["workflow_id"])
+            if attempt and response.status_code == 409:  # the lost answer's enrollment
+                return f"enrollment/default/{journey_id}/{contact}"
             raise RuntimeError(f"enrolling {contact}: {response.status_code} {response.text}")
-        return str(response.json()["workflow_id"])
+        raise RuntimeError(f"enrolling {contact}: the API did not answer")
 
     return list(await asyncio.gather(*(one(c) for c in contacts)))

@@ -2,8 +2,8 @@
 
 Sizes, from `size` (the enrollments of the throughput run, default `bench.DEFAULT_SIZE`):
 latency and ingest each get `size` fresh enrollments waiting on a timer (latency sends one
-purchase to each at 50/s; ingest 10 page views to each, in batches of 100), and memory fills up to `6 * size` enrollments
-waiting on timers (or `memory_count`: `--memory 10000`).
+purchase to each at 50/s; ingest 10 page views to each, in batches of 100), and memory
+fills up to `6 * size` enrollments waiting on timers (or `memory_count`: `--memory 10000`).
 
 The figures of other issues (`bench.metrics_scale`, `bench.activation`) are collected when
 those modules exist: each has `async def run(size: int) -> dict` and starts what it needs
@@ -92,6 +92,7 @@ async def run_suite(
         waiting = details.pop("enrolling for ingest")["enrollments"]
         await step("ingest", lambda: ingest.run(stack, waiting, n["ingest_events"]), stack)
         await step("memory", lambda: memory.run(stack, n["memory"]), stack)
+        meta["restarts"] = stack.restarts
     for section, (module, scale) in OPTIONAL.items() if optional else ():
         await step(section, partial(collect_optional, section, module, size * scale))
     meta["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}

@@ -51,6 +51,7 @@ class Stack:
     worker: subprocess.Popen[bytes]
     baseline_worker: subprocess.Popen[bytes]
     processes: dict[str, subprocess.Popen[bytes] | None] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -148,16 +149,15 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
             "PYTHONDONTWRITEBYTECODE",
         ):
             env.pop(name, None)
-        worker = _spawn([sys.executable, "-m", "cli.main", "worker"], env, logs / "worker.log")
-        procs.append(worker)
-        api = _spawn([sys.executable, "-m", "cli.main", "api"], env, logs / "api.log")
-        procs.append(api)
-        baseline = _spawn(
-            [sys.executable, "-m", "bench.baseline", address, BASELINE_QUEUE],
-            env,
-            logs / "baseline-worker.log",
+        commands = {
+            "worker": [sys.executable, "-m", "cli.main", "worker"],
+            "api": [sys.executable, "-m", "cli.main", "api"],
+            "baseline-worker": [sys.executable, "-m", "bench.baseline", address, BASELINE_QUEUE],
+        }
+        worker, api, baseline = (
+            _spawn(command, env, logs / f"{name}.log") for name, command in commands.items()
         )
-        procs.append(baseline)
+        procs += [worker, api, baseline]
         await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 60, api)
         settings = Settings(temporal_address=address, task_queue=NURTURE_QUEUE)
         temporal = await connect(settings)
@@ -189,9 +189,12 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
                 },
             )
             await _wait_for_workers(stack)
+            supervising = asyncio.create_task(_supervise(stack, commands, env, procs))
             try:
                 yield stack
             finally:
+                supervising.cancel()
+                await asyncio.gather(supervising, return_exceptions=True)
                 await pool.close()
         failed = False
     finally:
@@ -202,6 +205,31 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
             print(f"bench: logs and data kept in {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+async def _supervise(
+    stack: Stack,
+    commands: dict[str, list[str]],
+    env: dict[str, str],
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """Like `nurture dev`: a worker or API that exits (the build machine is shared, and
+    other suites' fault tests stop processes) is started again, and the report says so."""
+    while True:
+        await asyncio.sleep(0.5)
+        for name, command in commands.items():
+            proc = stack.processes[name]
+            if proc is None or proc.poll() is None:
+                continue
+            print(f"bench: {name} exited ({proc.returncode}); restarting it", file=sys.stderr)
+            stack.restarts[name] = stack.restarts.get(name, 0) + 1
+            fresh = _spawn(command, env, stack.logs / f"{name}.log")
+            procs.append(fresh)
+            stack.processes[name] = fresh
+            if name == "worker":
+                stack.worker = fresh
+            elif name == "baseline-worker":
+                stack.baseline_worker = fresh
 
 
 async def _wait_for_workers(stack: Stack, seconds: float = 60) -> None:
