@@ -14,7 +14,17 @@ from temporalio.client import Client
 from api.deps import get_workspace
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import contacts, enrollments, events, health, journeys, metrics
+from api.routes import (
+    channels,
+    contacts,
+    enrollments,
+    events,
+    health,
+    journeys,
+    messages,
+    metrics,
+    templates,
+)
 from shared.db import create_pool
 from shared.journey import Journey
 from shared.relay import run_relay
@@ -68,7 +78,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
     app.include_router(health.router)
-    for module in (journeys, enrollments, contacts, events, metrics):
+    for module in (journeys, enrollments, contacts, events, metrics, templates, channels, messages):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app

@@ -75,6 +75,8 @@ async def _dev_key(url: str, data_dir: Path) -> str:
 
 def _busy_ports(settings: Settings) -> list[int]:
     ports = [settings.api_port]
+    if not settings.smtp_host:
+        ports.append(settings.dev_smtp_port)
     if not settings.temporal_address:
         ports += [TEMPORAL_PORT, UI_PORT]
     if not settings.database_url:
@@ -140,6 +142,13 @@ def run_dev(settings: Settings) -> int:
             "worker": [sys.executable, "-m", "cli.main", "worker"],
             "api": [sys.executable, "-m", "cli.main", "api"],
         }
+        if not settings.smtp_host:
+            # email goes to the local SMTP sink; GET /v1/messages shows what it received
+            supervised["mail-sink"] = [sys.executable, "-m", "cli.main", "mail-sink"]
+            env["NURTURE_SMTP_HOST"] = "127.0.0.1"
+            env["NURTURE_SMTP_PORT"] = str(settings.dev_smtp_port)
+            env["NURTURE_SMTP_SECURITY"] = "none"
+            env["NURTURE_DEV_MAILBOX"] = "true"
         procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
         _print_urls(settings, data_dir, dev_key)
         restarts = dict.fromkeys(supervised, 0)
@@ -186,6 +195,10 @@ def _print_urls(settings: Settings, data_dir: Path, dev_key: str) -> None:
     if not settings.database_url:
         console.print(
             f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}"
+        )
+    if not settings.smtp_host:
+        console.print(
+            f"  SMTP sink     127.0.0.1:{settings.dev_smtp_port}   (emails at {api}/v1/messages)"
         )
     console.print(f"  data + logs   {data_dir}")
     console.print(f"  dev API key   {dev_key}   (Authorization: Bearer …, workspace 'default')")

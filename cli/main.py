@@ -50,6 +50,17 @@ def api() -> None:
     )
 
 
+@app.command("mail-sink")
+def mail_sink() -> None:
+    """Run the dev SMTP sink on 127.0.0.1:NURTURE_DEV_SMTP_PORT (`nurture dev` starts it)."""
+    import logging
+
+    from cli.mail_sink import run_sink
+
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_sink(Settings()))
+
+
 @app.command()
 def bench(
     size: int = typer.Option(0, help="Enrollments per throughput run (0: the default size)."),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -40,6 +40,7 @@ __all__ = [
     "ActionType",
     "Branch",
     "CreateTask",
+    "DeliveryOptions",
     "End",
     "EndKind",
     "Ends",
@@ -51,6 +52,7 @@ __all__ = [
     "Journey",
     "SendMessage",
     "SendNotification",
+    "SendWindow",
     "SetProperty",
     "Stage",
     "Target",
@@ -245,6 +247,61 @@ class ExitOptions(DefinitionModel):
     when_stage_matches_end: bool = True
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+
+
+def _time_zone(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo  # the system's tz database; no I/O beyond reading it
+
+    try:
+        ZoneInfo(name)
+    except Exception:
+        raise PydanticCustomError(
+            "invalid_timezone",
+            'Expected an IANA time zone such as "Europe/Berlin" or "UTC", got {name}.',
+            {"name": repr(name)},
+        ) from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+
+
+class SendWindow(DefinitionModel):
+    """Quiet hours: messages go out only from `start` to `end` (local time, "HH:MM") on
+    `days`, in the contact's `timezone` property, else `timezone` here, else the
+    workspace's zone. `end` before `start` is a window across midnight."""
+
+    start: time
+    end: time
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SendWindow:
+        if self.start == self.end:
+            raise PydanticCustomError(
+                "empty_send_window", "A send window's start and end must differ."
+            )
+        return self
+
+
+class DeliveryOptions(DefinitionModel):
+    """How this journey's messages, tasks and notifications go out (issue 8)."""
+
+    send_window: SendWindow | None = None
+    """None: the workspace's send window, if it has one."""
+    on_failure: Literal["skip", "end"] = "skip"
+    """A provider refused for good (4xx other than 429): skip the action and go on, or
+    end the enrollment with `delivery_failed`."""
+    when_capped: Literal["wait", "skip"] = "wait"
+    """The workspace's frequency cap is reached: wait until a marketing message is
+    allowed again, or skip the message."""
+
+
 class Trigger(DefinitionModel):
     """What enrolls contacts besides the list/stage rule: `{"goal_achieved_in": journey_id}`
     enrolls a contact when it meets the goal of that other journey (DESIGN §3.9)."""
@@ -295,6 +352,12 @@ class Journey(DefinitionModel):
     trigger: Trigger | None = None
     """None: contacts enter when their lists and stage property say so (or by the API);
     set: only when they achieve the goal of the named journey (or by the API)."""
+    delivery: DeliveryOptions | None = None
+    """Send window, failure and frequency-cap handling; None: the defaults."""
+
+    @property
+    def delivery_options(self) -> DeliveryOptions:
+        return self.delivery if self.delivery is not None else DeliveryOptions()
 
     # -- stages and ends
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,22 @@ class Settings(BaseSettings):
 
     max_stage_entries: int = 100
     """Stage entries per enrollment before it ends with ``loop_limit``."""
+
+    # email over SMTP (issue 8); unset host: email is recorded in the outbox, not sent
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    """`starttls` upgrades a plain connection, `tls` connects over TLS (port 465), `none`
+    sends in the clear (local relays and the dev sink only)."""
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "nurture@localhost"
+    smtp_timeout: float = 30
+    webhook_timeout: float = 10
+
+    dev_mailbox: bool = False
+    """`nurture dev`: GET /v1/messages shows what the local SMTP sink received."""
+    dev_smtp_port: int = 1025
 
     @property
     def temporal_target(self) -> str:

@@ -70,6 +70,8 @@ PROBLEM_REASONS = frozenset(
         "unknown_start_stage", "unknown_stage_value", "busy_loop", "duration_not_positive",
         "duration_too_long", "invalid_template_name", "invalid_template",
         "list_eligible_and_suppressed",
+        # delivery options (issue 8)
+        "invalid_timezone", "empty_send_window",
     }
 )  # fmt: skip
 #: Every reason code a warning (returned alongside a successful save) can carry.
@@ -125,6 +127,8 @@ _UNION_POSITIONS = {"actions": ACTION_TYPES, "all": CRITERIA_TAGS, "any": CRITER
 _CUSTOM_REASONS = frozenset(
     {
         "invalid_duration",
+        "invalid_timezone",
+        "empty_send_window",
         "invalid_recipient",
         "invalid_stage_key",
         "invalid_target",

@@ -16,8 +16,6 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from jinja2 import BaseLoader, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from temporalio import activity
 
 from shared.enrollment import (
@@ -33,6 +31,9 @@ from shared.enrollment import (
     WriteProperty,
 )
 from shared.journey import Journey
+from shared.settings import Settings
+from shared.templates import render_lenient
+from workers.sending import Sending, idempotency_key
 from workers.steps import (
     CREATE_TASK,
     RECORD_STEPS,
@@ -42,9 +43,12 @@ from workers.steps import (
     CreateTaskRequest,
     SendMessageRequest,
     SendNotificationRequest,
+    SendOutcome,
     StepRequest,
     StepResult,
 )
+
+__all__ = ["JourneyActivities", "idempotency_key"]
 
 INSERT_STEP = """
 INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,
@@ -125,28 +129,6 @@ INSERT INTO conversions (workspace, journey_id, contact_id, goal_epoch, converte
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
 """
-INSERT_OUTBOX = """
-INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id, kind,
-                    channel, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
-
-_templates = SandboxedEnvironment(loader=BaseLoader(), autoescape=False)
-
-
-def render(text: str, properties: dict[str, Any]) -> str:
-    """Renders `{{ contact.first_name }}`-style text; leaves the text as written when it
-    cannot be rendered (a malformed template is a validation error, not a failed step)."""
-    try:
-        return _templates.from_string(text).render(contact=properties)
-    except TemplateError:
-        return text
-
-
-def idempotency_key(workflow_id: str, step_seq: int, channel: str | None = None) -> str:
-    key = f"{workflow_id}:{step_seq}"
-    return f"{key}:{channel}" if channel else key
 
 
 def _heartbeat() -> None:
@@ -158,51 +140,67 @@ def _heartbeat() -> None:
 class JourneyActivities:
     """The journey's side effects, built with the asyncpg pool; registered as bound methods."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings | None = None) -> None:
         self.pool = pool
+        self.sending = Sending(pool, settings or Settings())
 
     # --- one activity per side-effecting action ----------------------------------------
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendMessageRequest) -> StepResult:
-        """Queues the message in the outbox, one row per channel, keyed for the provider."""
-        action, ref = request.action, request.enrollment
+        """Applies the rules (unsubscribe, send window, frequency cap), queues the message
+        in the outbox (one row per channel, keyed for the provider) and delivers it."""
+        action, ref, step = request.action, request.enrollment, request.step
         async with self._step(request) as (conn, result, new):
-            if new and request.step is not None:
-                for channel in action.channels:
-                    payload = {
-                        "template": action.template,
-                        "marketing": action.marketing,
-                        "properties": request.properties,
-                    }
-                    await self._outbox(conn, ref, request.step, "message", channel, payload)
-                if action.marketing:
+            if step is None:
+                return result
+            if new:
+                decided = await self.sending.queue_message(conn, request, step)
+                if action.marketing and decided.status == "sending":
                     await conn.execute(MARKETING_SENT, ref.workflow_id)
+            else:
+                decided = await self.sending.recorded(conn, ref, step.step_seq)
+        result.send = await self._deliver(ref, step, decided)
         return result
 
     @activity.defn(name=CREATE_TASK)
     async def create_task(self, request: CreateTaskRequest) -> StepResult:
-        """Records a task for the caller's CRM (delivered by the outbox relay)."""
+        """Records a task for the caller's CRM and POSTs it to the workspace's webhook."""
         action = request.action
         payload = action.model_dump(mode="json", exclude={"type"})
-        payload["title"] = render(action.title, request.properties)
-        async with self._step(request) as (conn, result, new):
-            if new and request.step is not None:
-                await self._outbox(conn, request.enrollment, request.step, "task", None, payload)
-        return result
+        payload["title"] = render_lenient(action.title, request.properties)
+        if action.notes is not None:
+            payload["notes"] = render_lenient(action.notes, request.properties)
+        return await self._internal(request, "task", payload)
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, request: SendNotificationRequest) -> StepResult:
-        """Records a notification to users/teams/the owner (delivered by the outbox relay)."""
+        """Records a notification to users/teams/the owner and POSTs it to the webhook."""
         action = request.action
         payload = action.model_dump(mode="json", exclude={"type"})
-        payload["message"] = render(action.message, request.properties)
+        payload["message"] = render_lenient(action.message, request.properties)
+        return await self._internal(request, "notification", payload)
+
+    async def _internal(
+        self, request: StepRequest, kind: str, payload: dict[str, Any]
+    ) -> StepResult:
+        ref, step = request.enrollment, request.step
         async with self._step(request) as (conn, result, new):
-            if new and request.step is not None:
-                await self._outbox(
-                    conn, request.enrollment, request.step, "notification", None, payload
-                )
+            if step is None:
+                return result
+            if new:
+                decided = await self.sending.queue_internal(conn, ref, step, kind, payload)
+            else:
+                decided = await self.sending.recorded(conn, ref, step.step_seq)
+        result.send = await self._deliver(ref, step, decided)
         return result
+
+    async def _deliver(
+        self, ref: EnrollmentRef, step: StepRecord, decided: SendOutcome
+    ) -> SendOutcome:
+        if decided.status in ("skipped", "deferred"):
+            return decided
+        return await self.sending.deliver(ref, step.step_seq, decided)
 
     @activity.defn(name=SET_PROPERTY)
     async def set_property(self, request: StepRequest) -> StepResult:
@@ -344,24 +342,3 @@ class JourneyActivities:
             if other is not None and other.criteria == goal.criteria:
                 return True
         return False
-
-    async def _outbox(
-        self,
-        conn: PoolConnectionProxy,
-        ref: EnrollmentRef,
-        step: StepRecord,
-        kind: str,
-        channel: str | None,
-        payload: dict[str, Any],
-    ) -> None:
-        await conn.execute(
-            INSERT_OUTBOX,
-            idempotency_key(ref.workflow_id, step.step_seq, channel),
-            ref.workspace,
-            ref.workflow_id,
-            ref.journey_id,
-            ref.contact_id,
-            kind,
-            channel,
-            {**payload, "stage": step.stage, "step_seq": step.step_seq},
-        )

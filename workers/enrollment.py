@@ -81,12 +81,18 @@ with workflow.unsafe.imports_passed_through():
         CreateTaskRequest,
         SendMessageRequest,
         SendNotificationRequest,
+        SendOutcome,
         StepRequest,
         StepResult,
     )
 
 DELIVERY_FAILED = "DeliveryFailed"
 """ApplicationError type a channel raises (non-retryable) when a provider refuses a send."""
+
+CHANNELS_PATCH = "channels-v1"
+"""Issue 8: sends wait for the send window / frequency cap, and a refused delivery skips
+the action or ends the enrollment, as the journey says."""
+MIN_DEFERRAL = timedelta(seconds=1)
 
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -280,22 +286,59 @@ class EnrollmentWorkflow:
     # --- one handler per action type ----------------------------------------------------
 
     async def _send_message(self, action: SendMessage) -> Next | None:
+        """Sends the message; outside the send window, or over the frequency cap with
+        `when_capped: wait`, it waits (a durable timer an exit interrupts) and tries
+        again as a new step."""
         detail = {
             "channels": action.channels,
             "template": action.template,
             "marketing": action.marketing,
         }
-        step = self._step("send_message", "queued", detail)
-        request = SendMessageRequest(
-            enrollment=self.ref,
-            pending=self.s.pending,
-            step=step,
-            action=action,
-            properties=self.s.contact.properties,
-        )
-        if await self._activity(SEND_MESSAGE, request, describe_action(action)) is None:
+        while True:
+            step = self._step("send_message", "queued", detail)
+            request = SendMessageRequest(
+                enrollment=self.ref,
+                pending=self.s.pending,
+                step=step,
+                action=action,
+                properties=self.s.contact.properties,
+                delivery=self.journey.delivery_options,
+            )
+            result = await self._activity(SEND_MESSAGE, request, describe_action(action))
+            if result is None:
+                return None
+            sent = result.send
+            if sent is None or not workflow.patched(CHANNELS_PATCH):
+                self.s.marketing_sent = self.s.marketing_sent or action.marketing
+                return Next()
+            if sent.status == "deferred" and sent.until is not None:
+                if not await self._deferred(sent.until, sent.reason or "deferred"):
+                    return None
+                continue
+            if sent.status in ("sent", "queued"):
+                self.s.marketing_sent = self.s.marketing_sent or action.marketing
+            return self._after_delivery(sent, describe_action(action))
+
+    async def _deferred(self, until: datetime, reason: str) -> bool:
+        """Waits for the send window to open (or the cap to allow); False if interrupted."""
+        until = max(until, workflow.now() + MIN_DEFERRAL)
+        self.s.wait_until = until
+        self._describe(f"message waits until {_when(until)} ({reason.replace('_', ' ')})")
+        elapsed = await self._sleep_until(until, summary=f"{reason} until {_when(until)}")
+        self.s.wait_until = None
+        return elapsed
+
+    def _after_delivery(self, sent: SendOutcome, summary: str) -> Next | None:
+        """A provider refused for good: per the journey, go on or end `delivery_failed`."""
+        if sent.status != "failed":
+            return Next()
+        if self.journey.delivery_options.on_failure == "end":
+            self.s.leaving = Leaving(
+                outcome=Outcome.DELIVERY_FAILED,
+                to_node="exit:delivery_failed",
+                reason=f"{summary} failed: {sent.message}",
+            )
             return None
-        self.s.marketing_sent = self.s.marketing_sent or action.marketing
         return Next()
 
     async def _wait(self, action: Wait) -> Next | None:
@@ -332,8 +375,11 @@ class EnrollmentWorkflow:
             action=action,
             properties=self.s.contact.properties,
         )
-        if await self._activity(CREATE_TASK, request, describe_action(action)) is None:
+        result = await self._activity(CREATE_TASK, request, describe_action(action))
+        if result is None:
             return None
+        if result.send is not None and workflow.patched(CHANNELS_PATCH):
+            return self._after_delivery(result.send, describe_action(action))
         return Next()
 
     async def _set_property(self, action: SetProperty) -> Next | None:
@@ -359,8 +405,11 @@ class EnrollmentWorkflow:
             action=action,
             properties=self.s.contact.properties,
         )
-        if await self._activity(SEND_NOTIFICATION, request, describe_action(action)) is None:
+        result = await self._activity(SEND_NOTIFICATION, request, describe_action(action))
+        if result is None:
             return None
+        if result.send is not None and workflow.patched(CHANNELS_PATCH):
+            return self._after_delivery(result.send, describe_action(action))
         return Next()
 
     async def _go_to_action(self, action: GoTo) -> Next | None:

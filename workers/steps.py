@@ -6,12 +6,13 @@ activities in `workers.activities` implement these names.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from shared.enrollment import EnrollmentRef, StepRecord
-from shared.journey import CreateTask, SendMessage, SendNotification
+from shared.journey import CreateTask, DeliveryOptions, SendMessage, SendNotification
 
 SEND_MESSAGE = "send_message"
 CREATE_TASK = "create_task"
@@ -32,6 +33,8 @@ class StepRequest(BaseModel):
 class SendMessageRequest(StepRequest):
     action: SendMessage
     properties: dict[str, Any] = {}
+    delivery: DeliveryOptions = DeliveryOptions()
+    """The journey's send window and what to do when capped."""
 
 
 class CreateTaskRequest(StepRequest):
@@ -44,8 +47,30 @@ class SendNotificationRequest(StepRequest):
     properties: dict[str, Any] = {}
 
 
+SendStatus = Literal["sending", "sent", "queued", "skipped", "deferred", "failed"]
+
+
+class SendOutcome(BaseModel):
+    """What became of a message, task or notification (recorded on its log row, so a
+    retried activity answers the same)."""
+
+    status: SendStatus
+    """`sent`: delivered (or, per channel, kept where none is configured); `queued`: no
+    channel configured, kept in the outbox; `skipped`: not sent (unsubscribed, capped);
+    `deferred`: not yet, try again at `until`; `failed`: a provider refused for good."""
+    reason: str | None = None
+    """`unsubscribed`, `frequency_cap`, `send_window`, `provider_refused`, ..."""
+    message: str | None = None
+    """In words, for the enrollment log."""
+    until: datetime | None = None
+    channels: dict[str, Any] = {}
+    """Per channel (or kind): its status and the provider's answer."""
+
+
 class StepResult(BaseModel):
     applied: list[int] = []
     """Step sequence numbers written by this call (a retry returns fewer or none)."""
     contact_seq: int | None = None
     """Sequence of the contact row after the journey's own property writes, if any."""
+    send: SendOutcome | None = None
+    """Messages, tasks and notifications: what became of them."""

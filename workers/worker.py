@@ -23,11 +23,18 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **options: Any) -> Worker:
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Worker:
     """A worker for the enrollment workflow and its activities. The Worker takes the
-    client's data converter (pydantic). `options` pass through to `Worker` (tests use
-    them to swap activities or tune concurrency)."""
-    journey = JourneyActivities(pool)
+    client's data converter (pydantic). `settings` configure the channels (SMTP; None:
+    from the environment). `options` pass through to `Worker` (tests use them to swap
+    activities or tune concurrency)."""
+    journey = JourneyActivities(pool, settings)
     activities = options.pop(
         "activities",
         [
@@ -62,7 +69,7 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(
-        client, pool, settings.task_queue, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN
+        client, pool, settings.task_queue, settings, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN
     )
     try:
         async with worker:

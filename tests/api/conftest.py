@@ -42,7 +42,7 @@ async def running_stack(
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
-    async with build_worker(temporal, pool, task_queue):
+    async with build_worker(temporal, pool, task_queue, config):
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             timeout=30,

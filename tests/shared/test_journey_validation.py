@@ -344,6 +344,22 @@ PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
         mutated(T, ("suppression_lists[+]", "trial-users")),
         "suppression_lists[2]",
     ),
+    (
+        "invalid_timezone",
+        mutated(
+            T,
+            (
+                "delivery",
+                {"send_window": {"start": "09:00", "end": "17:00", "timezone": "Mars/Olympus"}},
+            ),
+        ),
+        "delivery.send_window.timezone",
+    ),
+    (
+        "empty_send_window",
+        mutated(T, ("delivery", {"send_window": {"start": "09:00", "end": "09:00"}})),
+        "delivery.send_window",
+    ),
 ]
 
 

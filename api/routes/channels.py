@@ -1,0 +1,53 @@
+"""A workspace's channel settings: webhook (URL + signing secret), time zone, send
+window, frequency cap. The secret is write-only: GET says whether one is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import PoolDep, WorkspaceDep
+from shared.channels import ChannelSettings, FrequencyCap, load_settings, save_settings
+from shared.journey import SendWindow
+
+router = APIRouter(prefix="/v1/settings/channels", tags=["channels"])
+
+
+class WebhookOut(BaseModel):
+    url: str
+    secret_set: bool
+
+
+class ChannelSettingsOut(BaseModel):
+    webhook: WebhookOut | None
+    email_from: str | None
+    timezone: str
+    send_window: SendWindow | None
+    frequency_cap: FrequencyCap | None
+
+
+def _out(settings: ChannelSettings) -> dict[str, Any]:
+    hook = settings.webhook
+    return {
+        "webhook": {"url": str(hook.url), "secret_set": True} if hook else None,
+        "email_from": settings.email_from,
+        "timezone": settings.timezone,
+        "send_window": settings.send_window,
+        "frequency_cap": settings.frequency_cap,
+    }
+
+
+@router.get("", response_model=ChannelSettingsOut)
+async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
+    return _out(await load_settings(pool, workspace))
+
+
+@router.put("", response_model=ChannelSettingsOut)
+async def put_channel_settings(
+    body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
+) -> Any:
+    """Replaces the workspace's channel settings (fields left out take their defaults)."""
+    await save_settings(pool, workspace, body)
+    return _out(body)

@@ -1,0 +1,101 @@
+"""Message templates, per workspace: PUT checks that every part renders, GET reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from api.deps import PoolDep, WorkspaceDep
+from api.errors import ApiError
+from shared.templates import TEMPLATE_NAME, RenderError, TemplateBody, render_text
+
+router = APIRouter(prefix="/v1/templates", tags=["templates"])
+
+UPSERT_TEMPLATE = """
+INSERT INTO templates (workspace, name, subject, html, text) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (workspace, name) DO UPDATE
+SET subject = $3, html = $4, text = $5, updated_at = now()
+RETURNING name, subject, html, text, created_at, updated_at
+"""
+SELECT_TEMPLATE = """
+SELECT name, subject, html, text, created_at, updated_at FROM templates
+WHERE workspace = $1 AND name = $2
+"""
+SELECT_TEMPLATES = """
+SELECT name, subject, html, text, created_at, updated_at FROM templates
+WHERE workspace = $1 ORDER BY name
+"""
+DELETE_TEMPLATE = "DELETE FROM templates WHERE workspace = $1 AND name = $2"
+
+
+class TemplateIn(TemplateBody):
+    """`subject` + `html`/`text` for email, `text` for SMS and WhatsApp. `sample` is a
+    contact's properties to check the rendering with (default: a contact with none)."""
+
+    sample: dict[str, Any] = Field(default_factory=dict)
+
+
+class TemplateOut(TemplateBody):
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _check_name(name: str) -> None:
+    if not TEMPLATE_NAME.fullmatch(name):
+        raise ApiError(
+            422,
+            "invalid_template_name",
+            "A template name is 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit.",
+        )
+
+
+@router.put("/{name}", response_model=TemplateOut)
+async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: WorkspaceDep) -> Any:
+    """Saves the template once every part renders (against `sample`)."""
+    _check_name(name)
+    if body.text is None and body.html is None:
+        raise ApiError(
+            422, "empty_template", "A template needs `text` (SMS, WhatsApp, email) or `html`."
+        )
+    problems = []
+    for part in ("subject", "html", "text"):
+        source = getattr(body, part)
+        if source is None:
+            continue
+        try:
+            render_text(source, body.sample, html=part == "html")
+        except RenderError as exc:
+            problems.append({"path": part, "reason": "invalid_template", "message": exc.message})
+    if problems:
+        parts = ", ".join(p["path"] for p in problems)
+        raise ApiError(
+            422,
+            "invalid_template",
+            f"The template cannot be rendered ({parts}): {problems[0]['message']}.",
+            problems=problems,
+        )
+    row = await pool.fetchrow(UPSERT_TEMPLATE, workspace, name, body.subject, body.html, body.text)
+    return dict(row) if row is not None else None
+
+
+@router.get("", response_model=list[TemplateOut])
+async def list_templates(pool: PoolDep, workspace: WorkspaceDep) -> Any:
+    return [dict(r) for r in await pool.fetch(SELECT_TEMPLATES, workspace)]
+
+
+@router.get("/{name}", response_model=TemplateOut)
+async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any:
+    row = await pool.fetchrow(SELECT_TEMPLATE, workspace, name)
+    if row is None:
+        raise ApiError(404, "template_not_found", f"No template named {name!r}.")
+    return dict(row)
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> None:
+    if await pool.execute(DELETE_TEMPLATE, workspace, name) == "DELETE 0":
+        raise ApiError(404, "template_not_found", f"No template named {name!r}.")

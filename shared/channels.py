@@ -1,0 +1,152 @@
+"""A workspace's channel settings (webhook, send window, frequency cap) and the rules
+that decide when a message may go out: quiet hours, the cap, unsubscribes.
+
+The rules are pure functions of their inputs (the time given is the workflow's time of
+the step, so a time-skipping test and a replay see the same answers).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from shared.db import Queryable
+from shared.journey import WEEKDAYS, Duration, SendWindow, TimeZoneName
+
+DEFAULT_TIMEZONE = "UTC"
+CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "whatsapp": "phone"}
+"""The contact property that holds each channel's address."""
+
+
+class FrequencyCap(BaseModel):
+    """At most `max` marketing messages per contact in any rolling `per` (ISO-8601)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max: int = Field(gt=0, le=1000)
+    per: Duration
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, per: timedelta) -> timedelta:
+        if per <= timedelta(0) or per > timedelta(days=366):
+            raise ValueError("the cap's window lasts more than zero and at most 366 days")
+        return per
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: AnyHttpUrl
+    secret: SecretStr = Field(min_length=16, max_length=512)
+    """Signs every request (HMAC-SHA256)."""
+
+
+class ChannelSettings(BaseModel):
+    """`PUT /v1/settings/channels`: what a workspace's channels need."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: Webhook | None = None
+    """SMS, WhatsApp, tasks and notifications are POSTed here; None: recorded only."""
+    email_from: str | None = Field(default=None, max_length=320)
+    """Overrides the worker's `NURTURE_SMTP_FROM` for this workspace."""
+    timezone: TimeZoneName = DEFAULT_TIMEZONE
+    """The zone of contacts without a `timezone` property."""
+    send_window: SendWindow | None = None
+    """Quiet hours for journeys that set none; None: any time."""
+    frequency_cap: FrequencyCap | None = None
+
+
+SELECT_SETTINGS = """
+SELECT webhook_url, webhook_secret, email_from, timezone, send_window, frequency_cap
+FROM channel_settings WHERE workspace = $1
+"""
+UPSERT_SETTINGS = """
+INSERT INTO channel_settings (workspace, webhook_url, webhook_secret, email_from, timezone,
+                              send_window, frequency_cap, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+ON CONFLICT (workspace) DO UPDATE
+SET webhook_url = $2, webhook_secret = $3, email_from = $4, timezone = $5,
+    send_window = $6, frequency_cap = $7, updated_at = now()
+"""
+
+
+async def load_settings(conn: Queryable, workspace: str) -> ChannelSettings:
+    row = await conn.fetchrow(SELECT_SETTINGS, workspace)
+    if row is None:
+        return ChannelSettings()
+    webhook = None
+    if row["webhook_url"]:
+        webhook = Webhook(url=row["webhook_url"], secret=row["webhook_secret"])
+    return ChannelSettings(
+        webhook=webhook,
+        email_from=row["email_from"],
+        timezone=row["timezone"],
+        send_window=row["send_window"],
+        frequency_cap=row["frequency_cap"],
+    )
+
+
+async def save_settings(conn: Queryable, workspace: str, settings: ChannelSettings) -> None:
+    hook = settings.webhook
+    await conn.execute(
+        UPSERT_SETTINGS,
+        workspace,
+        str(hook.url) if hook else None,
+        hook.secret.get_secret_value() if hook else None,
+        settings.email_from,
+        settings.timezone,
+        settings.send_window.model_dump(mode="json") if settings.send_window else None,
+        settings.frequency_cap.model_dump(mode="json") if settings.frequency_cap else None,
+    )
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def contact_zone(
+    properties: dict[str, Any], window: SendWindow, workspace_zone: str
+) -> tuple[ZoneInfo, str]:
+    """The zone a window is read in: the contact's `timezone` property if it names one,
+    else the window's own, else the workspace's. Returns the zone and where it came from."""
+    own = properties.get("timezone")
+    if isinstance(own, str) and own:
+        try:
+            return ZoneInfo(own), f"the contact's timezone {own}"
+        except Exception:
+            pass  # not a zone: fall back, the log says which zone was used
+    name = window.timezone or workspace_zone
+    return ZoneInfo(name), f"{'the window' if window.timezone else 'the workspace'} zone {name}"
+
+
+def next_opening(window: SendWindow, zone: ZoneInfo, at: datetime) -> datetime | None:
+    """None when `at` is inside the window; otherwise when it next opens (UTC)."""
+    local = at.astimezone(zone)
+    crosses_midnight = window.end < window.start
+    openings: list[datetime] = []
+    for offset in range(-1, 8):
+        day = local.date() + timedelta(days=offset)
+        if WEEKDAYS[day.weekday()] not in window.days:
+            continue
+        opens = datetime.combine(day, window.start, tzinfo=zone)
+        closes_day = day + timedelta(days=1) if crosses_midnight else day
+        closes = datetime.combine(closes_day, window.end, tzinfo=zone)
+        if opens <= local < closes:
+            return None
+        if opens > local:
+            openings.append(opens)
+    return min(openings).astimezone(ZoneInfo("UTC"))
+
+
+def unsubscribed(properties: dict[str, Any], channel: str) -> str | None:
+    """The property that unsubscribes the contact from marketing on `channel`, if any:
+    `unsubscribed` (every channel) or `unsubscribed_<channel>`, set to true."""
+    for name in ("unsubscribed", f"unsubscribed_{channel}"):
+        value = properties.get(name)
+        if value is True or (isinstance(value, str) and value.lower() == "true"):
+            return name
+    return None

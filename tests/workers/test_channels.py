@@ -1,0 +1,191 @@
+"""Delivery for real: email to an aiosmtpd SMTP server, SMS/tasks/notifications to an HTTP
+webhook served by the test, exactly once and with the idempotency key on the wire."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from shared.enrollment import EnrollmentRef, Outcome, StepRecord
+from shared.journey import SendMessage
+from tests.channel_servers import (
+    WebhookReceiver,
+    mailbox,
+    put_template,
+    smtp_sink,
+    webhook_receiver,
+)
+from tests.workers.conftest import enroll, go_to, journey, send, stage
+from workers.activities import JourneyActivities
+from workers.steps import SendMessageRequest
+from workers.worker import build_worker
+
+WELCOME = {
+    "subject": 'Welcome, {{ contact.first_name | default("there") }}',
+    "html": "<p>Hi {{ contact.first_name }} {{ contact.company }}</p>",
+    "text": "Hi {{ contact.first_name | default('there') }}, welcome aboard.",
+}
+
+
+async def test_email_goes_out_rendered_with_the_idempotency_key(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    await put_template(pool, "welcome", **WELCOME)
+    flow = journey([stage("welcome", send("welcome", "email"), go_to("success"))])
+    async with smtp_sink(pool) as settings, build_worker(ts_env.client, pool, task_queue, settings):
+        ada = await enroll(
+            ts_env.client,
+            pool,
+            task_queue,
+            flow,
+            properties={"email": "ada@example.test", "first_name": "Ada", "company": "<Acme>"},
+        )
+        anon = await enroll(
+            ts_env.client,
+            pool,
+            task_queue,
+            flow,
+            contact_id="anon",
+            journey_id=ada.journey_id,
+            properties={"email": "anon@example.test"},
+        )
+        assert (await ada.result()).outcome is Outcome.SUCCESS
+        assert (await anon.result()).outcome is Outcome.SUCCESS
+
+    mails = {m["rcpt_to"][0]: m for m in await mailbox(pool)}
+    assert set(mails) == {"ada@example.test", "anon@example.test"}
+    mail = mails["ada@example.test"]
+    assert mail["subject"] == "Welcome, Ada"
+    assert mail["text"].strip() == "Hi Ada, welcome aboard."
+    assert mail["html"].strip() == "<p>Hi Ada &lt;Acme&gt;</p>"  # html is autoescaped
+    assert mail["mail_from"] == "journeys@acme.test"
+    assert mails["anon@example.test"]["subject"] == "Welcome, there"
+
+    [row] = await ada.outbox()
+    key = row["idempotency_key"]
+    assert key == f"{ada.workflow_id}:2:email"
+    assert row["status"] == "delivered" and row["delivered_at"] is not None
+    assert mail["idempotency_key"] == key
+    assert mail["headers"]["X-Nurture-Idempotency-Key"] == key
+    assert mail["message_id"] == f"<{key.replace(':', '%3A')}@acme.test>"
+    assert ("send_message", "sent") in await ada.actions()
+
+
+async def test_webhook_500_is_retried_and_each_channel_delivered_once(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """email + sms: the webhook fails once with 500, so the activity runs again; the email
+    it had already delivered is not sent again, the SMS goes out on the retry."""
+    await put_template(pool, "nudge", subject="Still there?", text="Hi {{ contact.first_name }}!")
+    flow = journey([stage("nudge", send("nudge", "email", "sms"), go_to("success"))])
+    receiver = WebhookReceiver(script=[(500, '{"error": "busy"}')])
+    async with (
+        smtp_sink(pool) as settings,
+        webhook_receiver(pool, receiver),
+        build_worker(ts_env.client, pool, task_queue, settings),
+    ):
+        ada = await enroll(
+            ts_env.client,
+            pool,
+            task_queue,
+            flow,
+            properties={"email": "ada@example.test", "phone": "+15550100", "first_name": "Ada"},
+        )
+        assert (await ada.result()).outcome is Outcome.SUCCESS
+
+    assert len(await mailbox(pool)) == 1
+    assert len(receiver.received) == 2  # the 500, then the retry
+    first, second = receiver.received
+    sms_key = f"{ada.workflow_id}:2:sms"
+    for request in receiver.received:
+        assert request.headers["idempotency-key"] == sms_key
+        assert request.headers["x-nurture-idempotency-key"] == sms_key
+        assert request.signature_valid()
+        assert request.path == "/hooks/nurture"
+    assert not first.signature_valid("another-secret-of-16+chars")
+    body = second.body
+    assert body["kind"] == "message" and body["channel"] == "sms"
+    assert body["to"] == "+15550100" and body["text"] == "Hi Ada!"
+    assert body["idempotency_key"] == sms_key and body["contact_id"] == "ada"
+    statuses = {r["channel"]: (r["status"], r["attempts"]) for r in await ada.outbox()}
+    assert statuses == {"email": ("delivered", 1), "sms": ("delivered", 2)}
+
+
+async def test_a_retried_activity_after_delivery_sends_nothing(pool: asyncpg.Pool) -> None:
+    """The same activity request run twice (what Temporal does after a worker crash)."""
+    await put_template(pool, "welcome", **WELCOME)
+    await pool.execute(
+        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
+        {"email": "ada@example.test", "first_name": "Ada"},
+    )
+    ref = EnrollmentRef(
+        workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id="enrollment/x"
+    )
+    step = StepRecord(
+        step_seq=1,
+        at="2026-01-05T10:00:00Z",  # type: ignore[arg-type]
+        stage="s",
+        action="send_message",
+        result="queued",
+    )
+    request = SendMessageRequest(
+        enrollment=ref,
+        step=step,
+        action=SendMessage(channels=["email"], template="welcome", marketing=True),
+    )
+    async with smtp_sink(pool) as settings:
+        activities = JourneyActivities(pool, settings)
+        env = ActivityEnvironment()
+        first = await env.run(activities.send_message, request)
+        again = await env.run(activities.send_message, request)
+    assert first.send is not None and first.send.status == "sent"
+    assert again.send is not None and again.send.status == "sent"
+    assert first.applied == [1] and again.applied == []
+    assert len(await mailbox(pool)) == 1
+
+
+async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    await put_template(pool, "nudge", text="Hi {{ contact.first_name }}")
+    task = {"type": "create_task", "title": "Call {{ contact.first_name }}", "assign_to": "owner"}
+    note = {"type": "send_notification", "to": ["team:sales"], "message": "{{ contact.first_name }}"}
+    stages = [stage("s", send("nudge", "sms"), task, note, go_to("success"))]
+    skipping = journey(stages)
+    ending = journey(stages, delivery={"on_failure": "end"})
+    refusal = (400, '{"error": "invalid number"}')
+    receiver = WebhookReceiver(script=[refusal])
+    props = {"phone": "+1555", "first_name": "Ada"}
+    async with webhook_receiver(pool, receiver), build_worker(ts_env.client, pool, task_queue):
+        skip = await enroll(ts_env.client, pool, task_queue, skipping, properties=props)
+        view = await skip.result()
+        assert view.outcome is Outcome.SUCCESS
+        receiver.script.append(refusal)
+        end = await enroll(ts_env.client, pool, task_queue, ending, properties=props)
+        view = await end.result()
+        assert view.outcome is Outcome.DELIVERY_FAILED
+
+    # skipped: logged with the provider's answer, then the task and notification went out
+    steps = await skip.steps()
+    failed = next(s for s in steps if s["action"] == "send_message")
+    assert failed["result"] == "failed"
+    answer = failed["detail"]["delivery"]["channels"]["sms"]["answer"]
+    assert answer == {"status": 400, "body": '{"error": "invalid number"}'}
+    assert [(a, r) for a, r in await skip.actions() if a != "enter_stage"] == [
+        ("send_message", "failed"),
+        ("create_task", "sent"),
+        ("send_notification", "sent"),
+        ("go_to", "jumped"),
+        ("end", "success"),
+    ]
+    kinds = [(r.body["kind"], r.body.get("title") or r.body.get("message")) for r in receiver.received]
+    assert kinds[:3] == [("message", None), ("task", "Call Ada"), ("notification", "Ada")]
+    assert all(r.signature_valid() for r in receiver.received)
+
+    # ended: nothing after the refused message; the exit says why
+    assert [a for a, _ in await end.actions()] == ["enter_stage", "send_message", "exit"]
+    exit_row = (await end.steps())[-1]
+    assert exit_row["result"] == "delivery_failed"
+    assert "the webhook answered 400" in exit_row["detail"]["reason"]
+    assert (await end.row())["outcome"] == "delivery_failed"
+    assert len(receiver.received) == 4

@@ -1,0 +1,141 @@
+"""The channels that take a message out of the building: email over SMTP, and an HTTP
+webhook for SMS, WhatsApp, tasks and notifications.
+
+Each send carries the outbox row's idempotency key (email: `Message-ID` and
+`X-Nurture-Idempotency-Key`; webhook: `Idempotency-Key` and `X-Nurture-Idempotency-Key`),
+so a provider can drop the one duplicate a crash between "sent" and "recorded" can cause.
+A refusal that retrying cannot fix raises `PermanentFailure` with the provider's answer;
+anything else raises `TransientFailure`, and the activity retry policy tries again with
+backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import quote
+
+import aiosmtplib
+import httpx
+
+from shared.settings import Settings
+
+ANSWER_CHARS = 1000
+"""How much of a provider's answer the enrollment log keeps."""
+
+
+class PermanentFailure(Exception):
+    """The provider refused the send for good (e.g. a 4xx other than 429, an SMTP 5xx)."""
+
+    def __init__(self, message: str, answer: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer or {}
+
+
+class TransientFailure(Exception):
+    """Worth retrying: the provider is down, slow, rate limiting or answered 5xx."""
+
+
+def message_id(key: str, domain: str) -> str:
+    """The idempotency key as an RFC 5322 Message-ID (`:` and `.` percent-encoded)."""
+    local = quote(key, safe="/").replace(".", "%2E")
+    return f"<{local}@{domain}>"
+
+
+class Email:
+    """Email over SMTP with aiosmtplib, configured by the worker's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.smtp_host)
+
+    def compose(
+        self, key: str, sender: str, to: str, content: dict[str, Any], workspace: str
+    ) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = to
+        msg["Subject"] = content.get("subject") or ""
+        domain = sender.rpartition("@")[2] or "nurture.local"
+        msg["Message-ID"] = message_id(key, domain)
+        msg["X-Nurture-Idempotency-Key"] = key
+        msg["X-Nurture-Workspace"] = workspace
+        text, html = content.get("text"), content.get("html")
+        msg.set_content(text if text is not None else "")
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+        return msg
+
+    async def send(self, msg: EmailMessage) -> dict[str, Any]:
+        s = self.settings
+        try:
+            errors, response = await aiosmtplib.send(
+                msg,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                use_tls=s.smtp_security == "tls",
+                start_tls=s.smtp_security == "starttls",
+                timeout=s.smtp_timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            refused = [{"code": r.code, "message": r.message} for r in exc.recipients]
+            answer: dict[str, Any] = {"smtp": refused}
+            if all(500 <= c < 600 for c in codes):
+                raise PermanentFailure(f"the SMTP server refused {msg['To']}", answer) from exc
+            raise TransientFailure(str(exc)) from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # our configuration, not the contact: retry until an operator fixes it
+            raise TransientFailure(f"SMTP authentication failed: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            answer = {"smtp": {"code": exc.code, "message": exc.message[:ANSWER_CHARS]}}
+            if 500 <= exc.code < 600:
+                raise PermanentFailure(f"the SMTP server answered {exc.code}", answer) from exc
+            raise TransientFailure(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise TransientFailure(f"SMTP: {type(exc).__name__}: {exc}") from exc
+        return {"smtp": response[:ANSWER_CHARS], "refused": {k: str(v) for k, v in errors.items()}}
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Nurture-Signature`: `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+class Webhook:
+    """Signed JSON POSTs to the workspace's webhook URL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def send(self, url: str, secret: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            "X-Nurture-Idempotency-Key": key,
+            "X-Nurture-Signature": sign(secret, int(time.time()), raw),
+        }
+        try:
+            async with httpx.AsyncClient(timeout=self.settings.webhook_timeout) as http:
+                response = await http.post(url, content=raw, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransientFailure(f"webhook: {type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        text = response.text[:ANSWER_CHARS]
+        answer = {"status": status, "body": text}
+        if 200 <= status < 300:
+            return answer
+        if status == 429 or status >= 500 or status == 408:
+            raise TransientFailure(f"webhook answered {status}: {text[:200]}")
+        raise PermanentFailure(f"the webhook answered {status}", answer)

@@ -1,0 +1,396 @@
+"""Deciding and delivering a step's messages, tasks and notifications.
+
+`queue_message` runs inside the step's transaction, only when the step row is new: it
+applies the rules (unsubscribe, send window, frequency cap), renders the template and
+writes one outbox row per channel. What it decided goes onto the step row, so a retried
+activity answers the same (`recorded`). `deliver` runs after the commit: it sends every
+outbox row of the step that is still `queued` and records each delivery on its row, so a
+retry after a recorded delivery does not send again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from shared.channels import (
+    CHANNEL_ADDRESS,
+    ChannelSettings,
+    FrequencyCap,
+    contact_zone,
+    load_settings,
+    next_opening,
+    unsubscribed,
+)
+from shared.enrollment import EnrollmentRef, StepRecord
+from shared.journey import SendWindow
+from shared.settings import Settings
+from shared.templates import RenderError, TemplateBody, render
+from workers.channels import Email, PermanentFailure, TransientFailure, Webhook
+from workers.steps import SendMessageRequest, SendOutcome
+
+SELECT_PROPERTIES = "SELECT properties FROM contacts WHERE workspace = $1 AND id = $2"
+SELECT_TEMPLATE = "SELECT subject, html, text FROM templates WHERE workspace = $1 AND name = $2"
+LOCK_CONTACT_CAP = "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 8))"
+RECENT_MARKETING = """
+SELECT sent_at FROM marketing_sends
+WHERE workspace = $1 AND contact_id = $2 AND sent_at > $3
+ORDER BY sent_at DESC LIMIT $4
+"""
+RESERVE_MARKETING = """
+INSERT INTO marketing_sends (idempotency_key, workspace, contact_id, sent_at)
+VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+"""
+INSERT_OUTBOX = """
+INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id, kind,
+                    channel, payload, status, last_error, failed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 = 'failed' THEN now() END)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+STEP_OUTBOX = """
+SELECT idempotency_key, kind, channel, payload, status, answer, last_error FROM outbox
+WHERE workflow_id = $1
+  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
+ORDER BY idempotency_key
+"""
+DELIVERED = """
+UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = $2,
+                  attempts = attempts + 1, last_error = NULL
+WHERE idempotency_key = $1
+"""
+FAILED = """
+UPDATE outbox SET status = 'failed', failed_at = now(), answer = $2, last_error = $3,
+                  attempts = attempts + 1
+WHERE idempotency_key = $1
+"""
+ATTEMPT_FAILED = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE idempotency_key = $1
+"""
+RECORD_OUTCOME = """
+UPDATE enrollment_steps
+SET result = $3, detail = detail || jsonb_build_object('delivery', $4::jsonb)
+WHERE workflow_id = $1 AND step_seq = $2
+"""
+SELECT_OUTCOME = """
+SELECT detail -> 'delivery' FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
+"""
+
+
+def idempotency_key(workflow_id: str, step_seq: int, channel: str | None = None) -> str:
+    key = f"{workflow_id}:{step_seq}"
+    return f"{key}:{channel}" if channel else key
+
+
+def _window_words(window: SendWindow) -> str:
+    days = ",".join(window.days) if len(window.days) < 7 else "every day"
+    return f"{window.start:%H:%M}-{window.end:%H:%M} {days}"
+
+
+class Sending:
+    """Rules, rendering and delivery for the journey's activities."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.email = Email(settings)
+        self.webhook = Webhook(settings)
+
+    # --- inside the step's transaction ------------------------------------------------------
+
+    async def queue_message(
+        self, conn: PoolConnectionProxy, request: SendMessageRequest, step: StepRecord
+    ) -> SendOutcome:
+        ref, action = request.enrollment, request.action
+        ws = await load_settings(conn, ref.workspace)
+        props = await conn.fetchval(SELECT_PROPERTIES, ref.workspace, ref.contact_id)
+        props = dict(props) if props is not None else dict(request.properties)
+        channels = list(action.channels)
+        dropped: dict[str, str] = {}
+        if action.marketing:
+            for channel in channels:
+                prop = unsubscribed(props, channel)
+                if prop is not None:
+                    dropped[channel] = prop
+            channels = [c for c in channels if c not in dropped]
+            if not channels:
+                names = sorted(set(dropped.values()))
+                return await self._decided(
+                    conn,
+                    ref,
+                    step,
+                    SendOutcome(
+                        status="skipped",
+                        reason="unsubscribed",
+                        message=f"not sent: the contact is unsubscribed ({', '.join(names)})",
+                        channels={
+                            c: {"status": "unsubscribed", "by": p} for c, p in dropped.items()
+                        },
+                    ),
+                )
+        window = request.delivery.send_window or ws.send_window
+        if window is not None:
+            zone, zone_words = contact_zone(props, window, ws.timezone)
+            opens = next_opening(window, zone, step.at)
+            if opens is not None:
+                return await self._decided(
+                    conn,
+                    ref,
+                    step,
+                    SendOutcome(
+                        status="deferred",
+                        reason="send_window",
+                        until=opens,
+                        message=f"outside the send window {_window_words(window)} in "
+                        f"{zone_words}; waits until it opens at {opens:%Y-%m-%d %H:%M} UTC",
+                    ),
+                )
+        if action.marketing and ws.frequency_cap is not None:
+            key = idempotency_key(ref.workflow_id, step.step_seq)
+            until = await self._reserve(conn, ref, key, step.at, ws.frequency_cap)
+            if until is not None:
+                cap = ws.frequency_cap
+                words = f"the frequency cap of {cap.max} marketing message(s) per {cap.per}"
+                skip = request.delivery.when_capped == "skip"
+                outcome = SendOutcome(
+                    status="skipped" if skip else "deferred",
+                    reason="frequency_cap",
+                    until=None if skip else until,
+                    message=f"not sent: {words} is reached"
+                    if skip
+                    else f"{words} is reached; waits until {until:%Y-%m-%d %H:%M} UTC",
+                )
+                return await self._decided(conn, ref, step, outcome)
+        template = await self._template(conn, ref.workspace, action.template)
+        for channel in channels:
+            payload: dict[str, Any] = {
+                "template": action.template,
+                "marketing": action.marketing,
+                "properties": request.properties,
+            }
+            status, error = await self._content(ws, channel, template, action.template, props)
+            if isinstance(status, dict):
+                payload.update(status)
+                status = "queued"
+            await self._outbox(conn, ref, step, "message", channel, payload, status, error)
+        outcome = SendOutcome(
+            status="sending",
+            channels={c: {"status": "unsubscribed", "by": p} for c, p in dropped.items()},
+        )
+        return await self._decided(conn, ref, step, outcome)
+
+    async def queue_internal(
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        step: StepRecord,
+        kind: str,
+        payload: dict[str, Any],
+    ) -> SendOutcome:
+        """A task or notification: to the workspace's webhook, or kept when it has none."""
+        ws = await load_settings(conn, ref.workspace)
+        status = "queued" if ws.webhook is not None else "kept"
+        await self._outbox(conn, ref, step, kind, None, payload, status, None)
+        return await self._decided(conn, ref, step, SendOutcome(status="sending"))
+
+    async def recorded(
+        self, conn: PoolConnectionProxy, ref: EnrollmentRef, step: int
+    ) -> SendOutcome:
+        """What the first attempt of this step decided (a retry must answer the same)."""
+        raw = await conn.fetchval(SELECT_OUTCOME, ref.workflow_id, step)
+        if raw is None:
+            return SendOutcome(status="sending")
+        return SendOutcome.model_validate(raw)
+
+    async def _decided(
+        self, conn: PoolConnectionProxy, ref: EnrollmentRef, step: StepRecord, outcome: SendOutcome
+    ) -> SendOutcome:
+        result = "sending" if outcome.status == "sending" else outcome.status
+        await conn.execute(
+            RECORD_OUTCOME,
+            ref.workflow_id,
+            step.step_seq,
+            result,
+            outcome.model_dump(mode="json", exclude_defaults=True),
+        )
+        return outcome
+
+    async def _reserve(
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        key: str,
+        at: datetime,
+        cap: FrequencyCap,
+    ) -> datetime | None:
+        """Counts the message against the cap, or says when the cap next allows one.
+        The advisory lock serializes every reservation for the contact: of two journeys
+        racing, the second sees the first's row."""
+        await conn.execute(LOCK_CONTACT_CAP, ref.workspace, ref.contact_id)
+        recent = await conn.fetch(
+            RECENT_MARKETING, ref.workspace, ref.contact_id, at - cap.per, cap.max
+        )
+        if len(recent) >= cap.max:
+            oldest: datetime = recent[cap.max - 1]["sent_at"]
+            return oldest + cap.per
+        await conn.execute(RESERVE_MARKETING, key, ref.workspace, ref.contact_id, at)
+        return None
+
+    async def _template(
+        self, conn: PoolConnectionProxy, workspace: str, name: str
+    ) -> TemplateBody | None:
+        row = await conn.fetchrow(SELECT_TEMPLATE, workspace, name)
+        return TemplateBody(**dict(row)) if row is not None else None
+
+    async def _content(
+        self,
+        ws: ChannelSettings,
+        channel: str,
+        template: TemplateBody | None,
+        name: str,
+        props: dict[str, Any],
+    ) -> tuple[dict[str, Any] | str, str | None]:
+        """The rendered message and its address, or ("kept"/"failed", why)."""
+        configured = self.email.configured if channel == "email" else ws.webhook is not None
+        if not configured:
+            return "kept", f"no {channel} channel is configured"
+        if template is None:
+            return "failed", f"template {name!r} does not exist"
+        address_prop = CHANNEL_ADDRESS[channel]
+        to = props.get(address_prop)
+        if not isinstance(to, str) or not to:
+            return "failed", f"the contact has no {address_prop!r} property for {channel}"
+        if channel == "email" and not template.subject:
+            return "failed", f"template {name!r} has no subject for email"
+        if channel == "email" and template.text is None and template.html is None:
+            return "failed", f"template {name!r} has no text or html for email"
+        if channel != "email" and template.text is None:
+            return "failed", f"template {name!r} has no text for {channel}"
+        try:
+            rendered = render(template, props)
+        except RenderError as exc:
+            return "failed", f"template {name!r} cannot render its {exc.part}: {exc.message}"
+        content = rendered.model_dump(exclude_none=True)
+        if channel != "email":
+            content = {"text": rendered.text}
+        return {"to": to, "content": content}, None
+
+    async def _outbox(
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        step: StepRecord,
+        kind: str,
+        channel: str | None,
+        payload: dict[str, Any],
+        status: str,
+        error: str | None,
+    ) -> None:
+        await conn.execute(
+            INSERT_OUTBOX,
+            idempotency_key(ref.workflow_id, step.step_seq, channel),
+            ref.workspace,
+            ref.workflow_id,
+            ref.journey_id,
+            ref.contact_id,
+            kind,
+            channel,
+            {**payload, "stage": step.stage, "step_seq": step.step_seq},
+            status,
+            error,
+        )
+
+    # --- after the commit -------------------------------------------------------------------
+
+    async def deliver(self, ref: EnrollmentRef, step: int, decided: SendOutcome) -> SendOutcome:
+        """Sends the step's outbox rows still queued and records each; raises (retryable)
+        on a transient failure, after recording what was already delivered."""
+        key = idempotency_key(ref.workflow_id, step)
+        rows = await self.pool.fetch(STEP_OUTBOX, ref.workflow_id, key)
+        ws: ChannelSettings | None = None
+        channels: dict[str, Any] = dict(decided.channels)
+        for row in rows:
+            name = row["channel"] or row["kind"]
+            status = row["status"]
+            if status == "queued":
+                if not activity.info().is_local:
+                    activity.heartbeat()
+                ws = ws or await load_settings(self.pool, ref.workspace)
+                channels[name] = await self._deliver_row(ref, ws, row)
+            else:
+                entry: dict[str, Any] = {"status": status}
+                if row["answer"] is not None:
+                    entry["answer"] = row["answer"]
+                if row["last_error"] and status != "delivered":
+                    entry["error"] = row["last_error"]
+                channels[name] = entry
+        return await self._finish(ref, step, channels)
+
+    async def _deliver_row(
+        self, ref: EnrollmentRef, ws: ChannelSettings, row: asyncpg.Record
+    ) -> dict[str, Any]:
+        key = row["idempotency_key"]
+        try:
+            answer = await self._send(ref, ws, row)
+        except PermanentFailure as exc:
+            await self.pool.execute(FAILED, key, exc.answer, str(exc))
+            return {"status": "failed", "error": str(exc), "answer": exc.answer}
+        except TransientFailure as exc:
+            await self.pool.execute(ATTEMPT_FAILED, key, str(exc))
+            raise ApplicationError(f"{row['channel'] or row['kind']}: {exc}") from exc
+        await self.pool.execute(DELIVERED, key, answer)
+        return {"status": "delivered"}
+
+    async def _send(
+        self, ref: EnrollmentRef, ws: ChannelSettings, row: asyncpg.Record
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = row["payload"]
+        key: str = row["idempotency_key"]
+        if row["kind"] == "message" and row["channel"] == "email":
+            sender = ws.email_from or self.settings.smtp_from
+            msg = self.email.compose(key, sender, payload["to"], payload["content"], ref.workspace)
+            return await self.email.send(msg)
+        if ws.webhook is None:
+            raise PermanentFailure("the workspace's webhook was removed before delivery")
+        body = {k: v for k, v in payload.items() if k not in ("properties", "content")}
+        body.update(payload.get("content") or {})
+        body.update(
+            idempotency_key=key,
+            kind=row["kind"],
+            channel=row["channel"],
+            workspace=ref.workspace,
+            journey_id=ref.journey_id,
+            contact_id=ref.contact_id,
+            workflow_id=ref.workflow_id,
+        )
+        secret = ws.webhook.secret.get_secret_value()
+        return await self.webhook.send(str(ws.webhook.url), secret, key, body)
+
+    async def _finish(self, ref: EnrollmentRef, step: int, channels: dict[str, Any]) -> SendOutcome:
+        statuses = {c["status"] for c in channels.values() if c["status"] != "unsubscribed"}
+        failed = [name for name, c in channels.items() if c["status"] == "failed"]
+        if failed:
+            why = "; ".join(f"{n}: {channels[n].get('error')}" for n in failed)
+            outcome = SendOutcome(
+                status="failed", reason="provider_refused", message=why, channels=channels
+            )
+        elif statuses <= {"kept"}:
+            outcome = SendOutcome(
+                status="queued",
+                message="kept in the outbox: no channel is configured",
+                channels=channels,
+            )
+        else:
+            outcome = SendOutcome(status="sent", channels=channels)
+        await self.pool.execute(
+            RECORD_OUTCOME,
+            ref.workflow_id,
+            step,
+            outcome.status,
+            outcome.model_dump(mode="json", exclude_defaults=True),
+        )
+        return outcome
