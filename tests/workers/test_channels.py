@@ -20,6 +20,7 @@ from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker
 
+NAME = "{{ contact.first_name }}"
 WELCOME = {
     "subject": 'Welcome, {{ contact.first_name | default("there") }}',
     "html": "<p>Hi {{ contact.first_name }} {{ contact.company }}</p>",
@@ -148,8 +149,8 @@ async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
     ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     await put_template(pool, "nudge", text="Hi {{ contact.first_name }}")
-    task = {"type": "create_task", "title": "Call {{ contact.first_name }}", "assign_to": "owner"}
-    note = {"type": "send_notification", "to": ["team:sales"], "message": "{{ contact.first_name }}"}
+    task = {"type": "create_task", "title": "Call " + NAME, "assign_to": "owner"}
+    note = {"type": "send_notification", "to": ["team:sales"], "message": NAME}
     stages = [stage("s", send("nudge", "sms"), task, note, go_to("success"))]
     skipping = journey(stages)
     ending = journey(stages, delivery={"on_failure": "end"})
@@ -178,7 +179,9 @@ async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
         ("go_to", "jumped"),
         ("end", "success"),
     ]
-    kinds = [(r.body["kind"], r.body.get("title") or r.body.get("message")) for r in receiver.received]
+    kinds = [
+        (r.body["kind"], r.body.get("title") or r.body.get("message")) for r in receiver.received
+    ]
     assert kinds[:3] == [("message", None), ("task", "Call Ada"), ("notification", "Ada")]
     assert all(r.signature_valid() for r in receiver.received)
 

@@ -1,0 +1,170 @@
+"""When a message may go out: quiet hours (a durable wait until the window opens), the
+frequency cap across journeys (atomic in Postgres), unsubscribes. On the time-skipping
+server, so days pass in moments."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from shared.channels import ChannelSettings, save_settings
+from shared.enrollment import Outcome, Unenroll
+from tests.api.conftest import eventually
+from tests.channel_servers import (
+    WebhookReceiver,
+    mailbox,
+    put_template,
+    smtp_sink,
+    webhook_receiver,
+)
+from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage
+from workers.worker import build_worker
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+async def _deliveries(enrollment: Enrollment) -> list[tuple[str, dict]]:
+    return [
+        (s["result"], s["detail"].get("delivery", {}))
+        for s in await enrollment.steps()
+        if s["action"] == "send_message"
+    ]
+
+
+async def test_a_send_outside_the_window_waits_until_it_opens(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    await put_template(pool, "welcome", subject="Hi", text="Hello {{ contact.first_name }}")
+    # a one-hour window opening three hours from now, in the contact's (Tokyo) time
+    opens_local = (datetime.now(UTC) + timedelta(hours=3)).astimezone(TOKYO)
+    start = opens_local.replace(second=0, microsecond=0)
+    window = {"start": f"{start:%H:%M}", "end": f"{start + timedelta(hours=1):%H:%M}"}
+    flow = journey(
+        [stage("welcome", send("welcome", "email"), go_to("success"))],
+        delivery={"send_window": window},
+    )
+    props = {"email": "ada@example.test", "timezone": "Asia/Tokyo", "first_name": "Ada"}
+    async with smtp_sink(pool) as settings, build_worker(ts_env.client, pool, task_queue, settings):
+        ada = await enroll(ts_env.client, pool, task_queue, flow, properties=props)
+        bob = await enroll(
+            ts_env.client,
+            pool,
+            task_queue,
+            flow,
+            contact_id="bob",
+            journey_id=ada.journey_id,
+            properties={**props, "email": "bob@example.test"},
+        )
+
+        async def bob_waits() -> None:
+            assert [r for r, _ in await _deliveries(bob)] == ["deferred"]
+
+        await eventually(bob_waits)
+        await bob.signal("unenroll", Unenroll())
+        assert (await bob.result()).outcome is Outcome.UNENROLLED
+        assert (await ada.result()).outcome is Outcome.SUCCESS
+
+    (deferred, waited), (sent, _) = await _deliveries(ada)
+    assert (deferred, sent) == ("deferred", "sent")
+    assert waited["reason"] == "send_window" and "Asia/Tokyo" in waited["message"]
+    until = datetime.fromisoformat(waited["until"])
+    assert until.astimezone(TOKYO).strftime("%H:%M") == window["start"]
+    sent_at = next(s["at"] for s in await ada.steps() if s["result"] == "sent")
+    assert until <= sent_at < until + timedelta(hours=1)
+    # bob left during the wait: no email for him, nothing after the exit
+    assert [m["rcpt_to"] for m in await mailbox(pool)] == [["ada@example.test"]]
+    assert [a for a, _ in await bob.actions()][-1] == "exit"
+
+
+async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """On the real dev server (a cap of one per six seconds): the time-skipping server
+    skips time while a racing activity still runs, which is not what this shows."""
+    await put_template(pool, "promo", subject="Deal", text="A deal for you")
+    cap = {"frequency_cap": {"max": 1, "per": "PT6S"}}
+    await save_settings(pool, "default", ChannelSettings.model_validate(cap))
+    flow = journey([stage("promo", send("promo", "email"), go_to("success"))])
+    skipping = journey(
+        [stage("promo", send("promo", "email"), go_to("success"))],
+        delivery={"when_capped": "skip"},
+    )
+    props = {"email": "ada@example.test"}
+    client = dev_env.client
+    async with smtp_sink(pool) as settings, build_worker(client, pool, task_queue, settings):
+        first, second = await asyncio.gather(
+            enroll(client, pool, task_queue, flow, properties=props),
+            enroll(client, pool, task_queue, flow, properties=props),
+        )
+        await asyncio.gather(first.result(), second.result())
+        third = await enroll(client, pool, task_queue, skipping, properties=props)
+        assert (await third.result()).outcome is Outcome.SUCCESS
+
+    sends = await pool.fetch("SELECT sent_at FROM marketing_sends ORDER BY sent_at")
+    assert len(sends) == 2
+    assert sends[1]["sent_at"] - sends[0]["sent_at"] >= timedelta(seconds=6)
+    assert len(await mailbox(pool)) == 2
+    results = sorted([[r for r, _ in await _deliveries(e)] for e in (first, second)])
+    assert results == [["deferred", "sent"], ["sent"]]
+    logged = [d for e in (first, second) for r, d in await _deliveries(e) if r == "deferred"]
+    [waited] = logged
+    assert waited["reason"] == "frequency_cap"
+    [(result, skipped)] = await _deliveries(third)
+    assert result == "skipped" and skipped["reason"] == "frequency_cap"
+    assert "frequency cap" in skipped["message"]
+
+
+async def test_unsubscribed_contacts_get_no_marketing(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    await put_template(pool, "news", subject="News", text="News for {{ contact.first_name }}")
+    flow = journey(
+        [
+            stage(
+                "news",
+                send("news", "email", "sms"),
+                send("news", "sms", marketing=False),
+                go_to("success"),
+            )
+        ]
+    )
+    receiver = WebhookReceiver()
+    base = {"email": "x@example.test", "phone": "+1555", "first_name": "X"}
+    async with (
+        smtp_sink(pool) as settings,
+        webhook_receiver(pool, receiver),
+        build_worker(ts_env.client, pool, task_queue, settings),
+    ):
+        email_only = await enroll(
+            ts_env.client, pool, task_queue, flow, properties={**base, "unsubscribed_email": True}
+        )
+        everything = await enroll(
+            ts_env.client,
+            pool,
+            task_queue,
+            flow,
+            contact_id="bob",
+            journey_id=email_only.journey_id,
+            properties={**base, "unsubscribed": "true"},
+        )
+        await email_only.result()
+        await everything.result()
+
+    assert await mailbox(pool) == []
+    marketing, transactional = await _deliveries(email_only)
+    assert marketing[0] == "sent"
+    assert marketing[1]["channels"]["email"] == {
+        "status": "unsubscribed",
+        "by": "unsubscribed_email",
+    }
+    assert transactional[0] == "sent"
+    (skipped, why), (sent, _) = await _deliveries(everything)
+    assert (skipped, sent) == ("skipped", "sent")
+    assert why["reason"] == "unsubscribed" and "unsubscribed" in why["message"]
+    # ada: marketing sms + transactional sms; bob: only the transactional sms
+    by_contact = sorted((r.body["contact_id"], r.body["marketing"]) for r in receiver.received)
+    assert by_contact == [("ada", False), ("ada", True), ("bob", False)]
