@@ -44,6 +44,13 @@ class Webhook(BaseModel):
     secret: SecretStr = Field(min_length=16, max_length=512)
     """Signs every request (HMAC-SHA256)."""
 
+    @field_validator("secret")
+    @classmethod
+    def _storable(cls, secret: SecretStr) -> SecretStr:
+        if "\x00" in secret.get_secret_value():
+            raise ValueError("the secret cannot contain NUL characters")
+        return secret
+
 
 class ChannelSettings(BaseModel):
     """`PUT /v1/settings/channels`: what a workspace's channels need."""
@@ -52,7 +59,7 @@ class ChannelSettings(BaseModel):
 
     webhook: Webhook | None = None
     """SMS, WhatsApp, tasks and notifications are POSTed here; None: recorded only."""
-    email_from: str | None = Field(default=None, max_length=320)
+    email_from: str | None = Field(default=None, max_length=320, pattern=r"^[^\x00-\x1f]*$")
     """Overrides the worker's `NURTURE_SMTP_FROM` for this workspace."""
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     """The zone of contacts without a `timezone` property."""

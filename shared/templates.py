@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_PART_CHARS = 100_000
@@ -31,6 +31,13 @@ class TemplateBody(BaseModel):
     subject: str | None = Field(default=None, max_length=1000)
     html: str | None = Field(default=None, max_length=MAX_PART_CHARS)
     text: str | None = Field(default=None, max_length=MAX_PART_CHARS)
+
+    @field_validator("subject", "html", "text")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("text cannot contain NUL characters")
+        return value
 
 
 class RenderError(Exception):

@@ -39,12 +39,12 @@ def _out(settings: ChannelSettings) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=ChannelSettingsOut)
+@router.get("", response_model=ChannelSettingsOut, operation_id="get_channel_settings")
 async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
     return _out(await load_settings(pool, workspace))
 
 
-@router.put("", response_model=ChannelSettingsOut)
+@router.put("", response_model=ChannelSettingsOut, operation_id="put_channel_settings")
 async def put_channel_settings(
     body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
 ) -> Any:

@@ -35,12 +35,17 @@ class MessageOut(BaseModel):
     headers: dict[str, str]
 
 
-@router.get("", response_model=list[MessageOut])
+@router.get("", response_model=list[MessageOut], operation_id="list_messages")
 async def list_messages(
     pool: PoolDep,
     settings: SettingsDep,
     workspace: WorkspaceDep,
-    to: str | None = Query(default=None, description="Only messages to this address."),
+    to: str | None = Query(
+        default=None,
+        max_length=320,
+        pattern=r"^[^\x00]*$",
+        description="Only messages to this address.",
+    ),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> Any:
     if not settings.dev_mailbox:

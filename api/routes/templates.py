@@ -53,7 +53,7 @@ def _check_name(name: str) -> None:
         )
 
 
-@router.put("/{name}", response_model=TemplateOut)
+@router.put("/{name}", response_model=TemplateOut, operation_id="put_template")
 async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: WorkspaceDep) -> Any:
     """Saves the template once every part renders (against `sample`)."""
     _check_name(name)
@@ -82,12 +82,12 @@ async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: Wo
     return dict(row) if row is not None else None
 
 
-@router.get("", response_model=list[TemplateOut])
+@router.get("", response_model=list[TemplateOut], operation_id="list_templates")
 async def list_templates(pool: PoolDep, workspace: WorkspaceDep) -> Any:
     return [dict(r) for r in await pool.fetch(SELECT_TEMPLATES, workspace)]
 
 
-@router.get("/{name}", response_model=TemplateOut)
+@router.get("/{name}", response_model=TemplateOut, operation_id="get_template")
 async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any:
     row = await pool.fetchrow(SELECT_TEMPLATE, workspace, name)
     if row is None:
@@ -95,7 +95,7 @@ async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any
     return dict(row)
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, operation_id="delete_template")
 async def delete_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> None:
     if await pool.execute(DELETE_TEMPLATE, workspace, name) == "DELETE 0":
         raise ApiError(404, "template_not_found", f"No template named {name!r}.")

@@ -114,6 +114,8 @@ VALID_BODIES: dict[str, Any] = {
     "upsert_contact": {"properties": {"plan": "gold"}},
     "change_members": {"add": ["ada"]},
     "post_events": {"contact_id": "ada", "type": "purchase"},
+    "put_template": {"subject": "Hi", "text": "Hello {{ contact.first_name }}"},
+    "put_channel_settings": {"timezone": "Europe/Berlin"},
 }
 BODY_OPERATIONS = [
     (method.upper(), path, operation["operationId"])
@@ -144,7 +146,9 @@ async def small_app(
 async def test_every_body_over_the_limit_is_413_and_unknown_fields_are_422(
     small_app: httpx.AsyncClient, method: str, path: str, operation_id: str
 ) -> None:
-    url = path.format(journey_id="jrn_000000000000", list_name="trial-users", contact_id="ada")
+    url = path.format(
+        journey_id="jrn_000000000000", list_name="trial-users", contact_id="ada", name="welcome"
+    )
     valid = VALID_BODIES[operation_id]
     too_large = json.dumps({**valid, "padding": "x" * 8192})
     response = await small_app.request(

@@ -29,6 +29,7 @@ OWNER = "acme"
 CONTACT = "ada"
 LIST = "trial-users"
 EVENT_KEY = "acme-order-1"
+TEMPLATE = "welcome"
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -63,13 +64,17 @@ class Owned:
             f"/v1/journeys/{self.journey_id}/metrics",
             f"/v1/contacts/{CONTACT}",
             f"/v1/lists/{LIST}/members",
+            f"/v1/templates/{TEMPLATE}",
+            "/v1/settings/channels",
+            "/v1/messages",
         ]
         seen: dict[str, Any] = {}
         for path in reads:
             response = await self.http.get(path)
             assert response.status_code == 200, (path, response.text)
             seen[path] = response.json()
-        for table in ("journeys", "contacts", "list_members", "events", "enrollments"):
+        tables = ("journeys", "contacts", "list_members", "events", "enrollments", "templates")
+        for table in (*tables, "channel_settings", "dev_mailbox"):
             rows = await self.pool.fetch(f"SELECT * FROM {table} WHERE workspace = $1", OWNER)
             seen[table] = sorted(repr(sorted(dict(r).items())) for r in rows)
         return seen
@@ -86,7 +91,8 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
     finally:
         await admin.close()
     pool = await create_pool(postgres.url_for(name), max_size=10)
-    app = create_app(Settings(task_queue=f"tq-{uuid.uuid4()}"), pool=pool, temporal=dev_env.client)
+    settings = Settings(task_queue=f"tq-{uuid.uuid4()}", dev_mailbox=True)
+    app = create_app(settings, pool=pool, temporal=dev_env.client)
     key = await create_key(pool, OWNER)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -109,6 +115,16 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
             f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": CONTACT}
         )
         assert enrolled.status_code == 201, enrolled.text
+        template = {"subject": "For gold", "text": "gold"}
+        assert (await http.put(f"/v1/templates/{TEMPLATE}", json=template)).status_code == 200
+        hook = {"url": "https://hooks.acme.test/gold", "secret": "acme-secret-0123456789"}
+        channels = await http.put("/v1/settings/channels", json={"webhook": hook})
+        assert channels.status_code == 200, channels.text
+        await pool.execute(
+            "INSERT INTO dev_mailbox (workspace, mail_from, rcpt_to, subject)"
+            " VALUES ($1, 'x@acme.test', ARRAY['ada@acme.test'], 'gold')",
+            OWNER,
+        )
         yield Owned(http, pool, journey_id, event.json()["id"])
     await pool.close()
 
@@ -123,11 +139,15 @@ def _body(operation_id: str) -> Any:
         "upsert_contact": {"properties": {"plan": "hijacked"}},
         "change_members": {"remove": [CONTACT]},
         "post_events": {"contact_id": CONTACT, "type": "purchase", "idempotency_key": EVENT_KEY},
+        "put_template": {"text": "hijacked"},
+        "put_channel_settings": {"timezone": "Asia/Tokyo"},
     }.get(operation_id)
 
 
 def _url(path: str, owned: Owned) -> str:
-    return path.format(journey_id=owned.journey_id, contact_id=CONTACT, list_name=LIST)
+    return path.format(
+        journey_id=owned.journey_id, contact_id=CONTACT, list_name=LIST, name=TEMPLATE
+    )
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
@@ -146,7 +166,8 @@ async def test_another_workspace_never_reads_or_changes_the_owners_data(
         json=body,
         headers={"Authorization": f"Bearer {intruder}"},
     )
-    if "{journey_id}" in path or operation_id == "get_contact":
+    owned_by_name = {"get_contact", "get_template", "delete_template"}
+    if "{journey_id}" in path or operation_id in owned_by_name:
         # the owner's journey or contact, addressed by id: it does not exist for the intruder
         assert response.status_code == 404, response.text
         assert response.json()["reason"].endswith("not_found"), response.text

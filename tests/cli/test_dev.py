@@ -15,7 +15,7 @@ import pytest
 
 from cli.stack import port_open
 
-PORTS = (7233, 8233, 8000, 55432)
+PORTS = (7233, 8233, 8000, 55432, 1025)  # 1025: the dev SMTP sink
 
 
 @pytest.mark.timeout(240)
