@@ -73,7 +73,7 @@ UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE idempotency_key
 """
 RECORD_OUTCOME = """
 UPDATE enrollment_steps
-SET result = $3, detail = detail || jsonb_build_object('delivery', $4::jsonb)
+SET result = coalesce($3, result), detail = detail || jsonb_build_object('delivery', $4::jsonb)
 WHERE workflow_id = $1 AND step_seq = $2
 """
 SELECT_OUTCOME = """
@@ -209,7 +209,8 @@ class Sending:
     async def _decided(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, step: StepRecord, outcome: SendOutcome
     ) -> SendOutcome:
-        result = "sending" if outcome.status == "sending" else outcome.status
+        # while sending, the row keeps the workflow's word for the step (queued, created)
+        result = None if outcome.status == "sending" else outcome.status
         await conn.execute(
             RECORD_OUTCOME,
             ref.workflow_id,
@@ -390,7 +391,7 @@ class Sending:
             RECORD_OUTCOME,
             ref.workflow_id,
             step,
-            outcome.status,
+            None if outcome.status == "queued" else outcome.status,
             outcome.model_dump(mode="json", exclude_defaults=True),
         )
         return outcome
