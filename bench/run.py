@@ -5,14 +5,17 @@ latency and ingest each get `size` fresh enrollments waiting on a timer (latency
 purchase to each at 50/s; ingest 10 page views to each, in batches of 100), and memory
 fills up to `6 * size` enrollments waiting on timers (or `memory_count`: `--memory 10000`).
 
-The figures of other issues (`bench.metrics_scale`, `bench.activation`) are collected when
-those modules exist: each has `async def run(size: int) -> dict` and starts what it needs
-itself, after this stack has stopped.
+The figures of other issues (`bench.metrics_scale`, `bench.activation`, `bench.soak`) are
+collected when those modules exist: each has `run(size: int) -> dict` (or `run() -> dict`
+when its size is its own, like the soak's fixed rate and length), async or not, and starts
+what it needs itself, after this stack has stopped. One that raises becomes a row saying
+so; the rest of the report stands.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -27,9 +30,10 @@ from cli.stack import temporal_binary
 OPTIONAL = {
     "6. metrics latency": ("bench.metrics_scale", 2500),
     "6. activation": ("bench.activation", 25),
+    "soak (issue 10)": ("bench.soak", 1),
 }
 """Section → (module, its size per unit of ours): metrics over 1,000,000 enrollments and
-activation of 10,000 contacts at the default size."""
+activation of 10,000 contacts at the default size; the soak sets its own."""
 
 
 def sizes(size: int, memory_count: int | None = None) -> dict[str, int]:
@@ -116,7 +120,17 @@ async def collect_optional(
         if exc.name != module_name:
             raise
         return [Figure(section, "not available", None, "", note="not available")], {}
-    result: dict[str, Any] = await module.run(size)
+    run = module.run
+    try:
+        result = run(size) if inspect.signature(run).parameters else run()
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:  # another issue's benchmark failing must not lose ours
+        error = f"{type(exc).__name__}: {exc}"
+        return [Figure(section, "failed", None, "", note=error[:200])], {"error": error}
+    if not isinstance(result, dict):
+        error = f"run() returned {type(result).__name__}, not a dict"
+        return [Figure(section, "failed", None, "", note=error)], {"error": error}
     return figures_from(section, result), result
 
 

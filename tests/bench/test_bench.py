@@ -66,3 +66,32 @@ def test_another_issues_result_becomes_rows() -> None:
         ("n", 40.0, "", None),
         ("get p99", 60.0, "ms", False),
     ]
+
+
+async def test_another_issues_benchmark_runs_sync_or_async_with_or_without_a_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bench_sized.py").write_text(
+        "async def run(size):\n    return {'contacts': size, 'target_contacts': 10}\n"
+    )
+    (tmp_path / "bench_own_size.py").write_text("def run():\n    return {'rss_mb': 80.5}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    [sized], detail = await collect_optional("6. x", "bench_sized", 25)
+    assert (sized.name, sized.value, sized.met) == ("contacts", 25.0, False)
+    assert detail == {"contacts": 25, "target_contacts": 10}
+    [own], _ = await collect_optional("soak", "bench_own_size", 25)
+    assert (own.name, own.value) == ("rss_mb", 80.5)
+
+
+async def test_another_issues_benchmark_failing_becomes_a_row_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bench_broken.py").write_text(
+        "async def run(size):\n    raise RuntimeError('worker never started')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    [row], detail = await collect_optional("6. x", "bench_broken", 1)
+    assert (row.name, row.value) == ("failed", None)
+    assert row.note == detail["error"] == "RuntimeError: worker never started"
