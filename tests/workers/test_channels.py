@@ -187,6 +187,9 @@ async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
 
     # ended: nothing after the refused message; the exit says why
     assert [a for a, _ in await end.actions()] == ["enter_stage", "send_message", "exit"]
+    refused = (await end.steps())[1]
+    assert refused["result"] == "failed"
+    assert refused["detail"]["delivery"]["channels"]["sms"]["answer"]["status"] == 400
     exit_row = (await end.steps())[-1]
     assert exit_row["result"] == "delivery_failed"
     assert "the webhook answered 400" in exit_row["detail"]["reason"]
