@@ -50,6 +50,7 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
         assert httpx.get("http://127.0.0.1:8000/docs", timeout=5).status_code == 200
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) >= 4  # temporal, postgres (+ its workers), worker, api
+        _a_journeys_email_shows_at_v1_messages(tmp_path / "state" / "dev-api-key")
 
         second = subprocess.run(
             [sys.executable, "-m", "cli.main", "dev"],
@@ -68,3 +69,53 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {alive}"
     assert (tmp_path / "state" / "temporal.db").exists()
+
+
+WELCOME_JOURNEY = {
+    "name": "Welcome",
+    "owner": "marketing@acme.test",
+    "stage_property": "journey_stage",
+    "start_stage": "welcome",
+    "enroll_empty_stage": True,
+    "stages": [
+        {
+            "key": "welcome",
+            "value": "welcome",
+            "actions": [
+                {"type": "send_message", "channels": ["email"], "template": "welcome"},
+                {"type": "go_to", "target": "success"},
+            ],
+        }
+    ],
+    "ends": {"success": {"value": "customer"}},
+}
+
+
+def _a_journey_email_request(http: httpx.Client) -> str:
+    template = {"subject": "Welcome, {{ contact.first_name }}", "text": "Hi!"}
+    assert http.put("/v1/templates/welcome", json=template).status_code == 200
+    journey_id = http.post("/v1/journeys", json=WELCOME_JOURNEY).json()["id"]
+    assert http.post(f"/v1/journeys/{journey_id}/activate").status_code == 200
+    ada = {"properties": {"email": "ada@example.test", "first_name": "Ada"}}
+    assert http.put("/v1/contacts/ada", json=ada).status_code == 200
+    enrolled = http.post(f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"})
+    assert enrolled.status_code == 201, enrolled.text
+    workflow_id: str = enrolled.json()["workflow_id"]
+    return workflow_id
+
+
+def _a_journeys_email_shows_at_v1_messages(key_file: Path) -> None:
+    """The worker `nurture dev` runs sends email to the SMTP sink it runs, and the API
+    shows it: what a user of the dev stack sees of a journey's emails."""
+    headers = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+    with httpx.Client(base_url="http://127.0.0.1:8000", headers=headers, timeout=10) as http:
+        workflow_id = _a_journey_email_request(http)
+        deadline = time.monotonic() + 60
+        messages: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not messages:
+            messages = http.get("/v1/messages").json()
+            time.sleep(0.2)
+        [message] = messages
+        assert message["subject"] == "Welcome, Ada"
+        assert message["rcpt_to"] == ["ada@example.test"]
+        assert message["idempotency_key"] == f"{workflow_id}:2:email"
