@@ -3,11 +3,21 @@ webhook served by the test, exactly once and with the idempotency key on the wir
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
 import asyncpg
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from cli.mail_sink import Mailbox
+from cli.stack import free_port
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord
 from shared.journey import SendMessage
+from shared.settings import Settings
 from tests.channel_servers import (
     WebhookReceiver,
     mailbox,
@@ -195,3 +205,81 @@ async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
     assert "the webhook answered 400" in exit_row["detail"]["reason"]
     assert (await end.row())["outcome"] == "delivery_failed"
     assert len(receiver.received) == 4
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_smtp_credentials_come_from_the_worker_settings(pool: asyncpg.Pool) -> None:
+    """An SMTP server that requires AUTH: the settings' credentials log in and the email
+    goes out; a wrong password is retried (the activity fails retryably), nothing is sent."""
+
+    def authenticator(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"journeys",
+            b"right-password",
+        )
+        return AuthResult(success=ok, handled=False)  # aiosmtpd answers 535 on failure
+
+    loop = asyncio.get_running_loop()
+    port = free_port()
+    server = await loop.create_server(
+        lambda: SMTP(
+            Mailbox(pool),
+            hostname="relay.test",
+            auth_required=True,
+            auth_require_tls=False,
+            authenticator=authenticator,
+        ),
+        "127.0.0.1",
+        port,
+    )
+    await put_template(pool, "welcome", **WELCOME)
+    await pool.execute(
+        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
+        {"email": "ada@example.test", "first_name": "Ada"},
+    )
+
+    def request(workflow_id: str) -> SendMessageRequest:
+        ref = EnrollmentRef(
+            workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id=workflow_id
+        )
+        step = StepRecord(
+            step_seq=1,
+            at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
+            stage="s",
+            action="send_message",
+            result="queued",
+        )
+        action = SendMessage(channels=["email"], template="welcome", marketing=True)
+        return SendMessageRequest(enrollment=ref, step=step, action=action)
+
+    def settings(password: str) -> Settings:
+        return Settings(
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_security="none",
+            smtp_username="journeys",
+            smtp_password=password,
+            smtp_from="journeys@acme.test",
+        )
+
+    env = ActivityEnvironment()
+    try:
+        wrong = JourneyActivities(pool, settings("wrong-password"))
+        with pytest.raises(ApplicationError) as refused:
+            await env.run(wrong.send_message, request("enrollment/wrong"))
+        assert not refused.value.non_retryable and "authentication" in str(refused.value)
+        right = JourneyActivities(pool, settings("right-password"))
+        sent = await env.run(right.send_message, request("enrollment/right"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert sent.send is not None and sent.send.status == "sent"
+    [mail] = await mailbox(pool)
+    assert mail["idempotency_key"] == "enrollment/right:1:email"
+    [kept] = await pool.fetch(
+        "SELECT status, attempts, last_error FROM outbox WHERE workflow_id = 'enrollment/wrong'"
+    )
+    assert (kept["status"], kept["attempts"]) == ("queued", 1)
+    assert "authentication" in kept["last_error"]
