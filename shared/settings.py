@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     """`nurture dev`: GET /v1/messages shows what the local SMTP sink received."""
     dev_smtp_port: int = 1025
 
+    # journey life cycle (issue 7)
+    max_journeys_per_owner: int = 10
+    max_eligible_lists: int = 5
+    activation_rate: float = 200.0
+    """Enrollments an activation starts per second, at most (unenroll signals likewise)."""
+    activation_page_size: int = 500
+    """Contacts per activation page: the workflow continues as new after each."""
+    activation_concurrency: int = 8
+    """Enrollment starts an activation has in flight at once (each holds a connection)."""
+
     @property
     def temporal_target(self) -> str:
         return self.temporal_address or DEFAULT_TEMPORAL_ADDRESS

@@ -15,7 +15,9 @@ from temporalio.worker import Worker
 from shared.db import create_pool
 from shared.settings import Settings
 from shared.temporal import connect
+from workers.activation import ActivationWorkflow, UnenrollWorkflow
 from workers.activities import JourneyActivities
+from workers.batch_activities import BatchActivities
 from workers.enrollment import EnrollmentWorkflow
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ def build_worker(
     from the environment). `options` pass through to `Worker` (tests use them to swap
     activities or tune concurrency)."""
     journey = JourneyActivities(pool, settings)
+    batches = BatchActivities(pool)
     activities = options.pop(
         "activities",
         [
@@ -43,9 +46,12 @@ def build_worker(
             journey.set_property,
             journey.send_notification,
             journey.record_steps,
+            batches.activation_page,
+            batches.unenroll_page,
+            batches.finish_batch,
         ],
     )
-    workflows = options.pop("workflows", [EnrollmentWorkflow])
+    workflows = options.pop("workflows", [EnrollmentWorkflow, ActivationWorkflow, UnenrollWorkflow])
     return Worker(
         client,
         task_queue=task_queue,

@@ -1,0 +1,408 @@
+"""The batches' I/O: one page of an activation (enroll the next eligible contacts) or of
+a bulk unenroll (signal the next running enrollments), a chunk at a time.
+
+Every chunk commits its progress (counters and cursor) in `journey_batches`, so a retried
+page resumes after the last chunk that committed, and what a crashed attempt did inside
+its last chunk is recognised rather than repeated: an enrollment row created since the
+batch began counts as started, a refusal recorded since then counts as that refusal. A
+chunk runs to its end even when the activity is cancelled (worker shutdown), so no
+enrollment row is left without its workflow by a clean stop.
+
+An activation chunk holds a share lock on the journey row while it enrolls: deactivating
+(or deleting) waits for the chunk in flight, and once it has committed no activation
+starts another enrollment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared.activation import (
+    ACTIVATION_PAGE,
+    CHUNK_SIZE,
+    FINISH_BATCH,
+    UNENROLL_PAGE,
+    BatchInput,
+    BatchProgress,
+    BatchStatus,
+)
+from shared.audience import count_eligible, eligible_page
+from shared.enrolling import Enrolled, JourneyRecord, enroll
+from shared.enrollment import Unenroll
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+SELECT_BATCH = """
+SELECT status, total, processed, done, skipped, cursor, stop_reason, started_at
+FROM journey_batches WHERE workspace = $1 AND journey_id = $2 AND batch = $3
+"""
+LOCK_BATCH = SELECT_BATCH + " FOR UPDATE"
+SELECT_JOURNEY = """
+SELECT id, version, status, goal_epoch, definition FROM journeys
+WHERE workspace = $1 AND id = $2
+"""
+SHARE_JOURNEY = SELECT_JOURNEY + " FOR SHARE"
+SET_TOTAL = """
+UPDATE journey_batches SET total = $4, updated_at = now()
+WHERE workspace = $1 AND journey_id = $2 AND batch = $3 AND total IS NULL
+"""
+ADVANCE = """
+UPDATE journey_batches
+SET cursor = $4, processed = processed + $5, done = done + $6, skipped = $7, updated_at = now()
+WHERE workspace = $1 AND journey_id = $2 AND batch = $3
+RETURNING status, total, processed, done, skipped, cursor, stop_reason
+"""
+FINISH = """
+UPDATE journey_batches
+SET status = $4, stop_reason = coalesce(stop_reason, $5), finished_at = now(), updated_at = now()
+WHERE workspace = $1 AND journey_id = $2 AND batch = $3 AND status = 'running'
+"""
+EXISTING_ENROLLMENTS = """
+SELECT contact_id, workflow_id, status, enrolled_at >= $4 AS since_batch FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[])
+"""
+REFUSED_SINCE = """
+SELECT DISTINCT ON (contact_id) contact_id, reason FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[]) AND refused_at >= $4
+ORDER BY contact_id, refused_at DESC
+"""
+DELETE_ORPHAN = "DELETE FROM enrollments WHERE workflow_id = $1 AND status = 'running'"
+RUNNING_PAGE = """
+SELECT contact_id, workflow_id FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3 AND status = ANY($4::text[])
+  AND enrolled_at < $5
+ORDER BY contact_id LIMIT $6
+"""
+STILL_OPEN = """
+SELECT workflow_id FROM enrollments WHERE workflow_id = ANY($1::text[]) AND status = ANY($2::text[])
+"""
+
+WORKER_SHUTDOWN = "WorkerShutdown"
+
+
+def _progress(row: asyncpg.Record | None) -> BatchProgress:
+    assert row is not None, "the batch row exists (it is never deleted)"
+    return BatchProgress(
+        status=BatchStatus(row["status"]),
+        total=row["total"],
+        processed=row["processed"],
+        done=row["done"],
+        skipped=row["skipped"],
+        cursor=row["cursor"],
+        stop_reason=row["stop_reason"],
+    )
+
+
+def _key(input: BatchInput) -> tuple[str, str, int]:
+    return (input.workspace, input.journey_id, input.batch)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def _bounded(concurrency: int, jobs: list[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Runs the jobs, at most `concurrency` at a time; every job ends before an error is
+    raised (none is left running half-way)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(job: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await job()
+
+    results = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """Awaits `work` even if this task is cancelled meanwhile (then re-raises the cancel):
+    a chunk in flight finishes and commits its progress."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+class BatchActivities:
+    """Activities of the activation and unenroll batches; they start and signal
+    enrollment workflows with the worker's own client (`activity.client()`)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- activation -------------------------------------------------------------------
+
+    @activity.defn(name=ACTIVATION_PAGE)
+    async def activation_page(self, input: BatchInput) -> BatchProgress:
+        """Enrolls the next page of eligible contacts, chunk by chunk, within the rate."""
+        return await _resumable(self._activation_page(input))
+
+    async def _activation_page(self, input: BatchInput) -> BatchProgress:
+        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        if row is None:  # the activation's transaction never committed
+            return BatchProgress(status=BatchStatus.STOPPED, stop_reason="not_recorded")
+        progress = _progress(row)
+        if progress.finished:
+            return progress
+        journey_row = await self.pool.fetchrow(SELECT_JOURNEY, input.workspace, input.journey_id)
+        if (reason := _why_stop(journey_row, input)) is not None:
+            return await self._finish(input, BatchStatus.STOPPED, reason)
+        assert journey_row is not None
+        try:
+            record = JourneyRecord.from_row(input.workspace, journey_row)
+        except ValidationError:
+            return await self._finish(input, BatchStatus.STOPPED, "journey_invalid")
+        if progress.total is None:
+            total = await count_eligible(self.pool, input.workspace, record.journey)
+            await self.pool.execute(SET_TOTAL, *_key(input), total)
+            progress.total = total
+        ids = await eligible_page(
+            self.pool, input.workspace, record.journey, progress.cursor, input.page_size
+        )
+        settings = Settings(task_queue=input.task_queue, max_stage_entries=input.max_stage_entries)
+        verify = activity.info().attempt > 1
+        for chunk in _chunks(ids, CHUNK_SIZE):
+            _stop_if_worker_shuts_down()
+            began = time.monotonic()
+            step = self._activation_chunk(input, record, settings, chunk, row["started_at"], verify)
+            progress, attempted = await _to_the_end(step)
+            verify = False
+            activity.heartbeat(progress.model_dump(mode="json"))
+            if progress.finished:
+                return progress
+            await _keep_rate(began, attempted, input.rate)
+        if len(ids) < input.page_size:
+            return await self._finish(input, BatchStatus.COMPLETED, None)
+        return progress
+
+    async def _activation_chunk(
+        self,
+        input: BatchInput,
+        record: JourneyRecord,
+        settings: Settings,
+        chunk: Sequence[str],
+        since: datetime,
+        verify: bool,
+    ) -> tuple[BatchProgress, int]:
+        """One chunk under the journey's share lock; returns the progress and how many
+        enrollments it tried to start (what the rate counts)."""
+        temporal = activity.client()
+        async with self.pool.acquire() as conn, conn.transaction():
+            journey_row = await conn.fetchrow(SHARE_JOURNEY, input.workspace, input.journey_id)
+            batch = await conn.fetchrow(LOCK_BATCH, *_key(input))
+            assert batch is not None
+            if batch["status"] != BatchStatus.RUNNING:
+                return _progress(batch), 0
+            if (reason := _why_stop(journey_row, input)) is not None:
+                await conn.execute(FINISH, *_key(input), BatchStatus.STOPPED.value, reason)
+                return _progress(await conn.fetchrow(SELECT_BATCH, *_key(input))), 0
+
+            tally: Counter[str] = Counter(batch["skipped"])
+            started = 0
+            existing = {
+                r["contact_id"]: r
+                for r in await conn.fetch(
+                    EXISTING_ENROLLMENTS, input.workspace, input.journey_id, list(chunk), since
+                )
+            }
+            refused = {
+                r["contact_id"]: r["reason"]
+                for r in await conn.fetch(
+                    REFUSED_SINCE, input.workspace, input.journey_id, list(chunk), since
+                )
+            }
+            to_enroll: list[str] = []
+            for contact_id in chunk:
+                enrollment = existing.get(contact_id)
+                if enrollment is None:
+                    if contact_id in refused:  # refused by an attempt that did not commit
+                        tally[refused[contact_id]] += 1
+                    else:
+                        to_enroll.append(contact_id)
+                elif not enrollment["since_batch"]:
+                    tally["already_enrolled"] += 1
+                elif verify and await _orphaned(self.pool, temporal, enrollment):
+                    to_enroll.append(contact_id)
+                else:  # started by an attempt that did not commit (or by a trigger)
+                    started += 1
+
+            def start(contact_id: str) -> Callable[[], Awaitable[Any]]:
+                return lambda: enroll(self.pool, temporal, settings, record, contact_id)
+
+            for result in await _bounded(input.concurrency, [start(c) for c in to_enroll]):
+                if isinstance(result, Enrolled):
+                    started += 1
+                else:
+                    tally[result.reason] += 1
+            row = await conn.fetchrow(
+                ADVANCE, *_key(input), chunk[-1], len(chunk), started, dict(tally)
+            )
+        return _progress(row), len(to_enroll)
+
+    # --- unenroll ---------------------------------------------------------------------
+
+    @activity.defn(name=UNENROLL_PAGE)
+    async def unenroll_page(self, input: BatchInput) -> BatchProgress:
+        """Signals `unenroll` to the next page of enrollments that were running when the
+        batch began, chunk by chunk, within the rate."""
+        return await _resumable(self._unenroll_page(input))
+
+    async def _unenroll_page(self, input: BatchInput) -> BatchProgress:
+        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        if row is None:
+            return BatchProgress(status=BatchStatus.STOPPED, stop_reason="not_recorded")
+        progress = _progress(row)
+        if progress.finished:
+            return progress
+        statuses = _open_statuses(input)
+        page = await self.pool.fetch(
+            RUNNING_PAGE,
+            input.workspace,
+            input.journey_id,
+            progress.cursor,
+            statuses,
+            row["started_at"],
+            input.page_size,
+        )
+        for chunk in _chunks(page, CHUNK_SIZE):
+            _stop_if_worker_shuts_down()
+            began = time.monotonic()
+            progress = await _to_the_end(self._unenroll_chunk(input, chunk, statuses))
+            activity.heartbeat(progress.model_dump(mode="json"))
+            if progress.finished:
+                return progress
+            await _keep_rate(began, len(chunk), input.rate)
+        if len(page) < input.page_size:
+            return await self._finish(input, BatchStatus.COMPLETED, None)
+        return progress
+
+    async def _unenroll_chunk(
+        self, input: BatchInput, chunk: Sequence[asyncpg.Record], statuses: list[str]
+    ) -> BatchProgress:
+        temporal = activity.client()
+        request = Unenroll(reason=input.reason)
+        ids = [r["workflow_id"] for r in chunk]
+        open_now = {r["workflow_id"] for r in await self.pool.fetch(STILL_OPEN, ids, statuses)}
+
+        def signal(wf_id: str) -> Callable[[], Awaitable[str]]:
+            async def run() -> str:
+                try:
+                    await temporal.get_workflow_handle(wf_id).signal("unenroll", request)
+                except RPCError as exc:
+                    if exc.status == RPCStatusCode.NOT_FOUND:
+                        return "already_ended"
+                    raise
+                return "signalled"
+
+            return run
+
+        results = await _bounded(input.concurrency, [signal(i) for i in ids if i in open_now])
+        async with self.pool.acquire() as conn, conn.transaction():
+            batch = await conn.fetchrow(LOCK_BATCH, *_key(input))
+            assert batch is not None
+            tally: Counter[str] = Counter(batch["skipped"])
+            tally["already_ended"] += len(ids) - len(open_now) + results.count("already_ended")
+            row = await conn.fetchrow(
+                ADVANCE,
+                *_key(input),
+                chunk[-1]["contact_id"],
+                len(chunk),
+                results.count("signalled"),
+                {k: v for k, v in tally.items() if v},
+            )
+        return _progress(row)
+
+    # --- both -------------------------------------------------------------------------
+
+    @activity.defn(name=FINISH_BATCH)
+    async def finish_batch(self, input: BatchInput, reason: str) -> BatchProgress:
+        """Marks the batch stopped (the workflow was cancelled from outside)."""
+        return await self._finish(input, BatchStatus.STOPPED, reason)
+
+    async def _finish(
+        self, input: BatchInput, status: BatchStatus, reason: str | None
+    ) -> BatchProgress:
+        await self.pool.execute(FINISH, *_key(input), status.value, reason)
+        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        if row is None:
+            return BatchProgress(status=status, stop_reason=reason)
+        return _progress(row)
+
+
+def _worker_shutdown() -> ApplicationError:
+    # A cancel caused by worker shutdown would complete the activity as cancelled; fail
+    # it instead, so that Temporal retries the page (on another worker, or this one
+    # restarted), which resumes after the last chunk that committed.
+    return ApplicationError(
+        "The worker shut down during the page; it resumes where it stopped.",
+        type=WORKER_SHUTDOWN,
+    )
+
+
+def _stop_if_worker_shuts_down() -> None:
+    if activity.is_worker_shutdown():
+        raise _worker_shutdown()
+
+
+async def _resumable(work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if activity.is_worker_shutdown():
+            raise _worker_shutdown() from None
+        raise
+
+
+def _why_stop(journey_row: asyncpg.Record | None, input: BatchInput) -> str | None:
+    if journey_row is None:
+        return "journey_deleted"
+    if journey_row["status"] != "active":
+        return "journey_deactivated"
+    if journey_row["version"] != input.journey_version:
+        return "journey_edited"
+    return None
+
+
+def _open_statuses(input: BatchInput) -> list[str]:
+    return ["running", "in_attribution_window"] if input.include_attribution_window else ["running"]
+
+
+async def _orphaned(pool: asyncpg.Pool, temporal: Client, enrollment: asyncpg.Record) -> bool:
+    """An enrollment row whose workflow never started (the worker died between the row and
+    the start): the row is removed (at once, not in the chunk's transaction, which would
+    hold the enrollment's key against `enroll`) so the contact can be enrolled again."""
+    if enrollment["status"] != "running":
+        return False
+    try:
+        await temporal.get_workflow_handle(enrollment["workflow_id"]).describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        await pool.execute(DELETE_ORPHAN, enrollment["workflow_id"])
+        return True
+    return False
+
+
+async def _keep_rate(began: float, count: int, rate: float) -> None:
+    """Sleeps what is left of the time `count` starts may take at `rate` per second."""
+    remaining = count / rate - (time.monotonic() - began)
+    if remaining > 0:
+        await asyncio.sleep(remaining)
