@@ -198,7 +198,11 @@ def _valid_or_422(payload: Any, settings: Settings) -> tuple[Journey, JourneyVal
     result = validate_journey(payload)
     problems = list(result.problems)
     journey = result.journey
-    if journey is not None and len(journey.eligible_lists) > settings.max_eligible_lists:
+    if (
+        journey is not None
+        and len(journey.eligible_lists) > settings.max_eligible_lists
+        and not any(p.reason == "too_many_eligible_lists" for p in problems)
+    ):
         problems.append(
             Problem(
                 path="eligible_lists",

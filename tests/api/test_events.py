@@ -136,7 +136,10 @@ async def test_events_go_only_to_enrollments_whose_journey_reads_their_type(
         goal={"criteria": {"event": "purchase", "min_count": 5}},
         enroll_empty_stage=False,
     )
-    reads_nothing = journey(name="Reads nothing", enroll_empty_stage=False)
+    # another stage property: two active journeys may not share lists and stage property
+    reads_nothing = journey(
+        name="Reads nothing", enroll_empty_stage=False, stage_property="other_stage"
+    )
     async with (
         running_stack(pool, dev_env.client, task_queue) as http,
         relay_running(pool, dev_env.client, task_queue),
@@ -304,7 +307,11 @@ async def test_a_batch_of_1000_events_for_1000_contacts_is_routed_in_one_pass_of
         )
         reads_purchases = await activate(
             http,
-            journey(name="Purchases", goal={"criteria": {"event": "purchase", "min_count": 1}}),
+            journey(
+                name="Purchases",
+                stage_property="purchase_stage",
+                goal={"criteria": {"event": "purchase", "min_count": 1}},
+            ),
         )
         # 1,000 contacts, each with an open enrollment in both journeys (rows only:
         # routing reads no workflow)

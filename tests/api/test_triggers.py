@@ -146,6 +146,7 @@ async def test_goal_achieved_in_journey_x_enrolls_into_the_journey_that_names_it
         x_id = await activate(http, x)
         y = journey(
             name="Customer welcome",
+            stage_property="welcome_stage",
             start_stage="welcome",
             enroll_empty_stage=False,
             stages=[
