@@ -71,6 +71,8 @@ class BatchInput(BaseModel):
     """Enrollment starts (or unenroll signals) per second, at most."""
     page_size: int = Field(default=500, ge=1)
     concurrency: int = Field(default=8, ge=1)
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    """A page heartbeats several times in this; a worker that died is noticed after it."""
     reason: str = "journey_deactivated"
     """Unenroll: the reason each enrollment gets (an Outcome value becomes the outcome)."""
     include_attribution_window: bool = False

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     """Contacts per activation page: the workflow continues as new after each."""
     activation_concurrency: int = 8
     """Enrollment starts an activation has in flight at once (each holds a connection)."""
+    activation_heartbeat_seconds: float = 30.0
+    """A batch page that has not heartbeated in this long (its worker died) is retried."""
 
     @property
     def temporal_target(self) -> str:

@@ -35,8 +35,6 @@ PAGE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
 )
-PAGE_HEARTBEAT = timedelta(seconds=60)
-"""A chunk (50 starts) heartbeats when it commits; a worker that died is noticed in this."""
 
 
 class _Batch:
@@ -53,7 +51,7 @@ class _Batch:
                 self.input,
                 result_type=BatchProgress,
                 start_to_close_timeout=self._page_timeout(),
-                heartbeat_timeout=PAGE_HEARTBEAT,
+                heartbeat_timeout=timedelta(seconds=self.input.heartbeat_seconds),
                 retry_policy=PAGE_RETRY,
                 summary=f"page {self.input.pages + 1}, contacts after {after}",
             )

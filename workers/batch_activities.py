@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -153,7 +154,8 @@ class BatchActivities:
     @activity.defn(name=ACTIVATION_PAGE)
     async def activation_page(self, input: BatchInput) -> BatchProgress:
         """Enrolls the next page of eligible contacts, chunk by chunk, within the rate."""
-        return await _resumable(self._activation_page(input))
+        async with _heartbeats(input):
+            return await _resumable(self._activation_page(input))
 
     async def _activation_page(self, input: BatchInput) -> BatchProgress:
         row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
@@ -263,7 +265,8 @@ class BatchActivities:
     async def unenroll_page(self, input: BatchInput) -> BatchProgress:
         """Signals `unenroll` to the next page of enrollments that were running when the
         batch began, chunk by chunk, within the rate."""
-        return await _resumable(self._unenroll_page(input))
+        async with _heartbeats(input):
+            return await _resumable(self._unenroll_page(input))
 
     async def _unenroll_page(self, input: BatchInput) -> BatchProgress:
         row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
@@ -360,6 +363,24 @@ def _worker_shutdown() -> ApplicationError:
 def _stop_if_worker_shuts_down() -> None:
     if activity.is_worker_shutdown():
         raise _worker_shutdown()
+
+
+@asynccontextmanager
+async def _heartbeats(input: BatchInput) -> AsyncIterator[None]:
+    """Heartbeats while the page runs, several times per heartbeat timeout: a slow chunk
+    (a slow Temporal, a low rate) is not taken for a dead worker, and a dead worker's page
+    is retried once the timeout has passed without one."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(input.heartbeat_seconds / 4)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 async def _resumable(work: Awaitable[T]) -> T:

@@ -201,6 +201,7 @@ async def start_batch(
         rate=settings.activation_rate,
         page_size=settings.activation_page_size,
         concurrency=settings.activation_concurrency,
+        heartbeat_seconds=settings.activation_heartbeat_seconds,
         include_attribution_window=include_attribution_window,
     )
     payload.progress.total = total

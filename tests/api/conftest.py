@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
 import httpx
@@ -25,11 +25,13 @@ async def running_stack(
     task_queue: str,
     workspace: str = "default",
     relay: bool = True,
+    worker: bool = True,
     **settings: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API,
     authenticated with a fresh API key of `workspace`. The app's lifespan runs the relay
-    that delivers contact changes and events to workflows, unless `relay` is False."""
+    that delivers contact changes and events to workflows, unless `relay` is False; no
+    worker runs when `worker` is False (the test runs its own)."""
     config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
     key = await create_key(pool, workspace)
     app = create_app(config, pool=pool, temporal=temporal)
@@ -40,17 +42,25 @@ async def running_stack(
         )
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    async with build_worker(temporal, pool, task_queue, config):
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            timeout=30,
-            headers={"Authorization": f"Bearer {key}"},
-        ) as http:
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with AsyncExitStack() as running:
+            if worker:
+                await running.enter_async_context(build_worker(temporal, pool, task_queue, config))
+            http = await running.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}",
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
             yield http
-    server.should_exit = True
-    await serving
+    finally:
+        # also when the test failed: a server left running keeps its relay polling a
+        # pool the fixture has closed, and the session never ends
+        server.should_exit = True
+        await serving
 
 
 async def eventually(check: Callable[[], object], timeout: float = 30) -> None:

@@ -146,7 +146,11 @@ def _body(operation_id: str) -> Any:
 
 def _url(path: str, owned: Owned) -> str:
     return path.format(
-        journey_id=owned.journey_id, contact_id=CONTACT, list_name=LIST, name=TEMPLATE
+        journey_id=owned.journey_id,
+        contact_id=CONTACT,
+        list_name=LIST,
+        name=TEMPLATE,
+        version=1,
     )
 
 
