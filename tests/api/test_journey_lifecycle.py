@@ -7,63 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from tests.api.conftest import eventually, running_stack
+from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, statuses, waiting
 from tests.api.relaying import journey, send
-
-SEED_CONTACTS = """
-INSERT INTO contacts (workspace, id) SELECT 'default', unnest($1::text[])
-"""
-SEED_MEMBERS = """
-INSERT INTO list_members (workspace, list, contact_id) SELECT 'default', $1, unnest($2::text[])
-"""
-
-
-def waiting(wait: str = "PT1H", after: str = "follow_up", **overrides: Any) -> dict[str, Any]:
-    """A journey over list `trial` whose enrollments wait `wait`, then send `after`."""
-    stage = {
-        "key": "onboarding",
-        "value": "onboarding",
-        "actions": [{"type": "wait", "duration": wait}, send(after)],
-    }
-    return journey([stage], eligible_lists=["trial"], **overrides)
-
-
-async def create(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:
-    created = await http.post("/v1/journeys", json=definition)
-    assert created.status_code == 201, created.text
-    assert created.json()["status"] == "draft"
-    journey_id: str = created.json()["id"]
-    return journey_id
-
-
-async def seed(pool: asyncpg.Pool, contacts: list[str], list_name: str = "trial") -> None:
-    await pool.execute(SEED_CONTACTS, contacts)
-    await pool.execute(SEED_MEMBERS, list_name, contacts)
-
-
-async def activation_done(http: httpx.AsyncClient, journey_id: str) -> dict[str, Any]:
-    progress: dict[str, Any] = {}
-
-    async def finished() -> None:
-        response = await http.get(f"/v1/journeys/{journey_id}/activation")
-        assert response.status_code == 200, response.text
-        progress.update(response.json())
-        assert progress["status"] != "running"
-
-    await eventually(finished, timeout=60)
-    return progress
-
-
-async def statuses(pool: asyncpg.Pool, journey_id: str) -> dict[str, int]:
-    rows = await pool.fetch(
-        "SELECT coalesce(outcome, status) AS s, count(*) AS n FROM enrollments"
-        " WHERE journey_id = $1 GROUP BY 1",
-        journey_id,
-    )
-    return {r["s"]: r["n"] for r in rows}
 
 
 async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_edits(
@@ -120,34 +68,62 @@ async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_ed
         assert gone.status_code == 404 and gone.json()["reason"] == "journey_not_found"
 
 
+def gated(after: str) -> dict[str, Any]:
+    """Enrollments wait for a `go` event of their contact, then send `after`."""
+    stage = {
+        "key": "onboarding",
+        "value": "onboarding",
+        "actions": [
+            {"type": "wait_for_event", "event": {"type": "go"}, "timeout": "P1D"},
+            send(after),
+        ],
+    }
+    return journey([stage], eligible_lists=["trial"])
+
+
 async def test_an_enrollment_started_on_v1_finishes_v1_after_v2_is_activated(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     async with running_stack(pool, dev_env.client, task_queue) as http:
         await seed(pool, ["ada"])
-        journey_id = await create(http, waiting("PT3S", after="v1_follow_up"))
+        journey_id = await create(http, gated("v1_follow_up"))
         await http.post(f"/v1/journeys/{journey_id}/activate")
         assert (await activation_done(http, journey_id))["started"] == 1
 
         await http.post(f"/v1/journeys/{journey_id}/deactivate")
-        edited = await http.put(
-            f"/v1/journeys/{journey_id}", json=waiting("PT3S", after="v2_follow_up")
-        )
+        edited = await http.put(f"/v1/journeys/{journey_id}", json=gated("v2_follow_up"))
         assert edited.json()["version"] == 2
         await http.post(f"/v1/journeys/{journey_id}/activate")
         second = await activation_done(http, journey_id)
         assert (second["journey_version"], second["started"]) == (2, 0)
         assert second["refused"] == {"already_enrolled": 1}
+        # a contact who joins now enrolls on v2
+        assert (await http.put("/v1/lists/trial/members/bob")).status_code == 204
+
+        async def bob_enrolled() -> None:
+            assert await pool.fetchval("SELECT count(*) FROM enrollments") == 2
+
+        await eventually(bob_enrolled)
+        for contact in ("ada", "bob"):
+            event = {"contact_id": contact, "type": "go", "idempotency_key": f"go-{contact}"}
+            assert (await http.post("/v1/events", json=event)).status_code == 202
 
         async def sent() -> None:
-            templates = await pool.fetch(
-                "SELECT payload->>'template' AS t FROM outbox WHERE contact_id = 'ada'"
+            rows = await pool.fetch(
+                "SELECT contact_id, payload->>'template' AS t FROM outbox ORDER BY contact_id"
             )
-            assert [r["t"] for r in templates] == ["v1_follow_up"]
+            assert [(r["contact_id"], r["t"]) for r in rows] == [
+                ("ada", "v1_follow_up"),
+                ("bob", "v2_follow_up"),
+            ]
 
         await eventually(sent)
-        row = await pool.fetchrow("SELECT journey_version FROM enrollments")
-        assert row["journey_version"] == 1
+        rows = await pool.fetch(
+            "SELECT contact_id, journey_version FROM enrollments ORDER BY contact_id"
+        )
+        assert [tuple(r) for r in rows] == [("ada", 1), ("bob", 2)]
+        versions = (await http.get(f"/v1/journeys/{journey_id}/versions")).json()
+        assert [(v["enrolled"], v["open"]) for v in versions] == [(1, 1), (1, 1)]
 
 
 async def test_limits_owner_count_and_one_active_journey_per_audience(

@@ -1,0 +1,91 @@
+"""Activation as a durable batch (issue 7 point 4): a worker killed in the middle of an
+activation (SIGKILL, no goodbye) and another started in its place; every eligible contact
+ends up enrolled exactly once, and the progress adds up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+from temporalio.testing import WorkflowEnvironment
+
+from tests.api.conftest import eventually, running_stack
+from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, waiting
+from workers.worker import build_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_process(
+    env: WorkflowEnvironment, database_url: str, task_queue: str
+) -> subprocess.Popen[bytes]:
+    """`nurture worker` as its own process, so that the test can kill it outright."""
+    settings = {
+        "NURTURE_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "NURTURE_DATABASE_URL": database_url,
+        "NURTURE_TASK_QUEUE": task_queue,
+    }
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker"],
+        cwd=ROOT,
+        env={**environ, **settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_enrolled_once(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, task_queue: str
+) -> None:
+    contacts = [f"c{i:04d}" for i in range(300)]
+    await seed(pool, contacts)
+    await seed(pool, ["rival"])
+    await pool.execute(SEED_MEMBERS, "blocked", ["rival"])
+    async with running_stack(
+        pool,
+        dev_env.client,
+        task_queue,
+        worker=False,
+        activation_rate=60,
+        activation_page_size=100,
+        activation_heartbeat_seconds=3,
+    ) as http:
+        journey_id = await create(http, waiting("P1D", suppression_lists=["blocked"]))
+        first = worker_process(dev_env, database_url, task_queue)
+        try:
+            activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+            assert activated.status_code == 200, activated.text
+
+            async def under_way() -> None:
+                progress = (await http.get(f"/v1/journeys/{journey_id}/activation")).json()
+                assert progress["eligible"] == 301 and progress["started"] >= 50, progress
+
+            await eventually(under_way, timeout=60)
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+            await asyncio.to_thread(first.wait)
+        killed_at = (await http.get(f"/v1/journeys/{journey_id}/activation")).json()
+        assert killed_at["status"] == "running" and killed_at["processed"] < 301, killed_at
+
+        async with build_worker(dev_env.client, pool, task_queue):
+            progress = await activation_done(http, journey_id, timeout=90)
+
+    assert progress["status"] == "completed", progress
+    assert (progress["eligible"], progress["processed"]) == (301, 301)
+    assert (progress["started"], progress["refused"]) == (300, {"suppressed": 1})
+    rows = await pool.fetch("SELECT contact_id FROM enrollments WHERE journey_id = $1", journey_id)
+    assert sorted(r["contact_id"] for r in rows) == contacts
+    # every enrollment row has its one workflow (none orphaned, none started twice)
+    query = f"JourneyId = '{journey_id}' AND WorkflowType = 'EnrollmentWorkflow'"
+
+    async def all_counted() -> None:
+        assert (await dev_env.client.count_workflows(query)).count == 300
+
+    await eventually(all_counted)
