@@ -29,7 +29,7 @@ from cli.stack import temporal_binary
 
 OPTIONAL = {
     "6. metrics latency": ("bench.metrics_scale", 2500),
-    "6. activation": ("bench.activation", 25),
+    "7. activation": ("bench.activation", 25),
     "soak (issue 10)": ("bench.soak", 1),
 }
 """Section → (module, its size per unit of ours): metrics over 1,000,000 enrollments and
