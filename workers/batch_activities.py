@@ -92,6 +92,7 @@ SELECT workflow_id FROM enrollments WHERE workflow_id = ANY($1::text[]) AND stat
 """
 
 WORKER_SHUTDOWN = "WorkerShutdown"
+RECORD_WAIT_SECONDS = 60.0
 
 
 def _progress(row: asyncpg.Record | None) -> BatchProgress:
@@ -158,7 +159,7 @@ class BatchActivities:
             return await _resumable(self._activation_page(input))
 
     async def _activation_page(self, input: BatchInput) -> BatchProgress:
-        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        row = await self._recorded(input)
         if row is None:  # the activation's transaction never committed
             return BatchProgress(status=BatchStatus.STOPPED, stop_reason="not_recorded")
         progress = _progress(row)
@@ -269,7 +270,7 @@ class BatchActivities:
             return await _resumable(self._unenroll_page(input))
 
     async def _unenroll_page(self, input: BatchInput) -> BatchProgress:
-        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        row = await self._recorded(input)
         if row is None:
             return BatchProgress(status=BatchStatus.STOPPED, stop_reason="not_recorded")
         progress = _progress(row)
@@ -334,6 +335,17 @@ class BatchActivities:
         return _progress(row)
 
     # --- both -------------------------------------------------------------------------
+
+    async def _recorded(self, input: BatchInput) -> asyncpg.Record | None:
+        """The batch's row. The API starts the workflow inside the transaction that inserts
+        the row, so the first page can run before that commits: wait for it a while; no
+        row after that means the transaction rolled back (the start was not answered)."""
+        deadline = time.monotonic() + RECORD_WAIT_SECONDS
+        while True:
+            row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+            if row is not None or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(0.1)
 
     @activity.defn(name=FINISH_BATCH)
     async def finish_batch(self, input: BatchInput, reason: str) -> BatchProgress:
