@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.baseline import BARE_WAITER
 from bench.stack import BASELINE_QUEUE, NURTURE_QUEUE, Stack, running_stack
+from cli.stack import stop_process
 
 LIST = "bench-activation"
 CONCURRENCY = 8
@@ -204,11 +205,18 @@ async def run(size: int, restart: bool = True) -> dict[str, Any]:
     }
     with _environment(**settings):
         async with running_stack() as stack:
-            for statement in FILL:
-                await stack.pool.execute(statement, size, *([LIST] if "$2" in statement else []))
-            raw = await raw_start_rate(stack, min(size, BASELINE_MAX))
-            found = await _activate(stack, size, restart)
-            once = await _check_once(stack, found["journey_id"], size)
+            first_worker = stack.worker
+            try:
+                for statement in FILL:
+                    args = [LIST] if "$2" in statement else []
+                    await stack.pool.execute(statement, size, *args)
+                raw = await raw_start_rate(stack, min(size, BASELINE_MAX))
+                found = await _activate(stack, size, restart)
+                once = await _check_once(stack, found["journey_id"], size)
+            finally:
+                # the stack stops the processes it started; the restarted worker is ours
+                if stack.worker is not first_worker:
+                    await asyncio.to_thread(stop_process, stack.worker, 20)
     progress = found["progress"]
     exactly_once = (
         progress["status"] == "completed"
