@@ -4,6 +4,7 @@ send_message, a three-day wait, go_to success, on the time-skipping server."""
 from __future__ import annotations
 
 import asyncpg
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -52,3 +53,13 @@ async def test_send_wait_go_to_success_writes_outbox_and_read_models(
     assert description.status == WorkflowExecutionStatus.COMPLETED
     assert description.typed_search_attributes.get(sa.ENROLLMENT_OUTCOME) == "success"
     assert description.typed_search_attributes.get(sa.JOURNEY_STAGE) == "welcome"
+
+    # history events per action near the minimum (issue 4 point 4): one activity for the
+    # send (the stage entry's bookkeeping rides along), one timer for the wait, and one
+    # local-activity marker writing the end; no bookkeeping activities
+    kinds = [e.event_type for e in (await enrollment.handle.fetch_history()).events]
+    assert kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
+    assert kinds.count(EventType.EVENT_TYPE_TIMER_STARTED) == 1
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 1
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 3
+    assert len(kinds) == 18
