@@ -178,6 +178,24 @@ class EmbeddedPostgres:
                 group=group,
             )
         wait_for_port("127.0.0.1", self.port, 60, self.proc)
+        self._wait_until_accepting(60)
+
+    def _wait_until_accepting(self, seconds: float) -> None:
+        """Listening is not ready: during recovery Postgres answers "the database system is
+        starting up". pg_isready says when it accepts connections."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            isready = str(postgres_bin_dir() / "pg_isready")
+            ready = subprocess.run(
+                [isready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.proc.returncode} while starting")
+            time.sleep(0.1)
+        raise TimeoutError(f"postgres on port {self.port} did not accept connections in {seconds}s")
 
     def stop(self) -> None:
         stop_process(self.proc, grace=15)
