@@ -91,7 +91,28 @@ def start_temporal(
             start_new_session=True,
         )
     wait_for_port("127.0.0.1", port, 60, proc)
+    _wait_until_serving(port, 60, proc)
     return proc
+
+
+def _wait_until_serving(port: int, seconds: float, proc: subprocess.Popen[bytes]) -> None:
+    """Listening is not ready: until its frontend is healthy the server refuses clients
+    ("Frontend is not healthy yet"). The CLI's health check says when it serves."""
+    deadline = time.monotonic() + seconds
+    address = f"127.0.0.1:{port}"
+    while time.monotonic() < deadline:
+        health = subprocess.run(
+            [temporal_binary(), "operator", "cluster", "health", "--address", address],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if health.returncode == 0 and health.stdout.split()[-1:] == ["SERVING"]:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Temporal server exited with {proc.returncode} while starting")
+        time.sleep(0.1)
+    raise TimeoutError(f"the Temporal server on {address} was not serving within {seconds}s")
 
 
 @dataclass
