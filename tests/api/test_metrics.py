@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from shared.enrollment import EnrollmentView
 from tests.api.conftest import eventually, running_stack
 
 PURCHASE = {"event": "purchase", "min_count": 1}
@@ -148,11 +149,24 @@ class Scenario:
         return row["status"], row["stage"], row["outcome"]
 
     async def until(self, journey_id: str, expected: dict[str, tuple[Any, ...]]) -> None:
-        """Waits until each contact is where `expected` says: (status, stage, outcome)."""
+        """Waits until each contact is where `expected` says: (status, stage, outcome), and
+        each running one waits (the enrollment row names the stage as soon as it is
+        entered, before its actions ran; an event sent then would not meet its wait)."""
 
         async def check() -> None:
             seen = {c: await self.where(journey_id, c) for c in expected}
             assert seen == expected
+            for contact_id, (status, *_) in expected.items():
+                if status == "running":
+                    wf_id = await self.pool.fetchval(
+                        "SELECT workflow_id FROM enrollments WHERE journey_id = $1"
+                        " AND contact_id = $2",
+                        journey_id,
+                        contact_id,
+                    )
+                    handle = self.env.client.get_workflow_handle(wf_id)
+                    view = await handle.query("state", result_type=EnrollmentView)
+                    assert view.waiting_until is not None, (contact_id, view.details)
 
         await eventually(check, timeout=60)
 
