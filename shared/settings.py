@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 2 * 1024 * 1024
     """Larger request bodies are refused with 413."""
 
+    worker_shutdown_grace_seconds: float = 10.0
+    """On SIGTERM the worker lets running activities finish for this long, then cancels
+    them so Temporal retries them on another worker."""
+
     workspace: str = "default"
     data_dir: Path = Path(".nurture")
 

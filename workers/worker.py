@@ -22,8 +22,6 @@ from workers.enrollment import EnrollmentWorkflow
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-
 
 def build_worker(
     client: Client,
@@ -75,7 +73,11 @@ async def run_worker(settings: Settings, client: Client | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(
-        client, pool, settings.task_queue, settings, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN
+        client,
+        pool,
+        settings.task_queue,
+        settings,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
     )
     try:
         async with worker:
