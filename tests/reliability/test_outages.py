@@ -104,6 +104,7 @@ async def test_temporal_restarted_mid_run_all_complete_and_events_sent_meanwhile
                         }
                     ],
                     name="Listening",
+                    stage_property="listening_stage",
                     start_stage="wait",
                     enroll_empty_stage=False,
                     goal=goal,
