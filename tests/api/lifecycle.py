@@ -38,8 +38,14 @@ async def create(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:
 
 
 async def seed(pool: asyncpg.Pool, contacts: list[str], list_name: str = "trial") -> None:
-    await pool.execute(SEED_CONTACTS, contacts)
-    await pool.execute(SEED_MEMBERS, list_name, contacts)
+    """Contacts that were in the list long before the journey: written straight to the
+    tables, and their queued changes dropped, so that no trigger enrollment by the relay
+    races the activation the test measures (a late-routed list join would enroll a
+    contact the activation then counts as `already_enrolled`)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(SEED_CONTACTS, contacts)
+        await conn.execute(SEED_MEMBERS, list_name, contacts)
+        await conn.execute("DELETE FROM change_queue")
 
 
 async def activation_done(

@@ -20,9 +20,18 @@ async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_ed
     async with running_stack(pool, dev_env.client, task_queue) as http:
         definition = waiting()
         journey_id = await create(http, definition)
+        never = await http.post(f"/v1/journeys/{journey_id}/deactivate")
+        assert never.status_code == 409 and never.json()["reason"] == "journey_not_active"
+        unchanged = await http.put(f"/v1/journeys/{journey_id}", json=definition)
+        assert unchanged.status_code == 200 and unchanged.json()["version"] == 1
 
         activated = await http.post(f"/v1/journeys/{journey_id}/activate")
         assert activated.status_code == 200 and activated.json()["status"] == "active"
+        twice = await http.post(f"/v1/journeys/{journey_id}/activate")
+        assert twice.json()["status"] == "active"
+        assert (
+            twice.json()["activation"]["activation"] == activated.json()["activation"]["activation"]
+        )
         refused = await http.put(f"/v1/journeys/{journey_id}", json=waiting("PT2H"))
         assert refused.status_code == 409, refused.text
         assert refused.json()["reason"] == "journey_active"
