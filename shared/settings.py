@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     sends in the clear (local relays and the dev sink only)."""
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_ca_file: str | None = None
+    """PEM file of the CA(s) to trust for the SMTP server's certificate (a private relay);
+    unset: the system's trust store."""
     smtp_from: str = "nurture@localhost"
     smtp_timeout: float = 30
     webhook_timeout: float = 10

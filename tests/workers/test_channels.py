@@ -4,7 +4,11 @@ webhook served by the test, exactly once and with the idempotency key on the wir
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -234,25 +238,7 @@ async def test_smtp_credentials_come_from_the_worker_settings(pool: asyncpg.Pool
         "127.0.0.1",
         port,
     )
-    await put_template(pool, "welcome", **WELCOME)
-    await pool.execute(
-        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
-        {"email": "ada@example.test", "first_name": "Ada"},
-    )
-
-    def request(workflow_id: str) -> SendMessageRequest:
-        ref = EnrollmentRef(
-            workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id=workflow_id
-        )
-        step = StepRecord(
-            step_seq=1,
-            at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
-            stage="s",
-            action="send_message",
-            result="queued",
-        )
-        action = SendMessage(channels=["email"], template="welcome", marketing=True)
-        return SendMessageRequest(enrollment=ref, step=step, action=action)
+    await _ada_and_welcome(pool)
 
     def settings(password: str) -> Settings:
         return Settings(
@@ -268,10 +254,10 @@ async def test_smtp_credentials_come_from_the_worker_settings(pool: asyncpg.Pool
     try:
         wrong = JourneyActivities(pool, settings("wrong-password"))
         with pytest.raises(ApplicationError) as refused:
-            await env.run(wrong.send_message, request("enrollment/wrong"))
+            await env.run(wrong.send_message, _email_request("enrollment/wrong"))
         assert not refused.value.non_retryable and "authentication" in str(refused.value)
         right = JourneyActivities(pool, settings("right-password"))
-        sent = await env.run(right.send_message, request("enrollment/right"))
+        sent = await env.run(right.send_message, _email_request("enrollment/right"))
     finally:
         server.close()
         await server.wait_closed()
@@ -283,3 +269,101 @@ async def test_smtp_credentials_come_from_the_worker_settings(pool: asyncpg.Pool
     )
     assert (kept["status"], kept["attempts"]) == ("queued", 1)
     assert "authentication" in kept["last_error"]
+
+
+async def _ada_and_welcome(pool: asyncpg.Pool) -> None:
+    await put_template(pool, "welcome", **WELCOME)
+    await pool.execute(
+        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
+        {"email": "ada@example.test", "first_name": "Ada"},
+    )
+
+
+def _email_request(workflow_id: str) -> SendMessageRequest:
+    """A send_message activity request for ada's welcome email, as the workflow makes it."""
+    ref = EnrollmentRef(
+        workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id=workflow_id
+    )
+    step = StepRecord(
+        step_seq=1,
+        at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
+        stage="s",
+        action="send_message",
+        result="queued",
+    )
+    action = SendMessage(channels=["email"], template="welcome", marketing=True)
+    return SendMessageRequest(enrollment=ref, step=step, action=action)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made by the openssl command (the test's own CA)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = directory / "smtp.crt", directory / "smtp.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_smtp_over_starttls_and_tls_trusts_the_configured_ca(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """`NURTURE_SMTP_SECURITY=starttls` to a server that refuses mail before STARTTLS,
+    `tls` to a server that speaks only TLS: both deliver when `NURTURE_SMTP_CA_FILE` names
+    the server's CA; without it the certificate is not trusted and nothing is sent (the
+    activity fails retryably, for an operator to fix)."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    loop = asyncio.get_running_loop()
+    starttls_port, tls_port = free_port(), free_port()
+    servers = [
+        await loop.create_server(
+            lambda: SMTP(
+                Mailbox(pool), hostname="relay.test", tls_context=context, require_starttls=True
+            ),
+            "127.0.0.1",
+            starttls_port,
+        ),
+        await loop.create_server(
+            lambda: SMTP(Mailbox(pool), hostname="relay.test"),
+            "127.0.0.1",
+            tls_port,
+            ssl=context,
+        ),
+    ]
+    await _ada_and_welcome(pool)
+
+    def settings(security: str, port: int, ca: Path | None) -> Settings:
+        return Settings.model_validate(
+            {
+                "smtp_host": "127.0.0.1",
+                "smtp_port": port,
+                "smtp_security": security,
+                "smtp_ca_file": str(ca) if ca else None,
+                "smtp_from": "journeys@acme.test",
+            }
+        )
+
+    env = ActivityEnvironment()
+    try:
+        untrusted = JourneyActivities(pool, settings("starttls", starttls_port, None))
+        with pytest.raises(ApplicationError) as refused:
+            await env.run(untrusted.send_message, _email_request("enrollment/untrusted"))
+        assert not refused.value.non_retryable
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+        for security, port in (("starttls", starttls_port), ("tls", tls_port)):
+            activities = JourneyActivities(pool, settings(security, port, cert))
+            sent = await env.run(activities.send_message, _email_request(f"enrollment/{security}"))
+            assert sent.send is not None and sent.send.status == "sent", sent.send
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+    keys = sorted(m["idempotency_key"] for m in await mailbox(pool))
+    assert keys == ["enrollment/starttls:1:email", "enrollment/tls:1:email"]
