@@ -22,7 +22,7 @@ from tests.channel_servers import (
     smtp_sink,
     webhook_receiver,
 )
-from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage
+from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, until_state
 from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker
@@ -84,12 +84,14 @@ async def test_a_send_outside_the_window_waits_until_it_opens(
 
 
 async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
-    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    """On the real dev server (a cap of one per six seconds): the time-skipping server
-    skips time while a racing activity still runs, which is not what this shows."""
+    """A cap of one marketing message per day: two journeys race for the same contact;
+    one sends, the other waits a (skipped) day; a third journey set to skip is skipped.
+    Time is skipped only on purpose (`ts_env.sleep`): while two workflows race, the
+    server's automatic skipping would also expire their running workflow tasks."""
     await put_template(pool, "promo", subject="Deal", text="A deal for you")
-    cap = {"frequency_cap": {"max": 1, "per": "PT6S"}}
+    cap = {"frequency_cap": {"max": 1, "per": "P1D"}}
     await save_settings(pool, "default", ChannelSettings.model_validate(cap))
     flow = journey([stage("promo", send("promo", "email"), go_to("success"))])
     skipping = journey(
@@ -97,25 +99,40 @@ async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
         delivery={"when_capped": "skip"},
     )
     props = {"email": "ada@example.test"}
-    client = dev_env.client
+    client = ts_env.client
     async with smtp_sink(pool) as settings, build_worker(client, pool, task_queue, settings):
-        first, second = await asyncio.gather(
-            enroll(client, pool, task_queue, flow, properties=props),
-            enroll(client, pool, task_queue, flow, properties=props),
-        )
-        await asyncio.gather(first.result(), second.result())
-        third = await enroll(client, pool, task_queue, skipping, properties=props)
-        assert (await third.result()).outcome is Outcome.SUCCESS
+        with ts_env.auto_time_skipping_disabled():
+            pair = await asyncio.gather(
+                enroll(client, pool, task_queue, flow, properties=props),
+                enroll(client, pool, task_queue, flow, properties=props),
+            )
+
+            async def both_decided() -> None:
+                results = sorted([[r for r, _ in await _deliveries(e)] for e in pair])
+                assert results == [["deferred"], ["sent"]]
+
+            await eventually(both_decided)
+            sent_first = [e for e in pair if (await e.actions())[-1] == ("end", "success")]
+            waiting = [e for e in pair if e not in sent_first]
+            assert len(sent_first) == 1 and len(waiting) == 1, "one sends, one waits"
+            [(_, waited)] = await _deliveries(waiting[0])
+            first_at = await pool.fetchval("SELECT sent_at FROM marketing_sends")
+            assert datetime.fromisoformat(waited["until"]) == first_at + timedelta(days=1)
+            await until_state(waiting[0], lambda v: v.waiting_until is not None)
+            assert len(await mailbox(pool)) == 1
+
+            await ts_env.sleep(timedelta(days=1, minutes=1))
+            assert (await waiting[0].result()).outcome is Outcome.SUCCESS
+            assert (await sent_first[0].result()).outcome is Outcome.SUCCESS
+            third = await enroll(client, pool, task_queue, skipping, properties=props)
+            assert (await third.result()).outcome is Outcome.SUCCESS
 
     sends = await pool.fetch("SELECT sent_at FROM marketing_sends ORDER BY sent_at")
     assert len(sends) == 2
-    assert sends[1]["sent_at"] - sends[0]["sent_at"] >= timedelta(seconds=6)
+    assert sends[1]["sent_at"] - sends[0]["sent_at"] >= timedelta(days=1)
     assert len(await mailbox(pool)) == 2
-    results = sorted([[r for r, _ in await _deliveries(e)] for e in (first, second)])
-    assert results == [["deferred", "sent"], ["sent"]]
-    logged = [d for e in (first, second) for r, d in await _deliveries(e) if r == "deferred"]
-    [waited] = logged
-    assert waited["reason"] == "frequency_cap"
+    assert [r for r, _ in await _deliveries(waiting[0])] == ["deferred", "sent"]
+    assert waited["reason"] == "frequency_cap" and "frequency cap" in waited["message"]
     [(result, skipped)] = await _deliveries(third)
     assert result == "skipped" and skipped["reason"] == "frequency_cap"
     assert "frequency cap" in skipped["message"]
