@@ -83,6 +83,8 @@ async def test_joining_a_suppression_list_exits_with_suppressed(
         await _ends_with(http, journey_id, "bob", outcome="suppressed", status="completed")
 
 
+# known race (closing note, 2026-11-23): rerun up to twice; three failures fail CI
+@pytest.mark.flaky(reruns=2)
 async def test_caller_setting_the_stage_moves_the_contact_and_an_end_value_ends_it(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:

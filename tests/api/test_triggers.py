@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from shared.routing import Change
@@ -98,6 +99,8 @@ async def test_joining_an_eligible_list_with_an_empty_stage_enrolls_when_the_jou
         assert await _status(http, journey_id, "cy") == 404  # a stage value that is not the start
 
 
+# known race (closing note, 2026-11-23): rerun up to twice; three failures fail CI
+@pytest.mark.flaky(reruns=2)
 async def test_trigger_refusals_are_recorded_and_counted(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import asyncpg
 import httpx
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -100,6 +101,8 @@ async def test_skeleton_enrollment_on_dev_server(
         assert outbox[0]["idempotency_key"].startswith(workflow_id + ":")
 
 
+# known race (closing note, 2026-11-23): rerun up to twice; three failures fail CI
+@pytest.mark.flaky(reruns=2)
 async def test_skeleton_enrollment_with_three_day_wait_on_time_skipping_server(
     ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
