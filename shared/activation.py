@@ -17,8 +17,14 @@ ACTIVATION_PAGE = "activation_page"
 UNENROLL_PAGE = "unenroll_page"
 FINISH_BATCH = "finish_batch"
 
-CHUNK_SIZE = 50
+CHUNK_SIZE = 100
 """Contacts handled between two progress writes (and two checks that the batch may go on)."""
+
+
+def batch_task_queue(task_queue: str) -> str:
+    """The batches' own task queue, next to the enrollments' (`{task_queue}.batches`): the
+    next page is not queued behind the work of the enrollments the last page started."""
+    return f"{task_queue}.batches"
 
 
 class BatchKind(StrEnum):

@@ -4,6 +4,8 @@ activation. Does I/O: never imported by workflow code."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +200,20 @@ async def enroll(
                 refusal.explanation,
             )
             return refusal
+    return await _start(pool, temporal, settings, record, contact_id, state)
+
+
+async def _start(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    record: JourneyRecord,
+    contact_id: str,
+    state: ContactState,
+) -> Enrolled | Refused:
+    """Starts the enrollment's workflow (its row is committed): once, by its id."""
+    journey = record.journey
+    wf_id = workflow_id(record.workspace, record.id, contact_id)
     payload = EnrollmentInput(
         workspace=record.workspace,
         journey_id=record.id,
@@ -233,3 +249,151 @@ async def enroll(
         await pool.execute(DELETE_ENROLLMENT, wf_id)
         raise
     return Enrolled(wf_id)
+
+
+# --- many at once (activation) --------------------------------------------------------
+
+SNAPSHOT_CONTACTS = """
+SELECT c.id, c.properties, c.seq,
+       ARRAY(SELECT m.list FROM list_members m
+             WHERE m.workspace = c.workspace AND m.contact_id = c.id) AS lists,
+       (SELECT coalesce(max(e.seq), 0) FROM events e
+        WHERE e.workspace = c.workspace AND e.contact_id = c.id) AS last_event
+FROM contacts c WHERE c.workspace = $1 AND c.id = ANY($2::text[])
+"""
+SNAPSHOT_EVENTS = """
+SELECT contact_id, seq, id, type, target, properties, occurred_at FROM events
+WHERE workspace = $1 AND contact_id = ANY($2::text[]) AND type = ANY($3::text[])
+ORDER BY contact_id, seq
+"""
+SELECT_WATERMARKS = """
+SELECT c.id, greatest(c.seq, (SELECT coalesce(max(e.seq), 0) FROM events e
+                              WHERE e.workspace = c.workspace AND e.contact_id = c.id))
+       AS watermark
+FROM contacts c WHERE c.workspace = $1 AND c.id = ANY($2::text[])
+"""
+INSERT_ENROLLMENTS = """
+INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
+                         goal_epoch, stage)
+SELECT $1, $2, contact_id, workflow_id, $3, $4, $5
+FROM unnest($6::text[], $7::text[]) AS new (contact_id, workflow_id)
+ORDER BY contact_id
+ON CONFLICT DO NOTHING
+RETURNING contact_id
+"""
+INSERT_REFUSALS = """
+INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation)
+SELECT $1, $2, contact_id, reason, explanation
+FROM unnest($3::text[], $4::text[], $5::jsonb[]) AS r (contact_id, reason, explanation)
+"""
+
+
+async def snapshot_contact_states(
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    workspace: str,
+    contact_ids: Sequence[str],
+    journey: Journey,
+) -> dict[str, ContactState]:
+    """`snapshot_contact_state` of many contacts, in one snapshot and two queries; a
+    contact that does not exist is missing from the result."""
+    event_types = sorted(journey.event_types())
+    events: dict[str, list[asyncpg.Record]] = {}
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        contacts = await conn.fetch(SNAPSHOT_CONTACTS, workspace, list(contact_ids))
+        if event_types:
+            for row in await conn.fetch(SNAPSHOT_EVENTS, workspace, list(contact_ids), event_types):
+                events.setdefault(row["contact_id"], []).append(row)
+    states: dict[str, ContactState] = {}
+    for contact in contacts:
+        state = ContactState(
+            properties=contact["properties"],
+            lists=sorted(contact["lists"]),
+            event_seq=contact["seq"],
+        )
+        for row in events.get(contact["id"], ()):
+            fields = {k: v for k, v in dict(row).items() if k != "contact_id"}
+            state = apply_event(state, ContactEvent(**fields), journey)
+        states[contact["id"]] = state.model_copy(
+            update={"event_seq": max(contact["seq"], contact["last_event"])}
+        )
+    return states
+
+
+async def enroll_many(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    record: JourneyRecord,
+    contact_ids: Sequence[str],
+    concurrency: int,
+) -> dict[str, Enrolled | Refused]:
+    """`enroll` for many contacts at once, with the same outcome for each: the refusal
+    checks from one snapshot, the enrollment rows and refusals each in one statement,
+    then the workflow starts, at most `concurrency` in flight. Every start is tried
+    before an error is raised (a start Temporal refused gives its row back)."""
+    journey = record.journey
+    results: dict[str, Enrolled | Refused] = {}
+    refusals: dict[str, Refused] = {}
+    async with pool.acquire() as conn:
+        states = await snapshot_contact_states(conn, record.workspace, contact_ids, journey)
+        candidates: list[str] = []
+        for contact_id in contact_ids:
+            state = states.get(contact_id)
+            if state is None:
+                results[contact_id] = Refused(
+                    "contact_not_found", f"No contact with id {contact_id!r}."
+                )
+            elif (refusal := refusal_for(journey, state)) is not None:
+                refusals[contact_id] = refusal
+            else:
+                candidates.append(contact_id)
+        inserted: set[str] = set()
+        if candidates:
+            ids = [workflow_id(record.workspace, record.id, c) for c in candidates]
+            rows = await conn.fetch(
+                INSERT_ENROLLMENTS,
+                record.workspace,
+                record.id,
+                record.version,
+                record.goal_epoch,
+                journey.start_stage,
+                candidates,
+                ids,
+            )
+            inserted = {r["contact_id"] for r in rows}
+            for contact_id in candidates:
+                if contact_id not in inserted:
+                    refusals[contact_id] = Refused(
+                        "already_enrolled", "The contact was enrolled in this journey before."
+                    )
+            # as in `enroll`: a change committed between the snapshot and the row reached
+            # neither, so those contacts start from a snapshot taken after their row
+            watermarks = await conn.fetch(SELECT_WATERMARKS, record.workspace, sorted(inserted))
+            moved = [r["id"] for r in watermarks if r["watermark"] != states[r["id"]].event_seq]
+            if moved:
+                states.update(await snapshot_contact_states(conn, record.workspace, moved, journey))
+        if refusals:
+            refused = sorted(refusals)
+            await conn.execute(
+                INSERT_REFUSALS,
+                record.workspace,
+                record.id,
+                refused,
+                [refusals[c].reason for c in refused],
+                [refusals[c].explanation for c in refused],
+            )
+    results.update(refusals)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(contact_id: str) -> None:
+        async with gate:
+            results[contact_id] = await _start(
+                pool, temporal, settings, record, contact_id, states[contact_id]
+            )
+
+    to_start = [c for c in candidates if c in inserted]
+    outcomes = await asyncio.gather(*(start(c) for c in to_start), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return {c: results[c] for c in contact_ids}

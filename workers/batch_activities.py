@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from pydantic import ValidationError
@@ -40,7 +40,7 @@ from shared.activation import (
     BatchStatus,
 )
 from shared.audience import count_eligible, eligible_page
-from shared.enrolling import Enrolled, JourneyRecord, enroll
+from shared.enrolling import Enrolled, JourneyRecord, enroll_many
 from shared.enrollment import Unenroll
 from shared.settings import Settings
 
@@ -233,6 +233,7 @@ class BatchActivities:
                 )
             }
             to_enroll: list[str] = []
+            to_verify: list[asyncpg.Record] = []
             for contact_id in chunk:
                 enrollment = existing.get(contact_id)
                 if enrollment is None:
@@ -242,19 +243,32 @@ class BatchActivities:
                         to_enroll.append(contact_id)
                 elif not enrollment["since_batch"]:
                     tally["already_enrolled"] += 1
-                elif verify and await _orphaned(self.pool, temporal, enrollment):
-                    to_enroll.append(contact_id)
+                elif verify:
+                    to_verify.append(enrollment)
                 else:  # started by an attempt that did not commit (or by a trigger)
                     started += 1
+            if to_verify:
 
-            def start(contact_id: str) -> Callable[[], Awaitable[Any]]:
-                return lambda: enroll(self.pool, temporal, settings, record, contact_id)
+                def check(enrollment: asyncpg.Record) -> Callable[[], Awaitable[bool]]:
+                    return lambda: _orphaned(self.pool, temporal, enrollment)
 
-            for result in await _bounded(input.concurrency, [start(c) for c in to_enroll]):
-                if isinstance(result, Enrolled):
-                    started += 1
-                else:
-                    tally[result.reason] += 1
+                orphaned = await _bounded(input.concurrency, [check(e) for e in to_verify])
+                for enrollment, orphan in zip(to_verify, orphaned, strict=True):
+                    if orphan:
+                        to_enroll.append(enrollment["contact_id"])
+                    else:
+                        started += 1
+                to_enroll.sort()
+
+            if to_enroll:
+                results = await enroll_many(
+                    self.pool, temporal, settings, record, to_enroll, input.concurrency
+                )
+                for result in results.values():
+                    if isinstance(result, Enrolled):
+                        started += 1
+                    else:
+                        tally[result.reason] += 1
             row = await conn.fetchrow(
                 ADVANCE, *_key(input), chunk[-1], len(chunk), started, dict(tally)
             )

@@ -1,17 +1,22 @@
-"""The worker: runs EnrollmentWorkflow and the journey activities on one task queue."""
+"""The worker: runs EnrollmentWorkflow and the journey activities on the task queue, and
+the journey's batches (activation, bulk unenroll) on their own queue next to it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from shared.activation import batch_task_queue
 from shared.db import create_pool
 from shared.settings import Settings
 from shared.temporal import connect
@@ -23,19 +28,51 @@ from workers.enrollment import EnrollmentWorkflow
 log = logging.getLogger(__name__)
 
 
+class JourneyWorker:
+    """The Temporal workers of one `nurture worker`, run together (`async with`): the
+    enrollments' on the task queue, the batches' on `batch_task_queue`. A batch's next page
+    then never waits behind the hundreds of enrollment tasks its last page created."""
+
+    def __init__(self, enrollments: Worker, batches: Worker) -> None:
+        self.enrollments = enrollments
+        self.batches = batches
+        self._running = AsyncExitStack()
+
+    async def __aenter__(self) -> JourneyWorker:
+        async with AsyncExitStack() as starting:
+            await starting.enter_async_context(self.enrollments)
+            await starting.enter_async_context(self.batches)
+            self._running = starting.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._running.__aexit__(exc_type, exc, tb)
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
     task_queue: str,
     settings: Settings | None = None,
     **options: Any,
-) -> Worker:
-    """A worker for the enrollment workflow and its activities. The Worker takes the
-    client's data converter (pydantic). `settings` configure the channels (SMTP; None:
-    from the environment). `options` pass through to `Worker` (tests use them to swap
-    activities or tune concurrency)."""
+) -> JourneyWorker:
+    """The workers for the enrollment workflow and its activities, and for the batches.
+    They take the client's data converter (pydantic). `settings` configure the channels
+    (SMTP; None: from the environment). `options` pass through to both `Worker`s (tests
+    use them to swap the enrollments' activities or tune concurrency)."""
     journey = JourneyActivities(pool, settings)
     batches = BatchActivities(pool)
+    batch_activities: list[Callable[..., Any]] = [
+        batches.activation_page,
+        batches.unenroll_page,
+        batches.finish_batch,
+    ]
+    batch_workflows = [ActivationWorkflow, UnenrollWorkflow]
     activities = options.pop(
         "activities",
         [
@@ -44,18 +81,22 @@ def build_worker(
             journey.set_property,
             journey.send_notification,
             journey.record_steps,
-            batches.activation_page,
-            batches.unenroll_page,
-            batches.finish_batch,
+            # batches started on the task queue itself, before the batches had their own
+            *batch_activities,
         ],
     )
-    workflows = options.pop("workflows", [EnrollmentWorkflow, ActivationWorkflow, UnenrollWorkflow])
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=workflows,
-        activities=activities,
-        **options,
+    workflows = options.pop("workflows", [EnrollmentWorkflow, *batch_workflows])
+    return JourneyWorker(
+        Worker(
+            client, task_queue=task_queue, workflows=workflows, activities=activities, **options
+        ),
+        Worker(
+            client,
+            task_queue=batch_task_queue(task_queue),
+            workflows=batch_workflows,
+            activities=batch_activities,
+            **options,
+        ),
     )
 
 

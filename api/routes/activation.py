@@ -26,6 +26,7 @@ from shared.activation import (
     BatchInput,
     BatchKind,
     BatchStatus,
+    batch_task_queue,
     batch_workflow_id,
     describe,
 )
@@ -211,7 +212,7 @@ async def start_batch(
             ACTIVATION_WORKFLOW if kind is BatchKind.ACTIVATE else UNENROLL_WORKFLOW,
             payload,
             id=workflow_id,
-            task_queue=settings.task_queue,
+            task_queue=batch_task_queue(settings.task_queue),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(sa.WORKSPACE, workspace),

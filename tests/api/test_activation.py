@@ -1,6 +1,7 @@
 """Activation as a durable batch (issue 7 point 4): a worker killed in the middle of an
 activation (SIGKILL, no goodbye) and another started in its place; every eligible contact
-ends up enrolled exactly once, and the progress adds up."""
+ends up enrolled exactly once, and the progress adds up. A chunk enrolled at once gives
+each contact what `enroll` would."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from pathlib import Path
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
+from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll_many
+from shared.enrollment import workflow_id
+from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
 from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, waiting
+from tests.workers.conftest import journey, stage, wait
 from workers.worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +94,69 @@ async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_en
         assert (await dev_env.client.count_workflows(query)).count == 300
 
     await eventually(all_counted)
+
+
+async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enrollment_once(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    await seed(pool, ["ada", "bob", "eve", "old", "zed"])
+    await pool.execute(SEED_MEMBERS, "blocked", ["eve"])
+    await pool.execute("DELETE FROM list_members WHERE contact_id = 'zed'")
+    record = JourneyRecord(
+        workspace="default",
+        id="jrn_chunk",
+        version=1,
+        status="active",
+        goal_epoch=1,
+        journey=journey(
+            [stage("main", wait("P1D"))], eligible_lists=["trial"], suppression_lists=["blocked"]
+        ),
+    )
+    await pool.execute(
+        "INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version)"
+        " VALUES ('default', $1, 'old', $2, 1)",
+        record.id,
+        workflow_id("default", record.id, "old"),
+    )
+    settings = Settings(task_queue=task_queue)
+    chunk = ["ada", "bob", "eve", "gone", "old", "zed"]
+
+    first = await enroll_many(pool, dev_env.client, settings, record, chunk, concurrency=2)
+    assert list(first) == chunk
+    assert first["ada"] == Enrolled(workflow_id("default", record.id, "ada"))
+    assert first["bob"] == Enrolled(workflow_id("default", record.id, "bob"))
+    reasons = {c: r.reason for c, r in first.items() if isinstance(r, Refused)}
+    assert reasons == {
+        "eve": "suppressed",
+        "gone": "contact_not_found",
+        "old": "already_enrolled",
+        "zed": "not_eligible",
+    }
+    for contact in ("ada", "bob"):  # started, with the contact as the snapshot saw it
+        handle = dev_env.client.get_workflow_handle(workflow_id("default", record.id, contact))
+        assert (await handle.describe()).workflow_type == "EnrollmentWorkflow"
+
+    again = await enroll_many(pool, dev_env.client, settings, record, chunk, concurrency=2)
+    assert {c: r.reason for c, r in again.items() if isinstance(r, Refused)} == {
+        **reasons,
+        "ada": "already_enrolled",
+        "bob": "already_enrolled",
+    }
+    rows = await pool.fetch(
+        "SELECT contact_id, reason, explanation FROM refusals WHERE journey_id = $1"
+        " ORDER BY refused_at, contact_id",
+        record.id,
+    )
+    recorded = [(r["contact_id"], r["reason"]) for r in rows]
+    # as `enroll`: every refusal recorded but a contact that does not exist
+    assert sorted(recorded) == sorted(
+        [(c, r) for c, r in reasons.items() if c != "gone"] * 2
+        + [("ada", "already_enrolled"), ("bob", "already_enrolled")]
+    )
+    explained = {r["reason"]: r["explanation"] for r in rows}
+    assert explained["already_enrolled"] is None
+    assert explained["suppressed"]["result"] is True, explained["suppressed"]
+    enrolled = await pool.fetch(
+        "SELECT contact_id FROM enrollments WHERE journey_id = $1 ORDER BY 1", record.id
+    )
+    assert [r["contact_id"] for r in enrolled] == ["ada", "bob", "old"]
