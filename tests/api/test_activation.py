@@ -1,7 +1,7 @@
 """Activation as a durable batch (issue 7 point 4): a worker killed in the middle of an
 activation (SIGKILL, no goodbye) and another started in its place; every eligible contact
-ends up enrolled exactly once, and the progress adds up. A chunk enrolled at once gives
-each contact what `enroll` would."""
+ends up enrolled exactly once, and the progress adds up, in the API and in Temporal. A
+chunk enrolled at once gives each contact what `enroll` would."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from shared.activation import BatchProgress, BatchStatus
 from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll_many
 from shared.enrollment import workflow_id
 from shared.settings import Settings
@@ -24,6 +27,7 @@ from tests.workers.conftest import journey, stage, wait
 from workers.worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[2]
+METADATA_QUERY = "__temporal_workflow_metadata"
 
 
 def worker_process(
@@ -44,6 +48,15 @@ def worker_process(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+async def shown_in_temporal(client: Client, workflow_id: str) -> tuple[BatchProgress, str]:
+    """An activation's progress as Temporal shows it: the workflow's `progress` query and
+    its current details (the UI's "Current Details", read as the UI does, by query)."""
+    handle = client.get_workflow_handle(workflow_id)
+    progress = await handle.query("progress", result_type=BatchProgress)
+    metadata = await handle.query(METADATA_QUERY, result_type=WorkflowMetadata)
+    return progress, metadata.current_details
 
 
 async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_enrolled_once(
@@ -73,6 +86,18 @@ async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_en
                 assert progress["eligible"] == 301 and progress["started"] >= 50, progress
 
             await eventually(under_way, timeout=60)
+            activation = await http.get(f"/v1/journeys/{journey_id}/activation")
+            workflow_id = activation.json()["workflow_id"]
+
+            async def visible_in_temporal() -> None:
+                # the batch workflow's `progress` query and its current details (what the
+                # Temporal UI shows), as of the last page that ended
+                progress, details = await shown_in_temporal(dev_env.client, workflow_id)
+                assert progress.total == 301 and progress.processed >= 100, progress
+                line = f"{progress.processed}/301 eligible handled · started {progress.done}"
+                assert line in details, details
+
+            await eventually(visible_in_temporal, timeout=30)
         finally:
             os.killpg(first.pid, signal.SIGKILL)
             await asyncio.to_thread(first.wait)
@@ -81,10 +106,18 @@ async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_en
 
         async with build_worker(dev_env.client, pool, task_queue):
             progress = await activation_done(http, journey_id, timeout=90)
+            # Postgres has the last word first; the workflow ends once its page returns
+            handle = dev_env.client.get_workflow_handle(workflow_id)
+            await asyncio.wait_for(handle.result(), timeout=60)
+            shown, details = await shown_in_temporal(dev_env.client, workflow_id)
 
     assert progress["status"] == "completed", progress
     assert (progress["eligible"], progress["processed"]) == (301, 301)
     assert (progress["started"], progress["refused"]) == (300, {"suppressed": 1})
+    assert (shown.status, shown.total, shown.processed) == (BatchStatus.COMPLETED, 301, 301)
+    assert (shown.done, shown.skipped) == (300, {"suppressed": 1})
+    assert "301/301 eligible handled · started 300 · refused: suppressed 1" in details, details
+    assert "status: completed" in details, details
     rows = await pool.fetch("SELECT contact_id FROM enrollments WHERE journey_id = $1", journey_id)
     assert sorted(r["contact_id"] for r in rows) == contacts
     # every enrollment row has its one workflow (none orphaned, none started twice)
