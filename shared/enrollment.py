@@ -88,6 +88,10 @@ class WriteProperty(BaseModel):
     kind: Literal["write_property"] = "write_property"
     property: str
     value: Any
+    conditional: bool = False
+    """Written only if the contact still holds `expected` (None: absent): the journey's
+    stage writes, so that a caller's move committed first is not overwritten."""
+    expected: Any = None
 
 
 class EndEnrollment(BaseModel):
@@ -156,12 +160,23 @@ class Leaving(BaseModel):
     goal_met_seq: int | None = None
 
 
+class HeldValue(BaseModel):
+    """A snapshot's value of a property the journey was writing at the time: whether it
+    predates the write or overrides it is known only once the write's sequence is."""
+
+    seq: int
+    value: Any = None
+    present: bool = False
+
+
 class OwnWrite(BaseModel):
     """A property the journey wrote itself; `seq` is None until the write is committed.
     A contact snapshot older than the write must not undo it (nor count as a caller move)."""
 
     value: Any
     seq: int | None = None
+    held: HeldValue | None = None
+    """The newest snapshot value seen while `seq` was None (settled when it is known)."""
 
 
 class EnrollmentState(BaseModel):

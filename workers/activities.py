@@ -57,6 +57,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (workflow_id, step_seq) DO NOTHING
 RETURNING step_seq
 """
+RECORDED_WRITES = """
+SELECT contact_seq, refused_writes FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
+"""
+RECORD_WRITES = """
+UPDATE enrollment_steps SET contact_seq = $3, refused_writes = $4
+WHERE workflow_id = $1 AND step_seq = $2
+"""
 SET_ENROLLMENT_STAGE = "UPDATE enrollments SET stage = $2 WHERE workflow_id = $1"
 STAGE_ENTERED = """
 INSERT INTO stage_stats AS s (workspace, journey_id, stage, entered, active)
@@ -84,6 +91,17 @@ VALUES ($1, $2, jsonb_build_object($3::text, $4::jsonb))
 ON CONFLICT (workspace, id) DO UPDATE
 SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
     seq = nextval('change_seq'), updated_at = now()
+RETURNING seq
+"""
+# The journey's stage writes: a caller's value committed meanwhile wins (no row: refused).
+WRITE_PROPERTY_IF = """
+INSERT INTO contacts AS c (workspace, id, properties)
+VALUES ($1, $2, jsonb_build_object($3::text, $4::jsonb))
+ON CONFLICT (workspace, id) DO UPDATE
+SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
+    seq = nextval('change_seq'), updated_at = now()
+WHERE c.properties -> $3::text IS NOT DISTINCT FROM $5::jsonb
+   OR c.properties -> $3::text = $4::jsonb
 RETURNING seq
 """
 ADD_MEMBER = """
@@ -129,6 +147,25 @@ INSERT INTO conversions (workspace, journey_id, contact_id, goal_epoch, converte
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
 """
+
+
+def _written(
+    result: StepResult,
+    seq: int | None,
+    writes: list[WriteProperty | AddToList],
+    refused: list[str],
+) -> None:
+    """Adds one record's writes to the result: the newest sequence, and per property
+    whether its last conditional write was refused."""
+    if seq is not None:
+        result.contact_seq = max(result.contact_seq or 0, seq)
+    for effect in writes:
+        if isinstance(effect, WriteProperty):
+            if effect.property in refused:
+                if effect.property not in result.refused_writes:
+                    result.refused_writes.append(effect.property)
+            elif effect.property in result.refused_writes:
+                result.refused_writes.remove(effect.property)
 
 
 def _heartbeat() -> None:
@@ -241,7 +278,8 @@ class JourneyActivities:
     async def apply(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, result: StepResult
     ) -> bool:
-        """Inserts the log row; runs its effects only when the row is new. True if new."""
+        """Inserts the log row; runs its effects only when the row is new. True if new.
+        What its property writes came to is kept with the row, so a retry reports it too."""
         inserted = await conn.fetchval(
             INSERT_STEP,
             ref.workflow_id,
@@ -255,13 +293,37 @@ class JourneyActivities:
             record.result,
             record.detail,
         )
+        writes = [e for e in record.effects if isinstance(e, (WriteProperty, AddToList))]
         if inserted is None:
+            if writes:
+                row = await conn.fetchrow(RECORDED_WRITES, ref.workflow_id, record.step_seq)
+                if row is not None:
+                    _written(result, row["contact_seq"], writes, row["refused_writes"] or [])
             return False
         result.applied.append(record.step_seq)
+        seq: int | None = None
+        refused: list[str] = []
         for effect in record.effects:
-            seq = await self._effect(conn, ref, record, effect)
-            if seq is not None:
-                result.contact_seq = seq
+            if isinstance(effect, WriteProperty) and effect.conditional:
+                written = await conn.fetchval(
+                    WRITE_PROPERTY_IF,
+                    ref.workspace,
+                    ref.contact_id,
+                    effect.property,
+                    effect.value,
+                    effect.expected,
+                )
+                if written is None:
+                    refused.append(effect.property)
+                else:
+                    seq = written
+                    refused = [p for p in refused if p != effect.property]
+                continue
+            seq = await self._effect(conn, ref, record, effect) or seq
+        if writes:
+            await conn.execute(RECORD_WRITES, ref.workflow_id, record.step_seq, seq, refused)
+            if seq is not None or refused:
+                _written(result, seq, writes, refused)
         return True
 
     async def _effect(

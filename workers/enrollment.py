@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentState,
         EnrollmentView,
         EnterStage,
+        HeldValue,
         Leaving,
         Outcome,
         OwnWrite,
@@ -92,6 +93,9 @@ DELIVERY_FAILED = "DeliveryFailed"
 CHANNELS_PATCH = "channels-v1"
 """Issue 8: sends wait for the send window / frequency cap, and a refused delivery skips
 the action or ends the enrollment, as the journey says."""
+OWN_WRITES_PATCH = "caller-stage-wins-v1"
+"""A caller's stage value that raced the journey's own stage write applies
+(`_settle_own_writes`); older histories kept the journey's value."""
 MIN_DEFERRAL = timedelta(seconds=1)
 
 ACTIVITY_RETRY = RetryPolicy(
@@ -258,8 +262,10 @@ class EnrollmentWorkflow:
         stage = self.journey.stage_by_key(key)
         effects: list[Effect] = [EnterStage(stage=key, from_stage=self.s.stage)]
         prop = self.journey.stage_property
-        if self.s.contact.properties.get(prop) != stage.value:
-            effects.append(WriteProperty(property=prop, value=stage.value))
+        if (was := self.s.contact.properties.get(prop)) != stage.value:
+            effects.append(
+                WriteProperty(property=prop, value=stage.value, conditional=True, expected=was)
+            )
             self._write_locally(prop, stage.value)
         from_stage = self.s.stage
         self.s.stage, self.s.action_index = key, 0
@@ -540,8 +546,10 @@ class EnrollmentWorkflow:
             )
         ]
         prop, value = self.journey.stage_property, leaving.end_value
-        if value is not None and self.s.contact.properties.get(prop) != value:
-            effects.append(WriteProperty(property=prop, value=value))
+        if value is not None and (was := self.s.contact.properties.get(prop)) != value:
+            effects.append(
+                WriteProperty(property=prop, value=value, conditional=True, expected=was)
+            )
             self._write_locally(prop, value)
         if leaving.add_to_list:
             effects.append(AddToList(list=leaving.add_to_list))
@@ -638,6 +646,14 @@ class EnrollmentWorkflow:
             elif key.startswith("list:"):
                 lists.add(key.removeprefix("list:"))
             else:
+                if own.seq is None:  # in flight: settled by `_settle_own_writes`
+                    own.held = (
+                        HeldValue(seq=change.seq, value=properties.get(key), present=True)
+                        if key in properties and properties[key] != own.value
+                        else HeldValue(seq=change.seq)
+                        if key not in properties
+                        else None
+                    )
                 properties[key] = own.value
         self.s.contact = self.s.contact.model_copy(
             update={
@@ -788,14 +804,53 @@ class EnrollmentWorkflow:
         sent = {record.step_seq for record in request.pending}
         self.s.pending = [r for r in self.s.pending if r.step_seq not in sent]
         records = [*request.pending, *([request.step] if request.step else [])]
+        refused: dict[str, Any] = {}
         for record in records:
             for effect in record.effects:
                 if isinstance(effect, WriteProperty):
                     if record is request.step:  # set_property: true only once it happened
                         self._write_locally(effect.property, effect.value)
-                    self._dated(effect.property, effect.value, result.contact_seq)
+                    if effect.property in result.refused_writes:
+                        refused[effect.property] = effect.value
+                    else:
+                        self._dated(effect.property, effect.value, result.contact_seq)
                 elif isinstance(effect, AddToList):
                     self._dated(f"list:{effect.list}", True, result.contact_seq)
+        self._settle_own_writes(refused)
+
+    def _settle_own_writes(self, refused: dict[str, Any]) -> None:
+        """A caller's value wins over a stage write of the journey's that was in flight:
+        when the database refused the write (the caller's value was there first), or when
+        a snapshot held back meanwhile turns out newer than the write. The value then
+        applies as if its snapshot arrived now (a stage move, an end)."""
+        for key, own in list(self.s.own_writes.items()):
+            lost = key in refused and own.seq is None and own.value == refused[key]
+            held = own.held
+            if not lost:
+                if held is None or own.seq is None:
+                    continue
+                if held.seq <= own.seq:  # the snapshot predates the write
+                    own.held = None
+                    continue
+            if not workflow.patched(OWN_WRITES_PATCH):
+                continue
+            del self.s.own_writes[key]
+            if held is not None:
+                self._caller_value(key, held)
+
+    def _caller_value(self, key: str, held: HeldValue) -> None:
+        properties = dict(self.s.contact.properties)
+        before = properties.get(key)
+        if held.present:
+            properties[key] = held.value
+        else:
+            properties.pop(key, None)
+        self.s.contact = self.s.contact.model_copy(update={"properties": properties})
+        after = properties.get(key)
+        if key == self.journey.stage_property and after != before:
+            if self.s.phase is Phase.RUNNING:
+                self._stage_property_changed(after, f"the contact's {key} changed to {after!r}")
+        self._after_signal()
 
     def _dated(self, key: str, value: Any, seq: int | None) -> None:
         own = self.s.own_writes.get(key)

@@ -72,5 +72,8 @@ class StepResult(BaseModel):
     """Step sequence numbers written by this call (a retry returns fewer or none)."""
     contact_seq: int | None = None
     """Sequence of the contact row after the journey's own property writes, if any."""
+    refused_writes: list[str] = []
+    """Properties whose conditional write found a caller's value and left it (the last
+    write of each property in the request decides)."""
     send: SendOutcome | None = None
     """Messages, tasks and notifications: what became of them."""

@@ -33,6 +33,16 @@ async def relay_running(
         await running
 
 
+async def relayed(pool: asyncpg.Pool) -> None:
+    """Waits until the relay has routed and delivered every change committed so far."""
+
+    async def drained() -> None:
+        assert await pool.fetchval("SELECT count(*) FROM change_queue") == 0
+        assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE failed_at IS NULL") == 0
+
+    await eventually(drained)
+
+
 def journey(stages: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
     """A valid journey definition: by default one stage that sends a marketing email,
     waits an hour, then sends a follow-up."""

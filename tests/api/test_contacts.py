@@ -11,7 +11,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, enrollment, journey, relay_running, signals
+from tests.api.relaying import activate, enrollment, journey, relay_running, relayed, signals
 
 
 async def _enrolled(http: httpx.AsyncClient, journey_id: str, contact_id: str) -> str:
@@ -83,16 +83,16 @@ async def test_joining_a_suppression_list_exits_with_suppressed(
         await _ends_with(http, journey_id, "bob", outcome="suppressed", status="completed")
 
 
-# known race (closing note, 2026-11-23): rerun up to twice; three failures fail CI
-@pytest.mark.flaky(reruns=2)
 async def test_caller_setting_the_stage_moves_the_contact_and_an_end_value_ends_it(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    # one relay, the app's (a second relay polling the same queues lost the caller's
-    # stage change now and then: noted as a possible race between relays)
+    # The caller's first move races the journey's own write of its first stage: the
+    # caller's value wins whichever commits first (tests/workers/test_stage_races.py).
     async with running_stack(pool, dev_env.client, task_queue) as http:
         journey_id = await activate(http, TRIAL)
         await http.put("/v1/lists/trial/members/cy")
+        # routed before the enrollment exists, the list join is not signalled to it
+        await relayed(pool)
         workflow_id = await _enrolled(http, journey_id, "cy")
 
         async def stage_is(stage: str) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.testing import WorkflowEnvironment
 
 from shared import search_attributes as sa
 from shared.contact import ContactEvent, ContactState
@@ -46,6 +47,20 @@ _passed = pytest.StashKey[bool]()
 async def record_histories(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     _started.clear()
     yield
+    await _record(request)
+
+
+@pytest.fixture
+async def ts_env(
+    ts_env: WorkflowEnvironment, request: pytest.FixtureRequest
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping server of tests/conftest.py, whose histories are recorded before
+    it stops (it lives for one test; the dev server lives for the session)."""
+    yield ts_env
+    await _record(request)
+
+
+async def _record(request: pytest.FixtureRequest) -> None:
     directory = os.environ.get(RECORD_HISTORIES)
     if not directory or not request.node.stash.get(_passed, False):
         return
