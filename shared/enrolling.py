@@ -48,8 +48,9 @@ ON CONFLICT DO NOTHING
 """
 DELETE_ENROLLMENT = "DELETE FROM enrollments WHERE workflow_id = $1"
 INSERT_REFUSAL = """
-INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation, once)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (workspace, journey_id, contact_id, reason) WHERE once DO NOTHING
 """
 
 
@@ -156,8 +157,11 @@ async def enroll(
     settings: Settings,
     record: JourneyRecord,
     contact_id: str,
+    *,
+    refuse_once: bool = False,
 ) -> Enrolled | Refused:
-    """Enrolls once, ever; every refusal is recorded with its reason."""
+    """Enrolls once, ever; every refusal is recorded with its reason (with `refuse_once`,
+    the first refusal of this contact for each reason only: triggers)."""
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     async with pool.acquire() as conn:
@@ -198,6 +202,7 @@ async def enroll(
                 contact_id,
                 refusal.reason,
                 refusal.explanation,
+                refuse_once,
             )
             return refusal
     return await _start(pool, temporal, settings, record, contact_id, state)

@@ -201,4 +201,4 @@ async def enter(
             return None
     elif journey.trigger is None:
         return None
-    return await enroll(pool, temporal, settings, record, contact_id)
+    return await enroll(pool, temporal, settings, record, contact_id, refuse_once=True)
