@@ -1,6 +1,9 @@
-"""DESIGN §3.4 under a race: the caller sets the stage property while the journey's own
+"""Signals that arrive while an activity is in flight (time-skipping server).
+
+DESIGN §3.4 under a race: the caller sets the stage property while the journey's own
 write of it is in flight. Whichever commits first, the caller's move must win in the
-database and in the workflow (time-skipping server).
+database and in the workflow. And an event during the action before a `wait_for_event`
+does not answer that wait (DECISIONS: it counts events from the moment it starts).
 
 The journey's write of stage "a" rides along with the first send. The send activity here
 is the real one, wrapped so that the caller's write lands just before or just after the
@@ -22,12 +25,14 @@ from tests.workers.conftest import (
     WORKSPACE,
     Enrollment,
     enroll,
+    event,
     go_to,
     journey,
     send,
     stage,
     until_state,
     wait,
+    wait_for_event,
 )
 from workers.activities import WRITE_PROPERTY, JourneyActivities
 from workers.steps import SEND_MESSAGE, SendMessageRequest, StepRequest, StepResult
@@ -131,3 +136,42 @@ async def test_a_retried_step_reports_what_its_writes_came_to(pool: asyncpg.Pool
     assert first.contact_seq is not None and again.contact_seq == first.contact_seq
     properties = await pool.fetchval("SELECT properties FROM contacts WHERE id = 'ada'")
     assert properties == {"journey_stage": "b", "score": 3}
+
+
+@dataclass
+class EventDuringFirstSend:
+    real: JourneyActivities
+    enrollment: list[Enrollment] = field(default_factory=list)
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, request: SendMessageRequest) -> StepResult:
+        result = await self.real.send_message(request)
+        enrollment = self.enrollment[0]
+        seq = enrollment.watermark + 1
+        await enrollment.signal("contact_event", event(seq, "form_submitted", "demo-request"))
+        await until_state(enrollment, lambda v: v.contact_seq >= seq)
+        return result
+
+
+async def test_an_event_during_the_action_before_a_wait_for_event_does_not_answer_it(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    waits = wait_for_event(
+        "form_submitted", "P5D", "demo-request", on_event="engaged", on_timeout="nudge"
+    )
+    j = journey(
+        [
+            stage("a", send("first"), waits),
+            stage("engaged", go_to("success")),
+            stage("nudge", go_to("failure:churned")),
+        ]
+    )
+    real = JourneyActivities(pool)
+    during = EventDuringFirstSend(real)
+    async with build_worker(
+        ts_env.client, pool, task_queue, activities=[during.send_message, real.record_steps]
+    ):
+        during.enrollment.append(await enroll(ts_env.client, pool, task_queue, j))
+        view = await during.enrollment[0].result()
+    assert view.outcome is Outcome.FAILURE and view.end_value == "churned"
+    assert ("wait_for_event", "timeout") in await during.enrollment[0].actions()
