@@ -87,7 +87,7 @@ async def test_caller_setting_the_stage_moves_the_contact_and_an_end_value_ends_
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     # The caller's first move races the journey's own write of its first stage: the
-    # caller's value wins whichever commits first (tests/workers/test_stage_races.py).
+    # caller's value wins whichever commits first (tests/workers/test_signals_in_flight.py).
     async with running_stack(pool, dev_env.client, task_queue) as http:
         journey_id = await activate(http, TRIAL)
         await http.put("/v1/lists/trial/members/cy")
