@@ -10,7 +10,7 @@ activity neither writes nor counts anything twice. Outbox rows carry the idempot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,7 +33,7 @@ from shared.enrollment import (
 from shared.journey import Journey
 from shared.settings import Settings
 from shared.templates import render_lenient
-from workers.sending import Sending, idempotency_key
+from workers.sending import SELECT_PROPERTIES, Sending, idempotency_key
 from workers.steps import (
     CREATE_TASK,
     RECORD_STEPS,
@@ -204,28 +204,43 @@ class JourneyActivities:
     async def create_task(self, request: CreateTaskRequest) -> StepResult:
         """Records a task for the caller's CRM and POSTs it to the workspace's webhook."""
         action = request.action
-        payload = action.model_dump(mode="json", exclude={"type"})
-        payload["title"] = render_lenient(action.title, request.properties)
-        if action.notes is not None:
-            payload["notes"] = render_lenient(action.notes, request.properties)
-        return await self._internal(request, "task", payload)
+
+        def rendered(properties: dict[str, Any]) -> dict[str, Any]:
+            payload = action.model_dump(mode="json", exclude={"type"})
+            payload["title"] = render_lenient(action.title, properties)
+            if action.notes is not None:
+                payload["notes"] = render_lenient(action.notes, properties)
+            return payload
+
+        return await self._internal(request, "task", rendered)
 
     @activity.defn(name=SEND_NOTIFICATION)
     async def send_notification(self, request: SendNotificationRequest) -> StepResult:
         """Records a notification to users/teams/the owner and POSTs it to the webhook."""
         action = request.action
-        payload = action.model_dump(mode="json", exclude={"type"})
-        payload["message"] = render_lenient(action.message, request.properties)
-        return await self._internal(request, "notification", payload)
+
+        def rendered(properties: dict[str, Any]) -> dict[str, Any]:
+            payload = action.model_dump(mode="json", exclude={"type"})
+            payload["message"] = render_lenient(action.message, properties)
+            return payload
+
+        return await self._internal(request, "notification", rendered)
 
     async def _internal(
-        self, request: StepRequest, kind: str, payload: dict[str, Any]
+        self,
+        request: CreateTaskRequest | SendNotificationRequest,
+        kind: str,
+        rendered: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> StepResult:
+        """Renders with the contact as it is now (the workflow only hears of the properties
+        the journey reads; a template may read any), then records and delivers."""
         ref, step = request.enrollment, request.step
         async with self._step(request) as (conn, result, new):
             if step is None:
                 return result
             if new:
+                props = await conn.fetchval(SELECT_PROPERTIES, ref.workspace, ref.contact_id)
+                payload = rendered(dict(props) if props is not None else request.properties)
                 decided = await self.sending.queue_internal(conn, ref, step, kind, payload)
             else:
                 decided = await self.sending.recorded(conn, ref, step.step_seq)

@@ -162,6 +162,30 @@ async def test_create_task_records_a_rendered_task_in_the_outbox(
     assert ("create_task", "created") in await enrollment.actions()
 
 
+async def test_a_task_renders_the_contact_as_it_is_when_it_is_created(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """A property only the template reads is never signalled to the workflow: the task is
+    rendered from the contact row when it is created, not from the enrollment's snapshot."""
+    task = {"type": "create_task", "title": "Call {{ contact.first_name }}", "assign_to": "owner"}
+    note = {"type": "send_notification", "to": ["owner"], "message": "{{ contact.first_name }}"}
+    j = journey([stage("a", wait("P1D"), task, note, go_to("success"))])
+    async with build_worker(ts_env.client, pool, task_queue):
+        enrollment = await enroll(
+            ts_env.client, pool, task_queue, j, properties={"first_name": "Ada"}
+        )
+        await until_state(enrollment, waiting)
+        await pool.execute(
+            'UPDATE contacts SET properties = properties || \'{"first_name": "Adelaide"}\','
+            " seq = nextval('change_seq') WHERE id = $1",
+            enrollment.contact_id,
+        )
+        await enrollment.result()
+    task_row, note_row = await enrollment.outbox()
+    assert task_row["payload"]["title"] == "Call Adelaide"
+    assert note_row["payload"]["message"] == "Adelaide"
+
+
 async def test_set_property_writes_the_contact_property(
     ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
