@@ -36,6 +36,12 @@ def _part(msg: EmailMessage, subtype: str) -> str | None:
     return content
 
 
+def _header(msg: EmailMessage, name: str) -> str | None:
+    # a long value is folded onto the next line; unfolded, it keeps that line's space
+    value = msg.get(name)
+    return None if value is None else str(value).strip()
+
+
 class Mailbox:
     """aiosmtpd handler: every message accepted is stored, then answered 250."""
 
@@ -47,15 +53,15 @@ class Mailbox:
         data = raw if isinstance(raw, bytes) else raw.encode()
         msg = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
-        headers: dict[str, Any] = {k: str(v) for k, v in msg.items()}
+        headers: dict[str, Any] = {k: str(v).strip() for k, v in msg.items()}
         await self.pool.execute(
             INSERT_MESSAGE,
-            msg.get("X-Nurture-Workspace"),
+            _header(msg, "X-Nurture-Workspace"),
             envelope.mail_from or "",
             list(envelope.rcpt_tos),
-            msg.get("Subject"),
-            msg.get("Message-ID"),
-            msg.get("X-Nurture-Idempotency-Key"),
+            _header(msg, "Subject"),
+            _header(msg, "Message-ID"),
+            _header(msg, "X-Nurture-Idempotency-Key"),
             _part(msg, "plain"),
             _part(msg, "html"),
             headers,

@@ -3,10 +3,15 @@ webhook for SMS, WhatsApp, tasks and notifications.
 
 Each send carries the outbox row's idempotency key (email: `Message-ID` and
 `X-Nurture-Idempotency-Key`; webhook: `Idempotency-Key` and `X-Nurture-Idempotency-Key`),
-so a provider can drop the one duplicate a crash between "sent" and "recorded" can cause.
+so a provider that deduplicates can drop the copy too many a crash between "sent" and
+"recorded" can cause. The caller's `Handover` frames that moment: `begin` just before the
+message itself goes out (SMTP: after the server took the envelope, before DATA; webhook:
+before the POST), `done` as soon as the provider accepted it (SMTP: before QUIT).
+
 A refusal that retrying cannot fix raises `PermanentFailure` with the provider's answer;
 anything else raises `TransientFailure`, and the activity retry policy tries again with
-backoff.
+backoff. `TransientFailure.maybe_delivered` says the message was handed over and no answer
+came back (lost connection, timeout): the provider may have it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import hmac
 import json
 import time
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiosmtplib
 import httpx
+from aiosmtplib.typing import Default
 
 from shared.settings import Settings
 
@@ -38,6 +44,44 @@ class PermanentFailure(Exception):
 
 class TransientFailure(Exception):
     """Worth retrying: the provider is down, slow, rate limiting or answered 5xx."""
+
+    def __init__(self, message: str, maybe_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
+
+
+class Handover:
+    """The sender's bookkeeping at the moment a message leaves: `begin` is awaited just
+    before the provider can have it (and may raise to call the send off), `done` as soon
+    as the provider's acceptance is in, before the session is closed. This one records
+    nothing."""
+
+    async def begin(self) -> None:
+        return None
+
+    async def done(self, answer: dict[str, Any]) -> None:
+        return None
+
+
+class _HandingOverSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, beginning the hand-over between RCPT and DATA: until DATA the
+    server has no message, so a crash before it cannot deliver one."""
+
+    def __init__(self, handover: Handover, **options: Any) -> None:
+        super().__init__(**options)
+        self.handover = handover
+        self.handed_over = False
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109 (overridden)
+    ) -> aiosmtplib.SMTPResponse:
+        await self.handover.begin()
+        self.handed_over = True
+        return await super().data(message, timeout=timeout)
 
 
 def message_id(key: str, domain: str) -> str:
@@ -73,24 +117,33 @@ class Email:
             msg.add_alternative(html, subtype="html")
         return msg
 
-    async def send(self, msg: EmailMessage) -> dict[str, Any]:
+    async def send(self, msg: EmailMessage, handover: Handover | None = None) -> dict[str, Any]:
         s = self.settings
+        handover = handover or Handover()
+        client = _HandingOverSMTP(
+            handover,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_security == "tls",
+            start_tls=s.smtp_security == "starttls",
+            cert_bundle=s.smtp_ca_file,
+            timeout=s.smtp_timeout,
+        )
         try:
-            errors, response = await aiosmtplib.send(
-                msg,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_security == "tls",
-                start_tls=s.smtp_security == "starttls",
-                cert_bundle=s.smtp_ca_file,
-                timeout=s.smtp_timeout,
-            )
+            async with client:
+                errors, response = await client.send_message(msg)
+                answer: dict[str, Any] = {
+                    "smtp": response[:ANSWER_CHARS],
+                    "refused": {k: str(v) for k, v in errors.items()},
+                }
+                # recorded before QUIT: one round trip less in which a crash makes a resend
+                await handover.done(answer)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             refused = [{"code": r.code, "message": r.message} for r in exc.recipients]
-            answer: dict[str, Any] = {"smtp": refused}
+            answer = {"smtp": refused}
             if all(500 <= c < 600 for c in codes):
                 raise PermanentFailure(f"the SMTP server refused {msg['To']}", answer) from exc
             raise TransientFailure(str(exc)) from exc
@@ -103,8 +156,11 @@ class Email:
                 raise PermanentFailure(f"the SMTP server answered {exc.code}", answer) from exc
             raise TransientFailure(f"SMTP {exc.code}: {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransientFailure(f"SMTP: {type(exc).__name__}: {exc}") from exc
-        return {"smtp": response[:ANSWER_CHARS], "refused": {k: str(v) for k, v in errors.items()}}
+            # no answer to DATA: the server may have taken the message
+            raise TransientFailure(
+                f"SMTP: {type(exc).__name__}: {exc}", maybe_delivered=client.handed_over
+            ) from exc
+        return answer
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -119,7 +175,14 @@ class Webhook:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def send(self, url: str, secret: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def send(
+        self,
+        url: str,
+        secret: str,
+        key: str,
+        body: dict[str, Any],
+        handover: Handover | None = None,
+    ) -> dict[str, Any]:
         raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
@@ -127,15 +190,22 @@ class Webhook:
             "X-Nurture-Idempotency-Key": key,
             "X-Nurture-Signature": sign(secret, int(time.time()), raw),
         }
+        handover = handover or Handover()
+        await handover.begin()
         try:
             async with httpx.AsyncClient(timeout=self.settings.webhook_timeout) as http:
                 response = await http.post(url, content=raw, headers=headers)
         except httpx.HTTPError as exc:
-            raise TransientFailure(f"webhook: {type(exc).__name__}: {exc}") from exc
+            # not even connected: the receiver cannot have it; otherwise it may
+            unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+            raise TransientFailure(
+                f"webhook: {type(exc).__name__}: {exc}", maybe_delivered=not unsent
+            ) from exc
         status = response.status_code
         text = response.text[:ANSWER_CHARS]
         answer = {"status": status, "body": text}
         if 200 <= status < 300:
+            await handover.done(answer)
             return answer
         if status == 429 or status >= 500 or status == 408:
             raise TransientFailure(f"webhook answered {status}: {text[:200]}")

@@ -4,8 +4,14 @@
 applies the rules (unsubscribe, send window, frequency cap), renders the template and
 writes one outbox row per channel. What it decided goes onto the step row, so a retried
 activity answers the same (`recorded`). `deliver` runs after the commit: it sends every
-outbox row of the step that is still `queued` and records each delivery on its row, so a
-retry after a recorded delivery does not send again.
+outbox row of the step not yet delivered or failed and records each delivery on its row,
+so a retry after a recorded delivery does not send again.
+
+A row is `sending` from the moment its message is handed to the provider until the
+provider's answer is recorded. A retry that finds a row still `sending` (the worker died,
+the connection dropped or timed out in between) cannot know whether the provider took it:
+it sends again and counts the resend on the row (`answer.resends`) and in the step's log.
+That is the one place a message can arrive twice, at most once more per resend.
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendWindow
 from shared.settings import Settings
 from shared.templates import RenderError, TemplateBody, render
-from workers.channels import Email, PermanentFailure, TransientFailure, Webhook
+from workers.channels import (
+    Email,
+    Handover,
+    PermanentFailure,
+    TransientFailure,
+    Webhook,
+)
 from workers.steps import SendMessageRequest, SendOutcome
 
 SELECT_PROPERTIES = "SELECT properties FROM contacts WHERE workspace = $1 AND id = $2"
@@ -58,19 +70,36 @@ WHERE workflow_id = $1
   AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
 ORDER BY idempotency_key
 """
-DELIVERED = """
-UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = $2,
+HANDING_OVER = """
+WITH prev AS (SELECT status, answer FROM outbox WHERE idempotency_key = $1 FOR UPDATE)
+UPDATE outbox o
+SET status = 'sending',
+    answer = CASE WHEN prev.status <> 'sending' THEN prev.answer ELSE jsonb_build_object(
+                 'resends', coalesce((prev.answer->>'resends')::int, 0) + 1) END
+FROM prev
+WHERE o.idempotency_key = $1 AND prev.status IN ('queued', 'sending')
+RETURNING coalesce((o.answer->>'resends')::int, 0)
+"""
+KEEP_RESENDS = """
+CASE WHEN answer ? 'resends' THEN $2::jsonb || jsonb_build_object('resends', answer->'resends')
+     ELSE $2::jsonb END
+"""
+DELIVERED = f"""
+UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = {KEEP_RESENDS},
                   attempts = attempts + 1, last_error = NULL
 WHERE idempotency_key = $1
 """
-FAILED = """
-UPDATE outbox SET status = 'failed', failed_at = now(), answer = $2, last_error = $3,
-                  attempts = attempts + 1
+FAILED = f"""
+UPDATE outbox SET status = 'failed', failed_at = now(), answer = {KEEP_RESENDS},
+                  last_error = $3, attempts = attempts + 1
 WHERE idempotency_key = $1
 """
 ATTEMPT_FAILED = """
-UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE idempotency_key = $1
+UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                  status = CASE WHEN $3 THEN 'queued' ELSE status END
+WHERE idempotency_key = $1
 """
+SELECT_ROW = "SELECT status, answer, last_error FROM outbox WHERE idempotency_key = $1"
 RECORD_OUTCOME = """
 UPDATE enrollment_steps
 SET result = coalesce($3, result), detail = detail || jsonb_build_object('delivery', $4::jsonb)
@@ -84,6 +113,39 @@ SELECT detail -> 'delivery' FROM enrollment_steps WHERE workflow_id = $1 AND ste
 def idempotency_key(workflow_id: str, step_seq: int, channel: str | None = None) -> str:
     key = f"{workflow_id}:{step_seq}"
     return f"{key}:{channel}" if channel else key
+
+
+class Superseded(Exception):
+    """Another attempt of the step recorded this row's delivery first: do not send."""
+
+
+class _Recorded(Handover):
+    """The outbox row's side of a hand-over: `sending` (counting a resend when an earlier
+    hand-over never got its answer recorded), then `delivered` with the provider's answer.
+    It keeps one connection from `begin` to `done`, so recording the acceptance never
+    waits for the pool: that wait would widen the window in which a crash makes a resend.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, key: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.resends: int | None = None  # set once this attempt has begun the hand-over
+        self.conn: PoolConnectionProxy | None = None
+
+    async def begin(self) -> None:
+        self.conn = await self.pool.acquire()
+        self.resends = await self.conn.fetchval(HANDING_OVER, self.key)
+        if self.resends is None:
+            raise Superseded(self.key)
+
+    async def done(self, answer: dict[str, Any]) -> None:
+        assert self.conn is not None
+        await self.conn.execute(DELIVERED, self.key, answer)
+
+    async def release(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            await self.pool.release(conn)
 
 
 def _window_words(window: SendWindow) -> str:
@@ -316,45 +378,58 @@ class Sending:
         channels: dict[str, Any] = dict(decided.channels)
         for row in rows:
             name = row["channel"] or row["kind"]
-            status = row["status"]
-            if status == "queued":
+            if row["status"] in ("queued", "sending"):
                 if not activity.info().is_local:
                     activity.heartbeat()
                 ws = ws or await load_settings(self.pool, ref.workspace)
                 channels[name] = await self._deliver_row(ref, ws, row)
             else:
-                entry: dict[str, Any] = {"status": status}
-                if row["answer"] is not None:
-                    entry["answer"] = row["answer"]
-                if row["last_error"] and status != "delivered":
-                    entry["error"] = row["last_error"]
-                channels[name] = entry
+                channels[name] = _entry(row)
         return await self._finish(ref, step, channels)
 
     async def _deliver_row(
         self, ref: EnrollmentRef, ws: ChannelSettings, row: asyncpg.Record
     ) -> dict[str, Any]:
         key = row["idempotency_key"]
+        handover = _Recorded(self.pool, key)
         try:
-            answer = await self._send(ref, ws, row)
+            await self._send(ref, ws, row, handover)
+        except Superseded:
+            await handover.release()
+            done = await self.pool.fetchrow(SELECT_ROW, key)
+            assert done is not None
+            return _entry(done)
         except PermanentFailure as exc:
+            await handover.release()
             await self.pool.execute(FAILED, key, exc.answer, str(exc))
-            return {"status": "failed", "error": str(exc), "answer": exc.answer}
+            entry = {"status": "failed", "error": str(exc), "answer": exc.answer}
+            return {**entry, "resends": handover.resends} if handover.resends else entry
         except TransientFailure as exc:
-            await self.pool.execute(ATTEMPT_FAILED, key, str(exc))
+            # queued again only if this attempt's own hand-over surely did not deliver; a
+            # row left `sending` by an earlier attempt stays so (that copy may be out there)
+            requeue = handover.resends is not None and not exc.maybe_delivered
+            await handover.release()
+            await self.pool.execute(ATTEMPT_FAILED, key, str(exc), requeue)
             raise ApplicationError(f"{row['channel'] or row['kind']}: {exc}") from exc
-        await self.pool.execute(DELIVERED, key, answer)
+        finally:
+            await handover.release()
+        if handover.resends:
+            return {"status": "delivered", "resends": handover.resends}
         return {"status": "delivered"}
 
     async def _send(
-        self, ref: EnrollmentRef, ws: ChannelSettings, row: asyncpg.Record
+        self,
+        ref: EnrollmentRef,
+        ws: ChannelSettings,
+        row: asyncpg.Record,
+        handover: Handover,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = row["payload"]
         key: str = row["idempotency_key"]
         if row["kind"] == "message" and row["channel"] == "email":
             sender = ws.email_from or self.settings.smtp_from
             msg = self.email.compose(key, sender, payload["to"], payload["content"], ref.workspace)
-            return await self.email.send(msg)
+            return await self.email.send(msg, handover)
         if ws.webhook is None:
             raise PermanentFailure("the workspace's webhook was removed before delivery")
         body = {k: v for k, v in payload.items() if k not in ("properties", "content")}
@@ -369,7 +444,7 @@ class Sending:
             workflow_id=ref.workflow_id,
         )
         secret = ws.webhook.secret.get_secret_value()
-        return await self.webhook.send(str(ws.webhook.url), secret, key, body)
+        return await self.webhook.send(str(ws.webhook.url), secret, key, body, handover)
 
     async def _finish(self, ref: EnrollmentRef, step: int, channels: dict[str, Any]) -> SendOutcome:
         statuses = {c["status"] for c in channels.values() if c["status"] != "unsubscribed"}
@@ -395,3 +470,16 @@ class Sending:
             outcome.model_dump(mode="json", exclude_defaults=True),
         )
         return outcome
+
+
+def _entry(row: asyncpg.Record) -> dict[str, Any]:
+    """The step log's word for a row another attempt already delivered, failed or kept."""
+    entry: dict[str, Any] = {"status": row["status"]}
+    answer = row["answer"]
+    if answer is not None:
+        entry["answer"] = answer
+        if answer.get("resends"):
+            entry["resends"] = answer["resends"]
+    if row["last_error"] and row["status"] != "delivered":
+        entry["error"] = row["last_error"]
+    return entry
