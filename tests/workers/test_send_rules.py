@@ -110,6 +110,9 @@ async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
             async def both_decided() -> None:
                 results = sorted([[r for r, _ in await _deliveries(e)] for e in pair])
                 assert results == [["deferred"], ["sent"]]
+                # the end is logged by the step after the send: not there at once
+                ended = [(await e.actions())[-1] == ("end", "success") for e in pair]
+                assert sorted(ended) == [False, True]
 
             await eventually(both_decided)
             sent_first = [e for e in pair if (await e.actions())[-1] == ("end", "success")]
