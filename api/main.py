@@ -17,6 +17,7 @@ from api.limits import BodySizeLimit
 from api.routes import (
     channels,
     contacts,
+    dead_letters,
     enrollments,
     events,
     health,
@@ -78,7 +79,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
     app.include_router(health.router)
-    for module in (journeys, enrollments, contacts, events, metrics, templates, channels, messages):
+    routers = (journeys, enrollments, contacts, events, metrics, templates, channels, messages)
+    for module in (*routers, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app

@@ -80,12 +80,20 @@ def temporal_dev_server_args(db_file: Path | None, port: int, ui_port: int | Non
 
 
 def start_temporal(
-    db_file: Path | None, port: int, ui_port: int | None, log: Path
+    db_file: Path | None,
+    port: int,
+    ui_port: int | None,
+    log: Path,
+    dynamic_config: dict[str, int] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """The dev server; `dynamic_config` sets server limits (`limit.blobSize.error`, ...)."""
+    args = temporal_dev_server_args(db_file, port, ui_port)
+    for key, value in (dynamic_config or {}).items():
+        args += ["--dynamic-config-value", f"{key}={value}"]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            temporal_dev_server_args(db_file, port, ui_port),
+            args,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

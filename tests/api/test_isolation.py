@@ -53,6 +53,7 @@ class Owned:
     pool: asyncpg.Pool
     journey_id: str
     event_id: str
+    dead_letter_id: int
 
     async def snapshot(self) -> dict[str, Any]:
         """Everything the owner can read over HTTP, plus its rows in every table."""
@@ -67,6 +68,7 @@ class Owned:
             f"/v1/templates/{TEMPLATE}",
             "/v1/settings/channels",
             "/v1/messages",
+            "/v1/dead-letters",
         ]
         seen: dict[str, Any] = {}
         for path in reads:
@@ -74,7 +76,7 @@ class Owned:
             assert response.status_code == 200, (path, response.text)
             seen[path] = response.json()
         tables = ("journeys", "contacts", "list_members", "events", "enrollments", "templates")
-        for table in (*tables, "channel_settings", "dev_mailbox"):
+        for table in (*tables, "channel_settings", "dev_mailbox", "deliveries"):
             rows = await self.pool.fetch(f"SELECT * FROM {table} WHERE workspace = $1", OWNER)
             seen[table] = sorted(repr(sorted(dict(r).items())) for r in rows)
         return seen
@@ -125,7 +127,18 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
             " VALUES ($1, 'x@acme.test', ARRAY['ada@acme.test'], 'gold')",
             OWNER,
         )
-        yield Owned(http, pool, journey_id, event.json()["id"])
+        # an event Temporal refused for good (the relay does not run here)
+        dead_letter_id = await pool.fetchval(
+            "INSERT INTO deliveries (workspace, contact_id, journey_id, workflow_id, kind, seq,"
+            " failed_at, last_error) VALUES ($1, $2, $3, $4, 'event', $5, now(), 'too big')"
+            " RETURNING id",
+            OWNER,
+            CONTACT,
+            journey_id,
+            enrolled.json()["workflow_id"],
+            event.json()["seq"],
+        )
+        yield Owned(http, pool, journey_id, event.json()["id"], dead_letter_id)
     await pool.close()
 
 
@@ -151,6 +164,7 @@ def _url(path: str, owned: Owned) -> str:
         list_name=LIST,
         name=TEMPLATE,
         version=1,
+        dead_letter_id=owned.dead_letter_id,
     )
 
 
@@ -170,7 +184,7 @@ async def test_another_workspace_never_reads_or_changes_the_owners_data(
         json=body,
         headers={"Authorization": f"Bearer {intruder}"},
     )
-    owned_by_name = {"get_contact", "get_template", "delete_template"}
+    owned_by_name = {"get_contact", "get_template", "delete_template", "retry_dead_letter"}
     if "{journey_id}" in path or operation_id in owned_by_name:
         # the owner's journey or contact, addressed by id: it does not exist for the intruder
         assert response.status_code == 404, response.text
