@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,10 @@ import uvicorn
 from cli.mail_sink import start_sink
 from cli.stack import free_port
 from shared.channels import ChannelSettings, save_settings
+from shared.enrollment import EnrollmentRef, StepRecord
+from shared.journey import SendMessage
 from shared.settings import Settings
+from workers.steps import SendMessageRequest
 
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 
@@ -127,3 +131,19 @@ async def put_template(pool: asyncpg.Pool, name: str, **parts: str) -> None:
         parts.get("html"),
         parts.get("text"),
     )
+
+
+def email_request(workflow_id: str) -> SendMessageRequest:
+    """A send_message activity request for ada's welcome email, as the workflow makes it."""
+    ref = EnrollmentRef(
+        workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id=workflow_id
+    )
+    step = StepRecord(
+        step_seq=1,
+        at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
+        stage="s",
+        action="send_message",
+        result="queued",
+    )
+    action = SendMessage(channels=["email"], template="welcome", marketing=True)
+    return SendMessageRequest(enrollment=ref, step=step, action=action)

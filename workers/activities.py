@@ -94,16 +94,12 @@ SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
 RETURNING seq
 """
 # The journey's stage writes: a caller's value committed meanwhile wins (no row: refused).
-WRITE_PROPERTY_IF = """
-INSERT INTO contacts AS c (workspace, id, properties)
-VALUES ($1, $2, jsonb_build_object($3::text, $4::jsonb))
-ON CONFLICT (workspace, id) DO UPDATE
-SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
-    seq = nextval('change_seq'), updated_at = now()
-WHERE c.properties -> $3::text IS NOT DISTINCT FROM $5::jsonb
+WRITE_PROPERTY_IF = WRITE_PROPERTY.replace(
+    "RETURNING seq",
+    """WHERE c.properties -> $3::text IS NOT DISTINCT FROM $5::jsonb
    OR c.properties -> $3::text = $4::jsonb
-RETURNING seq
-"""
+RETURNING seq""",
+)
 ADD_MEMBER = """
 INSERT INTO list_members (workspace, list, contact_id) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING

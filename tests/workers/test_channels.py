@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared.journey import SendMessage
 from shared.settings import Settings
 from tests.channel_servers import (
     WebhookReceiver,
+    email_request,
     mailbox,
     put_template,
     smtp_sink,
@@ -254,10 +254,10 @@ async def test_smtp_credentials_come_from_the_worker_settings(pool: asyncpg.Pool
     try:
         wrong = JourneyActivities(pool, settings("wrong-password"))
         with pytest.raises(ApplicationError) as refused:
-            await env.run(wrong.send_message, _email_request("enrollment/wrong"))
+            await env.run(wrong.send_message, email_request("enrollment/wrong"))
         assert not refused.value.non_retryable and "authentication" in str(refused.value)
         right = JourneyActivities(pool, settings("right-password"))
-        sent = await env.run(right.send_message, _email_request("enrollment/right"))
+        sent = await env.run(right.send_message, email_request("enrollment/right"))
     finally:
         server.close()
         await server.wait_closed()
@@ -277,22 +277,6 @@ async def _ada_and_welcome(pool: asyncpg.Pool) -> None:
         "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
         {"email": "ada@example.test", "first_name": "Ada"},
     )
-
-
-def _email_request(workflow_id: str) -> SendMessageRequest:
-    """A send_message activity request for ada's welcome email, as the workflow makes it."""
-    ref = EnrollmentRef(
-        workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id=workflow_id
-    )
-    step = StepRecord(
-        step_seq=1,
-        at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
-        stage="s",
-        action="send_message",
-        result="queued",
-    )
-    action = SendMessage(channels=["email"], template="welcome", marketing=True)
-    return SendMessageRequest(enrollment=ref, step=step, action=action)
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -354,12 +338,12 @@ async def test_smtp_over_starttls_and_tls_trusts_the_configured_ca(
     try:
         untrusted = JourneyActivities(pool, settings("starttls", starttls_port, None))
         with pytest.raises(ApplicationError) as refused:
-            await env.run(untrusted.send_message, _email_request("enrollment/untrusted"))
+            await env.run(untrusted.send_message, email_request("enrollment/untrusted"))
         assert not refused.value.non_retryable
         assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
         for security, port in (("starttls", starttls_port), ("tls", tls_port)):
             activities = JourneyActivities(pool, settings(security, port, cert))
-            sent = await env.run(activities.send_message, _email_request(f"enrollment/{security}"))
+            sent = await env.run(activities.send_message, email_request(f"enrollment/{security}"))
             assert sent.send is not None and sent.send.status == "sent", sent.send
     finally:
         for server in servers:

@@ -4,7 +4,6 @@ got recorded. The outbox row stays `sending`; the retry sends again and counts i
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -14,10 +13,8 @@ from temporalio.testing import ActivityEnvironment
 
 from cli.mail_sink import Mailbox
 from cli.stack import free_port
-from shared.enrollment import EnrollmentRef, StepRecord
-from shared.journey import SendMessage
 from shared.settings import Settings
-from tests.channel_servers import mailbox, put_template
+from tests.channel_servers import email_request, mailbox, put_template
 from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest
 
@@ -66,18 +63,7 @@ async def _ada(pool: asyncpg.Pool) -> SendMessageRequest:
         "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
         {"email": "ada@example.test"},
     )
-    ref = EnrollmentRef(
-        workspace="default", journey_id="jrn_x", contact_id="ada", workflow_id="enrollment/x"
-    )
-    step = StepRecord(
-        step_seq=1,
-        at=datetime(2026, 1, 5, 10, 0, tzinfo=UTC),
-        stage="s",
-        action="send_message",
-        result="queued",
-    )
-    action = SendMessage(channels=["email"], template="welcome", marketing=True)
-    return SendMessageRequest(enrollment=ref, step=step, action=action)
+    return email_request("enrollment/x")
 
 
 async def _row(pool: asyncpg.Pool) -> asyncpg.Record:
