@@ -31,6 +31,7 @@ from shared.journey import Journey
 from shared.relay import run_relay
 from shared.settings import Settings
 from shared.temporal import connect
+from workers.sender import SenderOptions, run_sender
 
 
 def create_app(
@@ -57,11 +58,26 @@ def create_app(
         relay = asyncio.create_task(
             run_relay(app.state.pool, app.state.temporal, stop_relay, settings)
         )
+        # the sender hands queued messages to the providers (issue 10): here, not in the
+        # worker, so a worker that dies never cuts a hand-over short
+        sender = None
+        if settings.send_from_api:
+            sender = asyncio.create_task(
+                run_sender(
+                    settings,
+                    stop_relay,
+                    # an injected pool (tests) is shared: a few hand-overs at a time
+                    pool=None if owned_pool is not None else app.state.pool,
+                    options=None if owned_pool is not None else SenderOptions(concurrency=4),
+                )
+            )
         try:
             yield
         finally:
             stop_relay.set()
             await relay
+            if sender is not None:
+                await sender
             if owned_pool is not None:
                 await owned_pool.close()
 

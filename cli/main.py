@@ -35,6 +35,18 @@ def worker() -> None:
 
 
 @app.command()
+def sender() -> None:
+    """Hand queued messages to SMTP and the webhook, in a process of its own (set
+    NURTURE_SEND_FROM_API=false on the API when you run this instead)."""
+    import logging
+
+    from workers.sender import serve_sender
+
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(serve_sender(Settings()))
+
+
+@app.command()
 def api() -> None:
     """Serve the HTTP API against the configured Temporal and Postgres."""
     import uvicorn

@@ -5,11 +5,16 @@ Never imported by workflow code.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Callable
 from importlib import resources
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger("nurture.db")
 
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -60,3 +65,46 @@ async def migrate(url: str) -> list[str]:
 
 Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 """Anything a statement can run on: the pool, a connection, or one borrowed from the pool."""
+
+
+async def wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Waits until `stop` or `wake` is set, or `seconds` have passed."""
+    waiters = [asyncio.create_task(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.create_task(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def listen(
+    pool: asyncpg.Pool,
+    channel: str,
+    notified: Callable[[], object],
+    stop: asyncio.Event,
+    retry_after: float = 5.0,
+) -> None:
+    """Calls `notified` on every NOTIFY on `channel` until `stop` is set, holding one of
+    the pool's connections; a lost connection is replaced (the caller polls meanwhile)."""
+
+    def on_notify(*_: object) -> None:
+        notified()
+
+    while not stop.is_set():
+        try:
+            async with pool.acquire() as conn:
+                await conn.add_listener(channel, on_notify)
+                try:
+                    while not stop.is_set() and not conn.is_closed():
+                        await wait_any(stop, None, 5.0)
+                finally:
+                    if not conn.is_closed():
+                        await conn.remove_listener(channel, on_notify)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("LISTEN %s: connection lost; polling until it is back", channel)
+            await wait_any(stop, None, retry_after)

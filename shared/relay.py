@@ -34,6 +34,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from shared.contact import ContactEvent
+from shared.db import listen, wait_any
 from shared.enrollment import ContactChanged
 from shared.routing import (
     CLAIM_CHANGES,
@@ -163,7 +164,9 @@ class Relay:
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        listening = asyncio.create_task(self._listen(stop))
+        listening = asyncio.create_task(
+            listen(self.pool, CHANNEL, self.wake.set, stop, self.options.max_backoff)
+        )
         try:
             while not stop.is_set():
                 self.wake.clear()
@@ -172,12 +175,12 @@ class Relay:
                 except Exception:
                     log.exception("relay pass failed; retrying")
                     busy = False
-                    await _wait_any(stop, None, self.options.max_backoff)
+                    await wait_any(stop, None, self.options.max_backoff)
                     continue
                 if self._outage:
-                    await _wait_any(stop, None, self._outage_delay())
+                    await wait_any(stop, None, self._outage_delay())
                 elif not busy:
-                    await _wait_any(stop, self.wake, self.options.poll_interval)
+                    await wait_any(stop, self.wake, self.options.poll_interval)
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
@@ -194,26 +197,6 @@ class Relay:
         `asyncio.timeout` while Temporal may be unreachable."""
         while await self.run_once():
             pass
-
-    async def _listen(self, stop: asyncio.Event) -> None:
-        def notified(*_: object) -> None:
-            self.wake.set()
-
-        while not stop.is_set():
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.add_listener(CHANNEL, notified)
-                    try:
-                        while not stop.is_set() and not conn.is_closed():
-                            await _wait_any(stop, None, 5.0)
-                    finally:
-                        if not conn.is_closed():
-                            await conn.remove_listener(CHANNEL, notified)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("relay: LISTEN connection lost; polling until it is back")
-                await _wait_any(stop, None, self.options.max_backoff)
 
     def _outage_delay(self) -> float:
         return min(self.options.max_backoff, self.options.min_backoff * 2 ** min(self._outage, 10))
@@ -434,18 +417,6 @@ class Relay:
 def _is_connection_error(exc: Exception) -> bool:
     """A lazy client that cannot reach the server raises plain errors before any RPC."""
     return isinstance(exc, (RuntimeError, OSError, TimeoutError, ConnectionError))
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
-    waiters = [asyncio.create_task(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.create_task(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def run_relay(

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30
     webhook_timeout: float = 10
 
+    # the sender (workers/sender.py) hands queued messages to SMTP and the webhook
+    send_from_api: bool = True
+    """The API process runs a sender; set false where `nurture sender` runs on its own."""
+    sender_concurrency: int = 16
+    """Messages one sender hands over at once (each holds a database connection)."""
+    send_wait_seconds: float = 60
+    """How long a send activity waits for the sender before it fails and Temporal retries
+    it (the wait, not the message, is retried: the message stays queued)."""
+
     dev_mailbox: bool = False
     """`nurture dev`: GET /v1/messages shows what the local SMTP sink received."""
     dev_smtp_port: int = 1025

@@ -182,7 +182,8 @@ class JourneyActivities:
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendMessageRequest) -> StepResult:
         """Applies the rules (unsubscribe, send window, frequency cap), queues the message
-        in the outbox (one row per channel, keyed for the provider) and delivers it."""
+        in the outbox (one row per channel, keyed for the provider) and waits until the
+        sender has delivered it."""
         action, ref, step = request.action, request.enrollment, request.step
         async with self._step(request) as (conn, result, new):
             if step is None:
@@ -248,7 +249,7 @@ class JourneyActivities:
     ) -> SendOutcome:
         if decided.status in ("skipped", "deferred"):
             return decided
-        return await self.sending.deliver(ref, step.step_seq, decided)
+        return await self.sending.delivered(ref, step.step_seq, decided)
 
     @activity.defn(name=SET_PROPERTY)
     async def set_property(self, request: StepRequest) -> StepResult:

@@ -1,21 +1,20 @@
-"""Deciding and delivering a step's messages, tasks and notifications.
+"""Deciding a step's messages, tasks and notifications, and waiting for their delivery.
 
 `queue_message` runs inside the step's transaction, only when the step row is new: it
 applies the rules (unsubscribe, send window, frequency cap), renders the template and
 writes one outbox row per channel. What it decided goes onto the step row, so a retried
-activity answers the same (`recorded`). `deliver` runs after the commit: it sends every
-outbox row of the step not yet delivered or failed and records each delivery on its row,
-so a retry after a recorded delivery does not send again.
+activity answers the same (`recorded`). The commit wakes the sender (workers/sender.py),
+which hands each queued row to its provider in another process; `delivered` waits until
+every row of the step has an outcome and records it on the step.
 
-A row is `sending` from the moment its message is handed to the provider until the
-provider's answer is recorded. A retry that finds a row still `sending` (the worker died,
-the connection dropped or timed out in between) cannot know whether the provider took it:
-it sends again and counts the resend on the row (`answer.resends`) and in the step's log.
-That is the one place a message can arrive twice, at most once more per resend.
+The worker never talks to a provider, so killing it never leaves a message half handed
+over: a retried activity finds the rows queued, `sending` (the sender has them) or done,
+and waits again. A wait cancelled by an exit withdraws the rows the sender has not begun.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +36,7 @@ from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendWindow
 from shared.settings import Settings
 from shared.templates import RenderError, TemplateBody, render
-from workers.channels import (
-    Email,
-    Handover,
-    PermanentFailure,
-    TransientFailure,
-    Webhook,
-)
+from workers.channels import Email
 from workers.steps import SendMessageRequest, SendOutcome
 
 SELECT_PROPERTIES = "SELECT properties FROM contacts WHERE workspace = $1 AND id = $2"
@@ -70,36 +63,19 @@ WHERE workflow_id = $1
   AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
 ORDER BY idempotency_key
 """
-HANDING_OVER = """
-WITH prev AS (SELECT status, answer FROM outbox WHERE idempotency_key = $1 FOR UPDATE)
-UPDATE outbox o
-SET status = 'sending',
-    answer = CASE WHEN prev.status <> 'sending' THEN prev.answer ELSE jsonb_build_object(
-                 'resends', coalesce((prev.answer->>'resends')::int, 0) + 1) END
-FROM prev
-WHERE o.idempotency_key = $1 AND prev.status IN ('queued', 'sending')
-RETURNING coalesce((o.answer->>'resends')::int, 0)
+PENDING = ("queued", "sending")
+WITHDRAW = """
+UPDATE outbox SET status = 'withdrawn', last_error = 'the enrollment ended before it was sent'
+WHERE workflow_id = $1 AND status = 'queued'
+  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
 """
-KEEP_RESENDS = """
-CASE WHEN answer ? 'resends' THEN $2::jsonb || jsonb_build_object('resends', answer->'resends')
-     ELSE $2::jsonb END
+RESTORE = """
+UPDATE outbox SET status = 'queued', last_error = NULL
+WHERE workflow_id = $1 AND status = 'withdrawn'
+  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
 """
-DELIVERED = f"""
-UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = {KEEP_RESENDS},
-                  attempts = attempts + 1, last_error = NULL
-WHERE idempotency_key = $1
-"""
-FAILED = f"""
-UPDATE outbox SET status = 'failed', failed_at = now(), answer = {KEEP_RESENDS},
-                  last_error = $3, attempts = attempts + 1
-WHERE idempotency_key = $1
-"""
-ATTEMPT_FAILED = """
-UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-                  status = CASE WHEN $3 THEN 'queued' ELSE status END
-WHERE idempotency_key = $1
-"""
-SELECT_ROW = "SELECT status, answer, last_error FROM outbox WHERE idempotency_key = $1"
+FIRST_LOOK, LONGEST_LOOK = 0.02, 0.5
+"""Seconds between looks at a step's rows while the sender has them (doubling)."""
 RECORD_OUTCOME = """
 UPDATE enrollment_steps
 SET result = coalesce($3, result), detail = detail || jsonb_build_object('delivery', $4::jsonb)
@@ -115,39 +91,6 @@ def idempotency_key(workflow_id: str, step_seq: int, channel: str | None = None)
     return f"{key}:{channel}" if channel else key
 
 
-class Superseded(Exception):
-    """Another attempt of the step recorded this row's delivery first: do not send."""
-
-
-class _Recorded(Handover):
-    """The outbox row's side of a hand-over: `sending` (counting a resend when an earlier
-    hand-over never got its answer recorded), then `delivered` with the provider's answer.
-    It keeps one connection from `begin` to `done`, so recording the acceptance never
-    waits for the pool: that wait would widen the window in which a crash makes a resend.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, key: str) -> None:
-        self.pool = pool
-        self.key = key
-        self.resends: int | None = None  # set once this attempt has begun the hand-over
-        self.conn: PoolConnectionProxy | None = None
-
-    async def begin(self) -> None:
-        self.conn = await self.pool.acquire()
-        self.resends = await self.conn.fetchval(HANDING_OVER, self.key)
-        if self.resends is None:
-            raise Superseded(self.key)
-
-    async def done(self, answer: dict[str, Any]) -> None:
-        assert self.conn is not None
-        await self.conn.execute(DELIVERED, self.key, answer)
-
-    async def release(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            await self.pool.release(conn)
-
-
 def _window_words(window: SendWindow) -> str:
     days = ",".join(window.days) if len(window.days) < 7 else "every day"
     return f"{window.start:%H:%M}-{window.end:%H:%M} {days}"
@@ -160,7 +103,6 @@ class Sending:
         self.pool = pool
         self.settings = settings
         self.email = Email(settings)
-        self.webhook = Webhook(settings)
 
     # --- inside the step's transaction ------------------------------------------------------
 
@@ -369,82 +311,38 @@ class Sending:
 
     # --- after the commit -------------------------------------------------------------------
 
-    async def deliver(self, ref: EnrollmentRef, step: int, decided: SendOutcome) -> SendOutcome:
-        """Sends the step's outbox rows still queued and records each; raises (retryable)
-        on a transient failure, after recording what was already delivered."""
+    async def delivered(self, ref: EnrollmentRef, step: int, decided: SendOutcome) -> SendOutcome:
+        """Waits until the sender has an outcome for every row of the step and records it
+        on the step; raises (retryable) after `send_wait_seconds`, naming what holds it up.
+        Cancelled (an exit), it withdraws the rows the sender has not begun to send."""
         key = idempotency_key(ref.workflow_id, step)
-        rows = await self.pool.fetch(STEP_OUTBOX, ref.workflow_id, key)
-        ws: ChannelSettings | None = None
+        info = activity.info()
+        if info.attempt > 1:
+            # an earlier attempt was cancelled by a worker shutting down, not by an exit
+            # (an exit does not retry): its withdrawn rows are wanted after all
+            await self.pool.execute(RESTORE, ref.workflow_id, key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.send_wait_seconds
+        pause = FIRST_LOOK
+        try:
+            while True:
+                rows = await self.pool.fetch(STEP_OUTBOX, ref.workflow_id, key)
+                waiting = [r for r in rows if r["status"] in PENDING]
+                if not waiting:
+                    break
+                if loop.time() >= deadline:
+                    raise ApplicationError(_held_up(waiting))
+                if not info.is_local:
+                    activity.heartbeat()
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, LONGEST_LOOK)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.pool.execute(WITHDRAW, ref.workflow_id, key))
+            raise
         channels: dict[str, Any] = dict(decided.channels)
         for row in rows:
-            name = row["channel"] or row["kind"]
-            if row["status"] in ("queued", "sending"):
-                if not activity.info().is_local:
-                    activity.heartbeat()
-                ws = ws or await load_settings(self.pool, ref.workspace)
-                channels[name] = await self._deliver_row(ref, ws, row)
-            else:
-                channels[name] = _entry(row)
+            channels[row["channel"] or row["kind"]] = _entry(row)
         return await self._finish(ref, step, channels)
-
-    async def _deliver_row(
-        self, ref: EnrollmentRef, ws: ChannelSettings, row: asyncpg.Record
-    ) -> dict[str, Any]:
-        key = row["idempotency_key"]
-        handover = _Recorded(self.pool, key)
-        try:
-            await self._send(ref, ws, row, handover)
-        except Superseded:
-            await handover.release()
-            done = await self.pool.fetchrow(SELECT_ROW, key)
-            assert done is not None
-            return _entry(done)
-        except PermanentFailure as exc:
-            await handover.release()
-            await self.pool.execute(FAILED, key, exc.answer, str(exc))
-            entry = {"status": "failed", "error": str(exc), "answer": exc.answer}
-            return {**entry, "resends": handover.resends} if handover.resends else entry
-        except TransientFailure as exc:
-            # queued again only if this attempt's own hand-over surely did not deliver; a
-            # row left `sending` by an earlier attempt stays so (that copy may be out there)
-            requeue = handover.resends is not None and not exc.maybe_delivered
-            await handover.release()
-            await self.pool.execute(ATTEMPT_FAILED, key, str(exc), requeue)
-            raise ApplicationError(f"{row['channel'] or row['kind']}: {exc}") from exc
-        finally:
-            await handover.release()
-        if handover.resends:
-            return {"status": "delivered", "resends": handover.resends}
-        return {"status": "delivered"}
-
-    async def _send(
-        self,
-        ref: EnrollmentRef,
-        ws: ChannelSettings,
-        row: asyncpg.Record,
-        handover: Handover,
-    ) -> dict[str, Any]:
-        payload: dict[str, Any] = row["payload"]
-        key: str = row["idempotency_key"]
-        if row["kind"] == "message" and row["channel"] == "email":
-            sender = ws.email_from or self.settings.smtp_from
-            msg = self.email.compose(key, sender, payload["to"], payload["content"], ref.workspace)
-            return await self.email.send(msg, handover)
-        if ws.webhook is None:
-            raise PermanentFailure("the workspace's webhook was removed before delivery")
-        body = {k: v for k, v in payload.items() if k not in ("properties", "content")}
-        body.update(payload.get("content") or {})
-        body.update(
-            idempotency_key=key,
-            kind=row["kind"],
-            channel=row["channel"],
-            workspace=ref.workspace,
-            journey_id=ref.journey_id,
-            contact_id=ref.contact_id,
-            workflow_id=ref.workflow_id,
-        )
-        secret = ws.webhook.secret.get_secret_value()
-        return await self.webhook.send(str(ws.webhook.url), secret, key, body, handover)
 
     async def _finish(self, ref: EnrollmentRef, step: int, channels: dict[str, Any]) -> SendOutcome:
         statuses = {c["status"] for c in channels.values() if c["status"] != "unsubscribed"}
@@ -483,3 +381,13 @@ def _entry(row: asyncpg.Record) -> dict[str, Any]:
     if row["last_error"] and row["status"] != "delivered":
         entry["error"] = row["last_error"]
     return entry
+
+
+def _held_up(rows: list[asyncpg.Record]) -> str:
+    """Why a send is still waiting, for the activity's failure (the Temporal UI shows it)."""
+    parts = []
+    for row in rows:
+        name = row["channel"] or row["kind"]
+        why = row["last_error"] or "waiting for a sender to take it"
+        parts.append(f"{name}: not delivered yet ({why})")
+    return "; ".join(parts)

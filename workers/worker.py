@@ -24,6 +24,7 @@ from workers.activation import ActivationWorkflow, UnenrollWorkflow
 from workers.activities import JourneyActivities
 from workers.batch_activities import BatchActivities
 from workers.enrollment import EnrollmentWorkflow
+from workers.sender import Sender, SenderOptions
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,17 @@ class JourneyWorker:
     enrollments' on the task queue, the batches' on `batch_task_queue`. A batch's next page
     then never waits behind the hundreds of enrollment tasks its last page created."""
 
-    def __init__(self, enrollments: Worker, batches: Worker) -> None:
+    def __init__(self, enrollments: Worker, batches: Worker, sender: Sender | None = None) -> None:
         self.enrollments = enrollments
         self.batches = batches
+        self.sender = sender
         self._running = AsyncExitStack()
 
     async def __aenter__(self) -> JourneyWorker:
         async with AsyncExitStack() as starting:
+            if self.sender is not None:
+                # first in, last out: the activities waiting for it finish first
+                await starting.enter_async_context(self.sender.running())
             await starting.enter_async_context(self.enrollments)
             await starting.enter_async_context(self.batches)
             self._running = starting.pop_all()
@@ -59,12 +64,15 @@ def build_worker(
     pool: asyncpg.Pool,
     task_queue: str,
     settings: Settings | None = None,
+    sender: bool = False,
     **options: Any,
 ) -> JourneyWorker:
     """The workers for the enrollment workflow and its activities, and for the batches.
     They take the client's data converter (pydantic). `settings` configure the channels
-    (SMTP; None: from the environment). `options` pass through to both `Worker`s (tests
-    use them to swap the enrollments' activities or tune concurrency)."""
+    (SMTP; None: from the environment). `sender` also runs a sender on `pool` in this
+    process (tests and single-process setups; `nurture worker` never does, so that killing
+    it cannot cut a message's hand-over short). `options` pass through to both `Worker`s
+    (tests use them to swap the enrollments' activities or tune concurrency)."""
     journey = JourneyActivities(pool, settings)
     batches = BatchActivities(pool)
     batch_activities: list[Callable[..., Any]] = [
@@ -97,6 +105,7 @@ def build_worker(
             activities=batch_activities,
             **options,
         ),
+        Sender(pool, settings or Settings(), SenderOptions(concurrency=4)) if sender else None,
     )
 
 

@@ -1,0 +1,301 @@
+"""The sender: hands queued outbox rows to the providers, in a process of its own.
+
+The send activity only queues (the outbox row, in the step's transaction) and waits for
+the row's outcome; the sender delivers it. So a worker that dies, at any moment, never
+leaves a message half handed over: the worker holds no provider connection to lose. The
+sender runs in the API process (`NURTURE_SEND_FROM_API`, the default) or on its own
+(`nurture sender`); any number of them share the queue.
+
+A row is claimed with a session advisory lock on its key, held on the connection that
+records the delivery, so two senders never hand over the same row at once, and a sender
+that dies releases its rows the moment its connection closes. A row is `sending` from
+just before its message goes out until the provider's answer is recorded; a sender that
+finds a row `sending` (the sender before it died in between, or lost its database) cannot
+know whether the provider took it: it sends again and counts the resend on the row
+(`answer.resends`) and in the step's log. That is the one place a message can arrive
+twice, at most once more per resend, and only when a sender, not a worker, dies.
+
+A transient failure puts the row back with backoff (`next_attempt_at`); a permanent one
+marks it `failed`. Commits that queue a row wake the sender (LISTEN/NOTIFY); it also polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from shared.channels import ChannelSettings, load_settings
+from shared.db import create_pool, listen, wait_any
+from shared.settings import Settings
+from workers.channels import Email, Handover, PermanentFailure, TransientFailure, Webhook
+
+log = logging.getLogger("nurture.sender")
+
+CHANNEL = "nurture_outbox"
+
+SELECT_DUE = """
+SELECT idempotency_key FROM outbox
+WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+  AND NOT idempotency_key = ANY($2::text[])
+ORDER BY next_attempt_at LIMIT $1
+"""
+TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+SELECT_ROW = """
+SELECT idempotency_key, workspace, workflow_id, journey_id, contact_id, kind, channel,
+       payload, attempts
+FROM outbox
+WHERE idempotency_key = $1 AND status IN ('queued', 'sending') AND next_attempt_at <= now()
+"""
+HANDING_OVER = """
+WITH prev AS (SELECT status, answer FROM outbox WHERE idempotency_key = $1 FOR UPDATE)
+UPDATE outbox o
+SET status = 'sending',
+    answer = CASE WHEN prev.status <> 'sending' THEN prev.answer ELSE jsonb_build_object(
+                 'resends', coalesce((prev.answer->>'resends')::int, 0) + 1) END
+FROM prev
+WHERE o.idempotency_key = $1 AND prev.status IN ('queued', 'sending')
+RETURNING coalesce((o.answer->>'resends')::int, 0)
+"""
+KEEP_RESENDS = """
+CASE WHEN answer ? 'resends' THEN $2::jsonb || jsonb_build_object('resends', answer->'resends')
+     ELSE $2::jsonb END
+"""
+DELIVERED = f"""
+UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = {KEEP_RESENDS},
+                  attempts = attempts + 1, last_error = NULL
+WHERE idempotency_key = $1
+"""
+FAILED = f"""
+UPDATE outbox SET status = 'failed', failed_at = now(), answer = {KEEP_RESENDS},
+                  last_error = $3, attempts = attempts + 1
+WHERE idempotency_key = $1
+"""
+ATTEMPT_FAILED = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                  status = CASE WHEN $3 THEN 'queued' ELSE status END,
+                  next_attempt_at = now() + $4 * interval '1 second'
+WHERE idempotency_key = $1
+"""
+
+
+@dataclass(frozen=True)
+class SenderOptions:
+    concurrency: int = 16
+    """Rows handed over at once (each holds a database connection while it is)."""
+    poll_interval: float = 1.0
+    min_backoff: float = 1.0
+    max_backoff: float = 60.0
+    busy_for: float = 5.0
+    """How long a row locked by another sender is left to it before being looked at again."""
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.max_backoff, self.min_backoff * 2 ** min(attempts, 10))
+
+
+class Superseded(Exception):
+    """Another sender recorded this row's outcome first (or the send was withdrawn)."""
+
+
+class _Recorded(Handover):
+    """The outbox row's side of a hand-over, on the connection that holds the row's lock:
+    `sending` (counting a resend when an earlier hand-over never got its answer
+    recorded), then `delivered` with the provider's answer."""
+
+    def __init__(self, conn: PoolConnectionProxy, key: str) -> None:
+        self.conn = conn
+        self.key = key
+        self.resends: int | None = None  # set once this attempt has begun the hand-over
+
+    async def begin(self) -> None:
+        self.resends = await self.conn.fetchval(HANDING_OVER, self.key)
+        if self.resends is None:
+            raise Superseded(self.key)
+
+    async def done(self, answer: dict[str, Any]) -> None:
+        await self.conn.execute(DELIVERED, self.key, answer)
+
+
+class Sender:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, options: SenderOptions | None = None
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.options = options or SenderOptions(concurrency=settings.sender_concurrency)
+        self.email = Email(settings)
+        self.webhook = Webhook(settings)
+        self.wake = asyncio.Event()
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self._elsewhere: dict[str, float] = {}  # locked by another sender, until
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sends until `stop` is set, then lets the hand-overs under way finish."""
+        listening = asyncio.create_task(listen(self.pool, CHANNEL, self.wake.set, stop))
+        try:
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    started = await self.start_due()
+                except Exception:
+                    log.exception("sender pass failed; retrying")
+                    await wait_any(stop, None, self.options.max_backoff / 4)
+                    continue
+                if not started or len(self.in_flight) >= self.options.concurrency:
+                    await wait_any(stop, self.wake, self.options.poll_interval)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, *self.in_flight.values(), return_exceptions=True)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Sender]:
+        """Runs the sender in the background for the block (tests, in-process setups)."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop))
+        try:
+            yield self
+        finally:
+            stop.set()
+            await task
+
+    async def start_due(self) -> int:
+        """Claims due rows up to the free concurrency and starts handing them over; the
+        number started."""
+        free = self.options.concurrency - len(self.in_flight)
+        if free <= 0:
+            return 0
+        now = asyncio.get_running_loop().time()
+        self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > now}
+        skip = [*self.in_flight, *self._elsewhere]
+        keys = [r[0] for r in await self.pool.fetch(SELECT_DUE, free, skip)]
+        started = 0
+        for key in keys:
+            conn = await self.pool.acquire()
+            try:
+                locked = await conn.fetchval(TRY_LOCK, key)
+            except BaseException:
+                await self.pool.release(conn)
+                raise
+            if not locked:
+                await self.pool.release(conn)
+                self._elsewhere[key] = now + self.options.busy_for
+                continue
+            self._start(key, self.send(conn, key))
+            started += 1
+        return started
+
+    def _start(self, key: str, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(sending)
+        self.in_flight[key] = task
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self.in_flight.pop(key, None)
+            self.wake.set()
+
+        task.add_done_callback(finished)
+
+    async def send_due(self) -> int:
+        """One pass: hands over the rows due now and waits for them; how many it began."""
+        started = await self.start_due()
+        await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+        return started
+
+    # --- one row ----------------------------------------------------------------------------
+
+    async def send(self, conn: PoolConnectionProxy, key: str) -> None:
+        """Hands one row over, on `conn`, which holds the row's lock; releasing the
+        connection (the pool resets it) releases the lock."""
+        try:
+            row = await conn.fetchrow(SELECT_ROW, key)
+            if row is None:
+                return
+            ws = await load_settings(conn, row["workspace"])
+            await self._attempt(conn, ws, row)
+        except Exception:
+            log.exception("sender: %s could not be handed over; it stays due", key)
+        finally:
+            await self.pool.release(conn)
+
+    async def _attempt(
+        self, conn: PoolConnectionProxy, ws: ChannelSettings, row: asyncpg.Record
+    ) -> None:
+        key = row["idempotency_key"]
+        handover = _Recorded(conn, key)
+        try:
+            await self._send(ws, row, handover)
+        except Superseded:
+            return
+        except PermanentFailure as exc:
+            await conn.execute(FAILED, key, exc.answer, str(exc))
+        except TransientFailure as exc:
+            # queued again only if this attempt's own hand-over surely did not deliver; a
+            # row left `sending` by an earlier attempt stays so (that copy may be out there)
+            requeue = handover.resends is not None and not exc.maybe_delivered
+            delay = self.options.backoff(row["attempts"])
+            await conn.execute(ATTEMPT_FAILED, key, str(exc), requeue, delay)
+            log.info("sender: %s failed (%s); next attempt in %.0f s", key, exc, delay)
+
+    async def _send(
+        self, ws: ChannelSettings, row: asyncpg.Record, handover: Handover
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = row["payload"]
+        key: str = row["idempotency_key"]
+        if row["kind"] == "message" and row["channel"] == "email":
+            sender = ws.email_from or self.settings.smtp_from
+            content = payload["content"]
+            msg = self.email.compose(key, sender, payload["to"], content, row["workspace"])
+            return await self.email.send(msg, handover)
+        if ws.webhook is None:
+            raise PermanentFailure("the workspace's webhook was removed before delivery")
+        body = {k: v for k, v in payload.items() if k not in ("properties", "content")}
+        body.update(payload.get("content") or {})
+        body.update(
+            idempotency_key=key,
+            kind=row["kind"],
+            channel=row["channel"],
+            workspace=row["workspace"],
+            journey_id=row["journey_id"],
+            contact_id=row["contact_id"],
+            workflow_id=row["workflow_id"],
+        )
+        secret = ws.webhook.secret.get_secret_value()
+        return await self.webhook.send(str(ws.webhook.url), secret, key, body, handover)
+
+
+async def run_sender(
+    settings: Settings,
+    stop: asyncio.Event,
+    pool: asyncpg.Pool | None = None,
+    options: SenderOptions | None = None,
+) -> None:
+    """Runs a sender until `stop` is set, on `pool` or on a pool of its own (one connection
+    per hand-over under way, one to listen, one to claim)."""
+    owned = None
+    if pool is None:
+        size = (options.concurrency if options else settings.sender_concurrency) + 2
+        pool = owned = await create_pool(settings.require_database_url(), 1, size)
+    try:
+        await Sender(pool, settings, options).run(stop)
+    finally:
+        if owned is not None:
+            with suppress(Exception):
+                await owned.close()
+
+
+async def serve_sender(settings: Settings) -> None:
+    """`nurture sender`: runs until SIGINT/SIGTERM, then lets hand-overs under way finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("sender: up to %d hand-overs at once", settings.sender_concurrency)
+    await run_sender(settings, stop)
