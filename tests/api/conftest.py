@@ -47,7 +47,11 @@ async def running_stack(
             await asyncio.sleep(0.02)
         async with AsyncExitStack() as running:
             if worker:
-                await running.enter_async_context(build_worker(temporal, pool, task_queue, config))
+                # the app's lifespan runs a sender; without it, the worker runs one
+                worker_sends = not relay
+                await running.enter_async_context(
+                    build_worker(temporal, pool, task_queue, config, sender=worker_sends)
+                )
             http = await running.enter_async_context(
                 httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}",

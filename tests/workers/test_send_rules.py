@@ -24,6 +24,7 @@ from tests.channel_servers import (
 )
 from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, until_state
 from workers.activities import JourneyActivities
+from workers.sender import Sender
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker
 
@@ -51,7 +52,10 @@ async def test_a_send_outside_the_window_waits_until_it_opens(
         delivery={"send_window": window},
     )
     props = {"email": "ada@example.test", "timezone": "Asia/Tokyo", "first_name": "Ada"}
-    async with smtp_sink(pool) as settings, build_worker(ts_env.client, pool, task_queue, settings):
+    async with (
+        smtp_sink(pool) as settings,
+        build_worker(ts_env.client, pool, task_queue, settings, sender=True),
+    ):
         ada = await enroll(ts_env.client, pool, task_queue, flow, properties=props)
         bob = await enroll(
             ts_env.client,
@@ -100,7 +104,10 @@ async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
     )
     props = {"email": "ada@example.test"}
     client = ts_env.client
-    async with smtp_sink(pool) as settings, build_worker(client, pool, task_queue, settings):
+    async with (
+        smtp_sink(pool) as settings,
+        build_worker(client, pool, task_queue, settings, sender=True),
+    ):
         with ts_env.auto_time_skipping_disabled():
             pair = await asyncio.gather(
                 enroll(client, pool, task_queue, flow, properties=props),
@@ -164,7 +171,7 @@ async def test_the_frequency_cap_check_and_reservation_are_atomic(pool: asyncpg.
         action = SendMessage(channels=["email"], template="promo", marketing=True)
         return SendMessageRequest(enrollment=ref, step=step, action=action)
 
-    async with smtp_sink(pool) as settings:
+    async with smtp_sink(pool) as settings, Sender(pool, settings).running():
         activities = JourneyActivities(pool, settings)
         env = ActivityEnvironment()
         results = await asyncio.gather(
@@ -195,7 +202,7 @@ async def test_unsubscribed_contacts_get_no_marketing(
     async with (
         smtp_sink(pool) as settings,
         webhook_receiver(pool, receiver),
-        build_worker(ts_env.client, pool, task_queue, settings),
+        build_worker(ts_env.client, pool, task_queue, settings, sender=True),
     ):
         email_only = await enroll(
             ts_env.client, pool, task_queue, flow, properties={**base, "unsubscribed_email": True}
