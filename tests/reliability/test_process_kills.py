@@ -1,15 +1,19 @@
-"""Issue 10 point 2: the worker process is SIGKILLed again and again while enrollments of a
+"""Issue 10 point 2: a process is SIGKILLed again and again while enrollments of a
 journey with sends and waits run; every enrollment still completes, every send left
-exactly one outbox row, and the providers got each message once: the email through a real
-SMTP server (the dev sink, which keeps every message it accepts and drops none as a
-duplicate) and the SMS through a real webhook receiver (which records every request).
+exactly one outbox row, and the providers got each message: the email through a real SMTP
+server (the dev sink, which keeps every message it accepts and drops none as a duplicate)
+and the SMS through a real webhook receiver (which records every request).
 
-A kill after a message was handed over and before its answer was recorded leaves the row
-`sending`; the retry sends again and counts the resend on the row. So the assertion is
-exact: a message arrived twice only if its row counts a resend, and never more often than
-1 + its resends.
+The worker killed: each message arrived exactly once. The worker only queues a message and
+waits; the sender, another process, hands it over, so no kill of the worker can cut a
+hand-over short.
 
-CI runs 100 enrollments and 5 kills; `NURTURE_FAULT_FULL=1` runs 500 and 20.
+The sender killed (the one process that talks to providers): a kill after a message was
+handed over and before its answer was recorded leaves the row `sending`; the next sender
+sends again and counts the resend on the row. So the assertion is exact: a message
+arrived twice only if its row counts a resend, and never more often than 1 + its resends.
+
+CI runs 100 enrollments and 5 kills each; `NURTURE_FAULT_FULL=1` runs 500 and 20.
 """
 
 from __future__ import annotations
@@ -66,9 +70,18 @@ def _bounded(channel: str, copies: Counter[str], resends: dict[str, int]) -> Non
     assert not over, f"{channel}: duplicates no resend accounts for (copies, resends): {over}"
 
 
+async def _delivered(pool: asyncpg.Pool, journey_id: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE journey_id = $1 AND status = 'delivered'", journey_id
+    )
+    return count
+
+
 @pytest.mark.fault
 @pytest.mark.timeout(900 if FULL else 300)
-async def test_every_send_is_delivered_once_while_the_worker_is_killed(
+@pytest.mark.parametrize("victim", ["worker", "sender"])
+async def test_every_send_is_delivered_while_a_process_is_killed(
+    victim: str,
     dev_env: WorkflowEnvironment,
     pool: asyncpg.Pool,
     database_url: str,
@@ -84,19 +97,22 @@ async def test_every_send_is_delivered_once_while_the_worker_is_killed(
     receiver = WebhookReceiver()
     async with smtp_sink(pool) as smtp, webhook_receiver(pool, receiver):
 
-        def worker() -> subprocess.Popen[bytes]:
+        def process(command: str) -> subprocess.Popen[bytes]:
             return start(
-                "worker",
+                command,
                 temporal_address=address,
                 database_url=database_url,
                 task_queue=task_queue,
-                log=tmp_path / "worker.log",
+                log=tmp_path / f"{command}.log",
                 smtp_host=str(smtp.smtp_host),
                 smtp_port=str(smtp.smtp_port),
                 smtp_security=smtp.smtp_security,
                 smtp_from=smtp.smtp_from,
             )
 
+        # the other process runs throughout
+        steady = process("sender" if victim == "worker" else "worker")
+        progress = _outbox_rows if victim == "worker" else _delivered
         enrollments: list[Enrollment] = []
         wave = ENROLLMENTS // KILLS
         for kill_no in range(KILLS):
@@ -118,25 +134,26 @@ async def test_every_send_is_delivered_once_while_the_worker_is_killed(
                     for n in range(wave)
                 )
             )
-            before = await _outbox_rows(pool, journey_id)
-            proc = worker()
+            before = await progress(pool, journey_id)
+            proc = process(victim)
             try:
 
                 async def working(before: int = before) -> None:
-                    assert await _outbox_rows(pool, journey_id) > before
+                    assert await progress(pool, journey_id) > before
 
                 await eventually(working, timeout=60)
                 await asyncio.sleep(chooser.uniform(0, 1.0))
             finally:
                 kill(proc)
 
-        proc = worker()
+        proc = process(victim)
         try:
             results: list[EnrollmentView] = await asyncio.wait_for(
                 asyncio.gather(*(e.result() for e in enrollments)), timeout=240
             )
         finally:
             kill(proc)
+            kill(steady)
 
     assert len(results) == ENROLLMENTS
     assert {r.outcome for r in results} == {Outcome.SUCCESS}
@@ -193,10 +210,9 @@ async def test_every_send_is_delivered_once_while_the_worker_is_killed(
     flagged = {r["idempotency_key"]: r["resends"] for r in rows if r["resends"]}
     assert {r["key"]: r["resends"] for r in logged} == flagged
 
-    # the kills hit work in flight: tasks of the killed workers timed out and were redone
-    redone = await interrupted(dev_env.client, [e.workflow_id for e in enrollments])
     received = len(mails) + len(hooks)
     figures = {
+        "killed": victim,
         "enrollments": ENROLLMENTS,
         "kills": KILLS,
         "sends": sends,
@@ -208,5 +224,13 @@ async def test_every_send_is_delivered_once_while_the_worker_is_killed(
         "resends": sum(flagged.values()),
         "seconds": round(time.monotonic() - began),
     }
-    print(f"worker kills: {figures} {redone}")
-    assert redone["workflow_task_timeouts"] + redone["activity_retries"] > 0
+    if victim == "worker":
+        # no kill of the worker can cut a hand-over short: each message arrived once
+        assert set(emails.values()) == {1} and set(webhooks.values()) == {1}
+        assert not flagged
+        # the kills hit work in flight: tasks of the killed workers timed out and were redone
+        redone = await interrupted(dev_env.client, [e.workflow_id for e in enrollments])
+        print(f"process kills: {figures} {redone}")
+        assert redone["workflow_task_timeouts"] + redone["activity_retries"] > 0
+    else:
+        print(f"process kills: {figures}")
