@@ -15,8 +15,9 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from cli.mail_sink import start_sink
+from cli.mail_sink import Mailbox, start_sink
 from cli.stack import free_port
 from shared.channels import ChannelSettings, save_settings
 from shared.enrollment import EnrollmentRef, StepRecord
@@ -68,8 +69,8 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """An ASGI app that records every request and answers with the next scripted status
-    (then `default`)."""
+    """An ASGI app that records every complete request and answers with the next scripted
+    status (then `default`)."""
 
     script: list[tuple[int, str]] = field(default_factory=list)
     default: tuple[int, str] = (200, '{"ok": true}')
@@ -82,6 +83,8 @@ class WebhookReceiver:
         raw = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender died mid-request: like any server, nothing was taken
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
@@ -147,3 +150,41 @@ def email_request(workflow_id: str) -> SendMessageRequest:
     )
     action = SendMessage(channels=["email"], template="welcome", marketing=True)
     return SendMessageRequest(enrollment=ref, step=step, action=action)
+
+
+class GatedMailbox(Mailbox):
+    """The dev sink's mailbox, for tests of the hand-over: it keeps every message; the
+    first `drops` times it then cuts the connection instead of answering 250 (the sender
+    cannot tell whether the message arrived); every message waits for `gate` before it is
+    kept (`waiting` counts the messages that reached it)."""
+
+    def __init__(self, pool: asyncpg.Pool, drops: int = 0) -> None:
+        super().__init__(pool)
+        self.drops = drops
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.waiting += 1
+        await self.gate.wait()
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.drops:
+            self.drops -= 1
+            assert server.transport is not None
+            server.transport.close()
+        return answer
+
+
+async def gated_smtp(handler: GatedMailbox) -> tuple[asyncio.Server, Settings]:
+    """An SMTP server on a free port around `handler`, and settings that send to it."""
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, loop=loop), "127.0.0.1", port)
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        smtp_from="journeys@acme.test",
+    )
+    return server, settings

@@ -214,14 +214,22 @@ class Sender:
     async def send(self, conn: PoolConnectionProxy, key: str) -> None:
         """Hands one row over, on `conn`, which holds the row's lock; releasing the
         connection (the pool resets it) releases the lock."""
+        row = None
         try:
             row = await conn.fetchrow(SELECT_ROW, key)
             if row is None:
                 return
             ws = await load_settings(conn, row["workspace"])
             await self._attempt(conn, ws, row)
-        except Exception:
-            log.exception("sender: %s could not be handed over; it stays due", key)
+        except Exception as exc:
+            # not the provider's answer (a lost database, a bug): tried again after a
+            # backoff, and a row already `sending` stays so
+            log.exception("sender: %s could not be handed over; it is tried again", key)
+            delay = self.options.backoff(row["attempts"] if row is not None else 0)
+            with suppress(Exception):
+                await conn.execute(
+                    ATTEMPT_FAILED, key, f"{type(exc).__name__}: {exc}", False, delay
+                )
         finally:
             await self.pool.release(conn)
 

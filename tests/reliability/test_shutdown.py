@@ -1,6 +1,7 @@
 """Issue 10 point 5: SIGTERM to the worker finishes in-flight activities (or, past its grace
 period, hands them back to Temporal for another worker); SIGTERM to the API drains the
-requests in flight. Real processes; the "in flight" work is held by a real Postgres lock."""
+requests in flight; SIGTERM to the sender lets the hand-over under way finish. Real
+processes; the "in flight" work is held by a real Postgres lock (or a real SMTP server)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from cli.stack import free_port, port_open
 from shared.api_keys import create_key
 from shared.enrollment import Outcome
 from tests.api.conftest import eventually
+from tests.channel_servers import GatedMailbox, email_request, gated_smtp, mailbox, put_template
 from tests.reliability.processes import kill, start
 from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage
+from workers.activities import JourneyActivities
 from workers.worker import build_worker
 
 SEND_THEN_SUCCEED = journey([stage("welcome", send("welcome"), go_to("success"))])
@@ -151,3 +154,57 @@ async def test_sigterm_to_the_api_drains_the_requests_in_flight(
     assert "Application shutdown complete" in log, log[-2000:]
     stored = await pool.fetchval("SELECT properties->>'plan' FROM contacts WHERE id = 'ada'")
     assert stored == "gold"
+
+
+async def test_sigterm_to_the_sender_lets_its_hand_over_finish(
+    dev_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    database_url: str,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    """`nurture sender` gets SIGTERM while the SMTP server holds a message: it takes no new
+    row, waits for the server's answer, records the delivery and exits 0."""
+    await put_template(pool, "welcome", subject="Welcome", text="Hi there.")
+    await pool.execute(
+        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
+        {"email": "ada@example.test"},
+    )
+    handler = GatedMailbox(pool)
+    handler.gate.clear()
+    server, settings = await gated_smtp(handler)
+    proc = start(
+        "sender",
+        temporal_address=dev_env.client.service_client.config.target_host,
+        database_url=database_url,
+        task_queue=task_queue,
+        log=tmp_path / "sender.log",
+        smtp_host="127.0.0.1",
+        smtp_port=str(settings.smtp_port),
+        smtp_security="none",
+    )
+    try:
+        sending = asyncio.create_task(
+            ActivityEnvironment().run(
+                JourneyActivities(pool, settings).send_message, email_request("enrollment/x")
+            )
+        )
+        while handler.waiting < 1:
+            await asyncio.sleep(0.02)
+        proc.terminate()
+        await asyncio.sleep(1.0)
+        assert proc.poll() is None  # still handing over
+        handler.gate.set()
+        code = await asyncio.to_thread(proc.wait, 30)
+        sent = await asyncio.wait_for(sending, 30)
+    finally:
+        kill(proc)
+        server.close()
+        await server.wait_closed()
+
+    assert code == 0, (tmp_path / "sender.log").read_text()[-2000:]
+    assert sent.send is not None and sent.send.status == "sent"
+    row = await pool.fetchrow("SELECT status, answer FROM outbox")
+    assert row is not None and row["status"] == "delivered"
+    assert "resends" not in row["answer"]
+    assert [m["idempotency_key"] for m in await mailbox(pool)] == ["enrollment/x:1:email"]

@@ -16,52 +16,14 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from temporalio.testing import ActivityEnvironment
 
-from cli.mail_sink import Mailbox
-from cli.stack import free_port
 from shared.settings import Settings
 from tests.api.conftest import eventually
-from tests.channel_servers import email_request, mailbox, put_template
+from tests.channel_servers import GatedMailbox, email_request, gated_smtp, mailbox, put_template
 from workers.activities import JourneyActivities
 from workers.sender import Sender, SenderOptions
 from workers.steps import SendMessageRequest
 
 KEY = "enrollment/x:1:email"
-
-
-class _Mailbox(Mailbox):
-    """Keeps every message; the first `drops` times it then cuts the connection instead
-    of answering 250 (the sender cannot tell whether the message arrived); every message
-    waits for `gate` before it is kept."""
-
-    def __init__(self, pool: asyncpg.Pool, drops: int = 0) -> None:
-        super().__init__(pool)
-        self.drops = drops
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.waiting = 0
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.waiting += 1
-        await self.gate.wait()
-        answer = await super().handle_DATA(server, session, envelope)
-        if self.drops:
-            self.drops -= 1
-            assert server.transport is not None
-            server.transport.close()
-        return answer
-
-
-async def _server(handler: _Mailbox) -> tuple[asyncio.Server, Settings]:
-    port = free_port()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, loop=loop), "127.0.0.1", port)
-    settings = Settings(
-        smtp_host="127.0.0.1",
-        smtp_port=port,
-        smtp_security="none",
-        smtp_from="journeys@acme.test",
-    )
-    return server, settings
 
 
 async def _ada(pool: asyncpg.Pool) -> SendMessageRequest:
@@ -105,8 +67,8 @@ async def test_a_send_whose_answer_was_lost_is_sent_again_and_the_resend_counted
     pool: asyncpg.Pool,
 ) -> None:
     request = await _ada(pool)
-    handler = _Mailbox(pool, drops=1)
-    server, settings = await _server(handler)
+    handler = GatedMailbox(pool, drops=1)
+    server, settings = await gated_smtp(handler)
     sender = _sender(pool, settings)
     try:
         waiting = asyncio.create_task(
@@ -137,7 +99,7 @@ async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool
     """A 4xx answer to DATA: the server said it did not take the message."""
     request = await _ada(pool)
 
-    class Busy(_Mailbox):
+    class Busy(GatedMailbox):
         refusals = 1
 
         async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -146,7 +108,7 @@ async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool
                 return "451 Try again later"
             return await super().handle_DATA(server, session, envelope)
 
-    server, settings = await _server(Busy(pool))
+    server, settings = await gated_smtp(Busy(pool))
     sender = _sender(pool, settings)
     try:
         waiting = asyncio.create_task(
@@ -172,9 +134,9 @@ async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool
 async def test_two_senders_never_hand_over_one_row_at_once(pool: asyncpg.Pool) -> None:
     """While one sender is handing a row over, another sender skips it: one copy."""
     request = await _ada(pool)
-    handler = _Mailbox(pool)
+    handler = GatedMailbox(pool)
     handler.gate.clear()
-    server, settings = await _server(handler)
+    server, settings = await gated_smtp(handler)
     first, second = _sender(pool, settings), _sender(pool, settings)
     try:
         waiting = asyncio.create_task(
@@ -204,9 +166,9 @@ async def test_a_sender_that_lost_its_database_mid_send_is_resent_by_the_next(
     sender process looks like to Postgres): its lock goes with it, the row stays
     `sending`, and the next sender sends again and counts it."""
     request = await _ada(pool)
-    handler = _Mailbox(pool)
+    handler = GatedMailbox(pool)
     handler.gate.clear()
-    server, settings = await _server(handler)
+    server, settings = await gated_smtp(handler)
     dying, next_one = _sender(pool, settings), _sender(pool, settings)
     try:
         waiting = asyncio.create_task(
@@ -238,8 +200,8 @@ async def test_a_send_cancelled_before_the_sender_began_is_withdrawn(pool: async
     and never sent. A retry of the activity (a worker shutting down cancelled it, not an
     exit) puts it back."""
     request = await _ada(pool)
-    handler = _Mailbox(pool)
-    server, settings = await _server(handler)
+    handler = GatedMailbox(pool)
+    server, settings = await gated_smtp(handler)
     sender = _sender(pool, settings)
     env = ActivityEnvironment()
     activities = JourneyActivities(pool, settings)
