@@ -1,5 +1,6 @@
 """Soak: sustained enrollments and events at a fixed rate on loopback, against the whole
-stack as `nurture dev` runs it (the worker and the API as their own processes).
+stack as `nurture dev` runs it (the worker, the API with its sender and the dev SMTP sink
+as their own processes): every enrollment's welcome email goes out for real.
 
 Every ten seconds it reads the errors and latencies of that window and the RSS of the API
 and the worker: a healthy run has no errors in any window and flat memory after warm-up.
@@ -67,6 +68,10 @@ async def _soak(
     stack: Stack, seconds: int, enrollments_per_second: float, events_per_second: float
 ) -> dict[str, Any]:
     http = stack.http
+    template = await http.put(
+        "/v1/templates/welcome", json={"subject": "Welcome", "text": "Hi {{ contact.id }}."}
+    )
+    template.raise_for_status()
     running_id = await journeys.create_active(http, journeys.three_actions("PT2S"))
     listening_id = await journeys.create_active(http, journeys.waiting(first_send=False))
     listeners = stack.new_contacts(LISTENERS, "listener")
@@ -96,6 +101,10 @@ async def _soak(
                 window.error_samples.append(problem)
 
     async def enroll(contact: str) -> httpx.Response:
+        email = {"properties": {"email": f"{contact}@example.test"}}
+        created = await http.put(f"/v1/contacts/{contact}", json=email)
+        if created.status_code >= 400:
+            return created
         added = await http.put(f"/v1/lists/{journeys.CONTACTS_LIST}/members/{contact}")
         if added.status_code >= 400:
             return added
@@ -172,6 +181,19 @@ async def _soak(
             break
         await asyncio.sleep(0.5)
     warm = [w for w in windows if w["t"] > WINDOW] or windows
+    outbox = await stack.pool.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
+               count(*) FILTER (WHERE status <> 'delivered') AS other,
+               coalesce(sum((answer->>'resends')::int), 0) AS resends,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY delivered_at - created_at) AS p50,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY delivered_at - created_at) AS p99
+        FROM outbox WHERE journey_id = $1
+        """,
+        running_id,
+    )
+    assert outbox is not None
+    received = await stack.pool.fetchval("SELECT count(*) FROM dev_mailbox")
 
     def growth(key: str) -> dict[str, float | None]:
         values = [w[key] for w in warm if w[key] is not None]
@@ -195,10 +217,22 @@ async def _soak(
         "enrollments_completed": completed,
         "deliveries_backlog_after_drain": backlog,
         "drain_seconds": round(time.monotonic() - drained_at, 1),
+        "emails": {
+            "delivered": outbox["delivered"],
+            "not_delivered": outbox["other"],
+            "received_by_the_sink": received,
+            "resends": outbox["resends"],
+            "queued_to_delivered_p50_ms": _ms(outbox["p50"]),
+            "queued_to_delivered_p99_ms": _ms(outbox["p99"]),
+        },
         "api_rss_mb": growth("api_rss_mb"),
         "worker_rss_mb": growth("worker_rss_mb"),
         "windows": windows,
     }
+
+
+def _ms(interval: Any) -> float | None:
+    return round(interval.total_seconds() * 1000, 1) if interval is not None else None
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -211,7 +245,7 @@ async def soak(
     seconds: int = SECONDS, enrollments_per_second: float = 5, events_per_second: float = 40
 ) -> dict[str, Any]:
     """Starts a fresh stack, soaks it for `seconds`, lets it drain, and returns the figures."""
-    async with running_stack() as stack:
+    async with running_stack(mail=True) as stack:
         figures = await _soak(stack, seconds, enrollments_per_second, events_per_second)
         figures["restarts"] = dict(stack.restarts)
         return figures
@@ -246,6 +280,16 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "target": 0,
             "on": "value",
             "at_least": False,
+        },
+        {
+            "name": "emails received by the SMTP sink",
+            "value": figures["emails"]["received_by_the_sink"],
+            "unit": "",
+        },
+        {
+            "name": "email queued → delivered, p99",
+            "value": figures["emails"]["queued_to_delivered_p99_ms"],
+            "unit": "ms",
         },
     ]
     for part in ("api", "worker"):

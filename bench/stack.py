@@ -107,9 +107,15 @@ async def _prepare_database(pg: EmbeddedPostgres) -> str:
 
 
 @asynccontextmanager
-async def running_stack(keep: bool = False, temporal_file: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(
+    keep: bool = False, temporal_file: bool = False, mail: bool = False
+) -> AsyncIterator[Stack]:
     """Starts the whole stack in a temporary directory, yields it, stops every process it
     started and removes the directory (unless `keep`, or when something failed).
+
+    With `mail`, email goes out for real as under `nurture dev`: the dev SMTP sink runs as
+    its own process, and the API's sender hands every queued email to it (without, no
+    SMTP host is configured and messages are only kept in the outbox).
 
     The Temporal dev server keeps its state in memory unless `temporal_file` (then in a
     SQLite file, as `nurture dev` does): on a small machine the file's synchronous writes
@@ -141,6 +147,14 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
             "NURTURE_API_HOST": "127.0.0.1",
             "NURTURE_API_PORT": str(api_port),
         }
+        if mail:
+            env.update(
+                NURTURE_SMTP_HOST="127.0.0.1",
+                NURTURE_SMTP_PORT=str(free_port()),
+                NURTURE_SMTP_SECURITY="none",
+                NURTURE_DEV_MAILBOX="true",
+            )
+            env["NURTURE_DEV_SMTP_PORT"] = env["NURTURE_SMTP_PORT"]
         # Bytecode as installed code has it (pip compiles it): without .pyc files the
         # workflow sandbox compiles the workflow module's source for every new workflow.
         for name in (
@@ -154,10 +168,13 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
             "api": [sys.executable, "-m", "cli.main", "api"],
             "baseline-worker": [sys.executable, "-m", "bench.baseline", address, BASELINE_QUEUE],
         }
-        worker, api, baseline = (
-            _spawn(command, env, logs / f"{name}.log") for name, command in commands.items()
-        )
-        procs += [worker, api, baseline]
+        if mail:
+            commands["mail-sink"] = [sys.executable, "-m", "cli.main", "mail-sink"]
+        spawned = {
+            name: _spawn(command, env, logs / f"{name}.log") for name, command in commands.items()
+        }
+        worker, api, baseline = spawned["worker"], spawned["api"], spawned["baseline-worker"]
+        procs += spawned.values()
         await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 60, api)
         settings = Settings(temporal_address=address, task_queue=NURTURE_QUEUE)
         temporal = await connect(settings)
@@ -180,13 +197,7 @@ async def running_stack(keep: bool = False, temporal_file: bool = False) -> Asyn
                 database_url=database_url,
                 worker=worker,
                 baseline_worker=baseline,
-                processes={
-                    "temporal": procs[0],
-                    "worker": worker,
-                    "api": api,
-                    "baseline-worker": baseline,
-                    "postgres": pg.proc,
-                },
+                processes={"temporal": procs[0], **spawned, "postgres": pg.proc},
             )
             await _wait_for_workers(stack)
             supervising = asyncio.create_task(_supervise(stack, commands, env, procs))
