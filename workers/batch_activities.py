@@ -45,6 +45,7 @@ from shared.enrollment import Unenroll
 from shared.settings import Settings
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 SELECT_BATCH = """
 SELECT status, total, processed, done, skipped, cursor, stop_reason, started_at
@@ -181,20 +182,14 @@ class BatchActivities:
             self.pool, input.workspace, record.journey, progress.cursor, input.page_size
         )
         settings = Settings(task_queue=input.task_queue, max_stage_entries=input.max_stage_entries)
-        verify = activity.info().attempt > 1
-        for chunk in _chunks(ids, CHUNK_SIZE):
-            _stop_if_worker_shuts_down()
-            began = time.monotonic()
-            step = self._activation_chunk(input, record, settings, chunk, row["started_at"], verify)
-            progress, attempted = await _to_the_end(step)
-            verify = False
-            activity.heartbeat(progress.model_dump(mode="json"))
-            if progress.finished:
-                return progress
-            await _keep_rate(began, attempted, input.rate)
-        if len(ids) < input.page_size:
-            return await self._finish(input, BatchStatus.COMPLETED, None)
-        return progress
+        # a retried page checks that what the attempt before it started really runs
+        retried = activity.info().attempt > 1
+
+        def chunk_of(chunk: Sequence[str], first: bool) -> Awaitable[tuple[BatchProgress, int]]:
+            since, verify = row["started_at"], retried and first
+            return self._activation_chunk(input, record, settings, chunk, since, verify)
+
+        return await self._page(input, progress, ids, chunk_of)
 
     async def _activation_chunk(
         self,
@@ -300,21 +295,14 @@ class BatchActivities:
             row["started_at"],
             input.page_size,
         )
-        for chunk in _chunks(page, CHUNK_SIZE):
-            _stop_if_worker_shuts_down()
-            began = time.monotonic()
-            progress = await _to_the_end(self._unenroll_chunk(input, chunk, statuses))
-            activity.heartbeat(progress.model_dump(mode="json"))
-            if progress.finished:
-                return progress
-            await _keep_rate(began, len(chunk), input.rate)
-        if len(page) < input.page_size:
-            return await self._finish(input, BatchStatus.COMPLETED, None)
-        return progress
+        return await self._page(
+            input, progress, page, lambda chunk, _: self._unenroll_chunk(input, chunk, statuses)
+        )
 
     async def _unenroll_chunk(
         self, input: BatchInput, chunk: Sequence[asyncpg.Record], statuses: list[str]
-    ) -> BatchProgress:
+    ) -> tuple[BatchProgress, int]:
+        """Signals one chunk; returns the progress and how many it looked at (the rate)."""
         temporal = activity.client()
         request = Unenroll(reason=input.reason)
         ids = [r["workflow_id"] for r in chunk]
@@ -346,9 +334,31 @@ class BatchActivities:
                 results.count("signalled"),
                 {k: v for k, v in tally.items() if v},
             )
-        return _progress(row)
+        return _progress(row), len(chunk)
 
     # --- both -------------------------------------------------------------------------
+
+    async def _page(
+        self,
+        input: BatchInput,
+        progress: BatchProgress,
+        items: Sequence[U],
+        chunk_of: Callable[[Sequence[U], bool], Awaitable[tuple[BatchProgress, int]]],
+    ) -> BatchProgress:
+        """Runs a page chunk by chunk (`chunk_of(chunk, first)`): each to the end even when
+        cancelled, its progress heartbeated, within the rate (`chunk_of` says how many it
+        counted); a short page is the last one."""
+        for n, chunk in enumerate(_chunks(items, CHUNK_SIZE)):
+            _stop_if_worker_shuts_down()
+            began = time.monotonic()
+            progress, counted = await _to_the_end(chunk_of(chunk, n == 0))
+            activity.heartbeat(progress.model_dump(mode="json"))
+            if progress.finished:
+                return progress
+            await _keep_rate(began, counted, input.rate)
+        if len(items) < input.page_size:
+            return await self._finish(input, BatchStatus.COMPLETED, None)
+        return progress
 
     async def _recorded(self, input: BatchInput) -> asyncpg.Record | None:
         """The batch's row. The API starts the workflow inside the transaction that inserts
