@@ -105,8 +105,9 @@ def _a_journey_email_request(http: httpx.Client) -> str:
 
 
 def _a_journeys_email_shows_at_v1_messages(key_file: Path) -> None:
-    """The worker `nurture dev` runs sends email to the SMTP sink it runs, and the API
-    shows it: what a user of the dev stack sees of a journey's emails."""
+    """The sender in the API `nurture dev` runs hands the worker's queued email to the SMTP
+    sink it runs, and the API shows it: what a user of the dev stack sees of a journey's
+    emails."""
     headers = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
     with httpx.Client(base_url="http://127.0.0.1:8000", headers=headers, timeout=10) as http:
         workflow_id = _a_journey_email_request(http)
