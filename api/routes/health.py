@@ -10,6 +10,12 @@ from api.deps import ClientDep, PoolDep
 
 router = APIRouter(tags=["health"])
 
+OUTBOX_DUE = """
+SELECT count(*) AS due,
+       coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float AS oldest
+FROM outbox WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+"""
+
 
 async def _check(coro: Any) -> dict[str, Any]:
     try:
@@ -21,11 +27,22 @@ async def _check(coro: Any) -> dict[str, Any]:
 
 @router.get("/healthz", operation_id="healthz")
 async def healthz(pool: PoolDep, temporal: ClientDep) -> JSONResponse:
-    """Reports whether Temporal and Postgres are reachable (503 if either is not)."""
+    """Reports whether Temporal and Postgres are reachable (503 if either is not), and
+    the messages due for a sender: how many, and how long the oldest has waited (a number
+    that keeps growing means no sender is running or a provider keeps failing)."""
     postgres = await _check(pool.fetchval("SELECT 1"))
     temporal_ok = await _check(temporal.service_client.check_health())
     ok = postgres["ok"] and temporal_ok["ok"]
-    return JSONResponse(
-        {"status": "ok" if ok else "degraded", "postgres": postgres, "temporal": temporal_ok},
-        200 if ok else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "ok" if ok else "degraded",
+        "postgres": postgres,
+        "temporal": temporal_ok,
+    }
+    if postgres["ok"]:
+        try:
+            due = await asyncio.wait_for(pool.fetchrow(OUTBOX_DUE), timeout=2)
+        except Exception:  # the count is a courtesy; health is the two checks above
+            due = None
+        if due is not None:
+            body["outbox"] = {"due": due["due"], "oldest_due_seconds": round(due["oldest"], 1)}
+    return JSONResponse(body, 200 if ok else 503)

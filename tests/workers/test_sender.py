@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from shared.settings import Settings
-from tests.api.conftest import eventually
+from tests.api.conftest import eventually, running_stack
 from tests.channel_servers import GatedMailbox, email_request, gated_smtp, mailbox, put_template
 from workers.activities import JourneyActivities
 from workers.sender import Sender, SenderOptions
@@ -229,3 +229,31 @@ async def test_a_send_cancelled_before_the_sender_began_is_withdrawn(pool: async
 
 async def _status_is(pool: asyncpg.Pool, status: str) -> None:
     assert (await _row(pool))["status"] == status
+
+
+async def test_healthz_says_how_many_messages_wait_for_a_sender(
+    pool: asyncpg.Pool, ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """No sender runs: the queued email waits, and /healthz says so (still 200)."""
+    await _ada(pool)
+    await pool.execute(
+        "INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id,"
+        " kind, channel, payload, next_attempt_at)"
+        " VALUES ($1, 'default', 'enrollment/x', 'jrn_x', 'ada', 'message', 'email', $2,"
+        " now() - interval '30 seconds')",
+        KEY,
+        {"to": "ada@example.test", "content": {"subject": "Welcome", "text": "Hi there."}},
+    )
+    async with running_stack(pool, ts_env.client, task_queue, relay=False, worker=False) as http:
+        waiting = (await http.get("/healthz")).json()
+        handler = GatedMailbox(pool)
+        server, settings = await gated_smtp(handler)
+        try:
+            await _sender(pool, settings).send_due()
+        finally:
+            server.close()
+            await server.wait_closed()
+        sent = (await http.get("/healthz")).json()
+    assert waiting["status"] == "ok"
+    assert waiting["outbox"]["due"] == 1 and waiting["outbox"]["oldest_due_seconds"] >= 30
+    assert sent["outbox"] == {"due": 0, "oldest_due_seconds": 0.0}
