@@ -97,7 +97,8 @@ def _window_words(window: SendWindow) -> str:
 
 
 class Sending:
-    """Rules, rendering and delivery for the journey's activities."""
+    """Rules, rendering and queueing for the journey's activities, and the wait for the
+    sender's outcome (the worker itself never talks to a provider)."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
