@@ -26,12 +26,14 @@ async def running_stack(
     workspace: str = "default",
     relay: bool = True,
     worker: bool = True,
+    sender: bool | None = None,
     **settings: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """API on a real socket and a worker on `task_queue`; yields an HTTP client for the API,
     authenticated with a fresh API key of `workspace`. The app's lifespan runs the relay
     that delivers contact changes and events to workflows, unless `relay` is False; no
-    worker runs when `worker` is False (the test runs its own)."""
+    worker runs when `worker` is False (the test runs its own). Messages are sent by the
+    app's lifespan, or without it by the worker (`sender`: False for none at all)."""
     config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
     key = await create_key(pool, workspace)
     app = create_app(config, pool=pool, temporal=temporal)
@@ -48,7 +50,7 @@ async def running_stack(
         async with AsyncExitStack() as running:
             if worker:
                 # the app's lifespan runs a sender; without it, the worker runs one
-                worker_sends = not relay
+                worker_sends = not relay if sender is None else sender
                 await running.enter_async_context(
                     build_worker(temporal, pool, task_queue, config, sender=worker_sends)
                 )

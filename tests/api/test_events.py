@@ -300,8 +300,8 @@ async def test_a_batch_of_1000_events_for_1000_contacts_is_routed_in_one_pass_of
 ) -> None:
     pool, statements = counted_pool
     contacts = [f"c{i:04d}" for i in range(1000)]
-    # no background relay: this test routes by hand and counts every statement
-    async with running_stack(pool, dev_env.client, task_queue, relay=False) as http:
+    # no background relay (nor sender): this test routes by hand and counts every statement
+    async with running_stack(pool, dev_env.client, task_queue, relay=False, sender=False) as http:
         reads_views = await activate(
             http, journey(goal={"criteria": {"event": "page_viewed", "min_count": 3}})
         )
