@@ -136,6 +136,19 @@ async def put_template(pool: asyncpg.Pool, name: str, **parts: str) -> None:
     )
 
 
+async def ada_and_welcome(
+    pool: asyncpg.Pool, workflow_id: str = "enrollment/x"
+) -> SendMessageRequest:
+    """Contact ada with an address, a plain `welcome` template, and the send request for
+    her welcome email (step 1 of `workflow_id`)."""
+    await put_template(pool, "welcome", subject="Welcome", text="Hi there.")
+    await pool.execute(
+        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
+        {"email": "ada@example.test"},
+    )
+    return email_request(workflow_id)
+
+
 def email_request(workflow_id: str) -> SendMessageRequest:
     """A send_message activity request for ada's welcome email, as the workflow makes it."""
     ref = EnrollmentRef(

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,6 +41,16 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def smtp(settings: Settings) -> dict[str, str]:
+    """`start` keywords that point a process at the SMTP server of `settings`."""
+    return {
+        "smtp_host": str(settings.smtp_host),
+        "smtp_port": str(settings.smtp_port),
+        "smtp_security": settings.smtp_security,
+        "smtp_from": settings.smtp_from,
+    }
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

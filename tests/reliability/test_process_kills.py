@@ -35,7 +35,7 @@ from shared.enrollment import EnrollmentView, Outcome
 from tests.api.conftest import eventually
 from tests.channel_servers import WebhookReceiver, put_template, smtp_sink, webhook_receiver
 from tests.reliability.histories import interrupted
-from tests.reliability.processes import kill, start
+from tests.reliability.processes import kill, smtp, start
 from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, wait
 
 FULL = os.environ.get("NURTURE_FAULT_FULL") == "1"
@@ -95,7 +95,7 @@ async def test_every_send_is_delivered_while_a_process_is_killed(
     await put_template(pool, "welcome", subject="Welcome, {{ contact.id }}", text="Hi there.")
     await put_template(pool, "follow_up", text="Still there?")
     receiver = WebhookReceiver()
-    async with smtp_sink(pool) as smtp, webhook_receiver(pool, receiver):
+    async with smtp_sink(pool) as mail, webhook_receiver(pool, receiver):
 
         def process(command: str) -> subprocess.Popen[bytes]:
             return start(
@@ -104,10 +104,7 @@ async def test_every_send_is_delivered_while_a_process_is_killed(
                 database_url=database_url,
                 task_queue=task_queue,
                 log=tmp_path / f"{command}.log",
-                smtp_host=str(smtp.smtp_host),
-                smtp_port=str(smtp.smtp_port),
-                smtp_security=smtp.smtp_security,
-                smtp_from=smtp.smtp_from,
+                **smtp(mail),
             )
 
         # the other process runs throughout

@@ -20,8 +20,8 @@ from cli.stack import free_port, port_open
 from shared.api_keys import create_key
 from shared.enrollment import Outcome
 from tests.api.conftest import eventually
-from tests.channel_servers import GatedMailbox, email_request, gated_smtp, mailbox, put_template
-from tests.reliability.processes import kill, start
+from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
+from tests.reliability.processes import kill, smtp, start
 from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage
 from workers.activities import JourneyActivities
 from workers.worker import build_worker
@@ -165,11 +165,7 @@ async def test_sigterm_to_the_sender_lets_its_hand_over_finish(
 ) -> None:
     """`nurture sender` gets SIGTERM while the SMTP server holds a message: it takes no new
     row, waits for the server's answer, records the delivery and exits 0."""
-    await put_template(pool, "welcome", subject="Welcome", text="Hi there.")
-    await pool.execute(
-        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
-        {"email": "ada@example.test"},
-    )
+    request = await ada_and_welcome(pool)
     handler = GatedMailbox(pool)
     handler.gate.clear()
     server, settings = await gated_smtp(handler)
@@ -179,15 +175,11 @@ async def test_sigterm_to_the_sender_lets_its_hand_over_finish(
         database_url=database_url,
         task_queue=task_queue,
         log=tmp_path / "sender.log",
-        smtp_host="127.0.0.1",
-        smtp_port=str(settings.smtp_port),
-        smtp_security="none",
+        **smtp(settings),
     )
     try:
         sending = asyncio.create_task(
-            ActivityEnvironment().run(
-                JourneyActivities(pool, settings).send_message, email_request("enrollment/x")
-            )
+            ActivityEnvironment().run(JourneyActivities(pool, settings).send_message, request)
         )
         while handler.waiting < 1:
             await asyncio.sleep(0.02)

@@ -18,21 +18,12 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
-from tests.channel_servers import GatedMailbox, email_request, gated_smtp, mailbox, put_template
+from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
 from workers.activities import JourneyActivities
 from workers.sender import Sender, SenderOptions
-from workers.steps import SendMessageRequest
+from workers.steps import SendMessageRequest, StepResult
 
 KEY = "enrollment/x:1:email"
-
-
-async def _ada(pool: asyncpg.Pool) -> SendMessageRequest:
-    await put_template(pool, "welcome", subject="Welcome", text="Hi there.")
-    await pool.execute(
-        "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
-        {"email": "ada@example.test"},
-    )
-    return email_request("enrollment/x")
 
 
 def _sender(pool: asyncpg.Pool, settings: Settings) -> Sender:
@@ -45,6 +36,17 @@ async def _queued(pool: asyncpg.Pool) -> None:
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE idempotency_key = $1", KEY)
 
     await eventually(check, timeout=10)
+
+
+async def _sending(
+    pool: asyncpg.Pool, settings: Settings, request: SendMessageRequest
+) -> asyncio.Task[StepResult]:
+    """The send activity, running in the background until the sender gives its outcome;
+    returns once its outbox row is queued."""
+    env = ActivityEnvironment()
+    task = asyncio.create_task(env.run(JourneyActivities(pool, settings).send_message, request))
+    await _queued(pool)
+    return task
 
 
 async def _row(pool: asyncpg.Pool) -> asyncpg.Record:
@@ -66,15 +68,12 @@ async def _logged(pool: asyncpg.Pool) -> dict[str, Any]:
 async def test_a_send_whose_answer_was_lost_is_sent_again_and_the_resend_counted(
     pool: asyncpg.Pool,
 ) -> None:
-    request = await _ada(pool)
+    request = await ada_and_welcome(pool)
     handler = GatedMailbox(pool, drops=1)
     server, settings = await gated_smtp(handler)
     sender = _sender(pool, settings)
     try:
-        waiting = asyncio.create_task(
-            ActivityEnvironment().run(JourneyActivities(pool, settings).send_message, request)
-        )
-        await _queued(pool)
+        waiting = await _sending(pool, settings, request)
         assert await sender.send_due() == 1
         cut = await _row(pool)
         assert cut["status"] == "sending"  # handed over, no answer: it may have arrived
@@ -97,7 +96,7 @@ async def test_a_send_whose_answer_was_lost_is_sent_again_and_the_resend_counted
 
 async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool) -> None:
     """A 4xx answer to DATA: the server said it did not take the message."""
-    request = await _ada(pool)
+    request = await ada_and_welcome(pool)
 
     class Busy(GatedMailbox):
         refusals = 1
@@ -111,10 +110,7 @@ async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool
     server, settings = await gated_smtp(Busy(pool))
     sender = _sender(pool, settings)
     try:
-        waiting = asyncio.create_task(
-            ActivityEnvironment().run(JourneyActivities(pool, settings).send_message, request)
-        )
-        await _queued(pool)
+        waiting = await _sending(pool, settings, request)
         await sender.send_due()
         refused = await _row(pool)
         assert (refused["status"], refused["attempts"]) == ("queued", 1)
@@ -133,16 +129,13 @@ async def test_an_answered_refusal_is_not_counted_as_a_resend(pool: asyncpg.Pool
 
 async def test_two_senders_never_hand_over_one_row_at_once(pool: asyncpg.Pool) -> None:
     """While one sender is handing a row over, another sender skips it: one copy."""
-    request = await _ada(pool)
+    request = await ada_and_welcome(pool)
     handler = GatedMailbox(pool)
     handler.gate.clear()
     server, settings = await gated_smtp(handler)
     first, second = _sender(pool, settings), _sender(pool, settings)
     try:
-        waiting = asyncio.create_task(
-            ActivityEnvironment().run(JourneyActivities(pool, settings).send_message, request)
-        )
-        await _queued(pool)
+        waiting = await _sending(pool, settings, request)
         assert await first.start_due() == 1
         while handler.waiting < 1:
             await asyncio.sleep(0.01)
@@ -165,16 +158,13 @@ async def test_a_sender_that_lost_its_database_mid_send_is_resent_by_the_next(
     """The sender's connection dies while the provider holds the message (what a killed
     sender process looks like to Postgres): its lock goes with it, the row stays
     `sending`, and the next sender sends again and counts it."""
-    request = await _ada(pool)
+    request = await ada_and_welcome(pool)
     handler = GatedMailbox(pool)
     handler.gate.clear()
     server, settings = await gated_smtp(handler)
     dying, next_one = _sender(pool, settings), _sender(pool, settings)
     try:
-        waiting = asyncio.create_task(
-            ActivityEnvironment().run(JourneyActivities(pool, settings).send_message, request)
-        )
-        await _queued(pool)
+        waiting = await _sending(pool, settings, request)
         assert await dying.start_due() == 1
         while handler.waiting < 1:
             await asyncio.sleep(0.01)
@@ -199,7 +189,7 @@ async def test_a_send_cancelled_before_the_sender_began_is_withdrawn(pool: async
     """An exit cancels the waiting activity: the row the sender has not begun is withdrawn
     and never sent. A retry of the activity (a worker shutting down cancelled it, not an
     exit) puts it back."""
-    request = await _ada(pool)
+    request = await ada_and_welcome(pool)
     handler = GatedMailbox(pool)
     server, settings = await gated_smtp(handler)
     sender = _sender(pool, settings)
@@ -235,7 +225,7 @@ async def test_healthz_says_how_many_messages_wait_for_a_sender(
     pool: asyncpg.Pool, ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     """No sender runs: the queued email waits, and /healthz says so (still 200)."""
-    await _ada(pool)
+    await ada_and_welcome(pool)
     await pool.execute(
         "INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id,"
         " kind, channel, payload, next_attempt_at)"
