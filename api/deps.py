@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
-from shared.api_keys import workspace_for
 from shared.settings import Settings
+from store.api_keys import workspace_for
 
 
 def get_pool(request: Request) -> asyncpg.Pool:

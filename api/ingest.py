@@ -20,7 +20,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
-from shared.db import Queryable
+from store.db import Queryable
 
 MAX_BATCH = 1000
 """Events per POST /v1/events, and contacts per list batch."""

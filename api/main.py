@@ -26,12 +26,12 @@ from api.routes import (
     metrics,
     templates,
 )
-from shared.db import create_pool
+from services.relay import run_relay
+from services.sender import SenderOptions, run_sender
+from services.temporal import connect
 from shared.journey import Journey
-from shared.relay import run_relay
 from shared.settings import Settings
-from shared.temporal import connect
-from workers.sender import SenderOptions, run_sender
+from store.db import create_pool
 
 
 def create_app(

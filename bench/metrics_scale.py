@@ -26,9 +26,9 @@ import uvicorn
 
 from api.main import create_app
 from cli.stack import EmbeddedPostgres, free_port
-from shared.api_keys import create_key
-from shared.db import create_pool, migrate
 from shared.settings import Settings
+from store.api_keys import create_key
+from store.db import create_pool, migrate
 
 JOURNEYS = 20
 REQUESTS = 200

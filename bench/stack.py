@@ -26,10 +26,10 @@ import psutil
 from temporalio.client import Client
 
 from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process, wait_for_port
-from shared.api_keys import create_key
-from shared.db import create_pool, migrate
+from services.temporal import connect
 from shared.settings import Settings
-from shared.temporal import connect
+from store.api_keys import create_key
+from store.db import create_pool, migrate
 
 DATABASE = "nurture"
 NURTURE_QUEUE = "nurture-bench"

@@ -16,9 +16,9 @@ import asyncpg
 from rich.console import Console
 
 from cli.stack import EmbeddedPostgres, port_open, start_temporal, stop_process
-from shared.api_keys import create_key, workspace_for
-from shared.db import migrate
 from shared.settings import Settings
+from store.api_keys import create_key, workspace_for
+from store.db import migrate
 
 console = Console()
 DEV_POSTGRES_PORT = 55432

@@ -7,9 +7,9 @@ import asyncio
 import typer
 from rich.console import Console
 
-from shared.api_keys import create_key
-from shared.db import create_pool
 from shared.settings import Settings
+from store.api_keys import create_key
+from store.db import create_pool
 
 app = typer.Typer(help="API keys: each key belongs to one workspace.", no_args_is_help=True)
 console = Console()

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from shared.db import create_pool
 from shared.settings import Settings
+from store.db import create_pool
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def sender() -> None:
     NURTURE_SEND_FROM_API=false on the API when you run this instead)."""
     import logging
 
-    from workers.sender import serve_sender
+    from services.sender import serve_sender
 
     logging.basicConfig(level=logging.INFO)
     asyncio.run(serve_sender(Settings()))
@@ -99,7 +99,7 @@ def bench(
 @app.command()
 def migrate() -> None:
     """Apply the database migrations to NURTURE_DATABASE_URL."""
-    from shared.db import migrate as run_migrations
+    from store.db import migrate as run_migrations
 
     applied = asyncio.run(run_migrations(Settings().require_database_url()))
     console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")

@@ -23,8 +23,8 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from services.temporal import connect
 from shared.settings import Settings
-from shared.temporal import connect
 from workers.enrollment import EnrollmentWorkflow
 
 WORKFLOW_TYPE = "EnrollmentWorkflow"

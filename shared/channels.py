@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from shared.db import Queryable
 from shared.journey import WEEKDAYS, Duration, SendWindow, TimeZoneName
+from store.db import Queryable
 
 DEFAULT_TIMEZONE = "UTC"
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "whatsapp": "phone"}

@@ -21,15 +21,15 @@ import asyncpg
 from pydantic import ValidationError
 
 from shared.criteria import EventLeaf, ListLeaf, PropertyLeaf, iter_leaves
-from shared.db import Queryable
 from shared.journey import Journey
+from store.db import Queryable
 
 log = logging.getLogger("nurture.relay")
 
 ChangeKind = Literal["contact", "list", "event", "goal"]
 DeliveryKind = Literal["event", "contact", "enter", "enter_after_goal"]
 """`event`: a `contact_event` signal; `contact`: a `contact_changed` snapshot, read when it
-is delivered; `enter`/`enter_after_goal`: an enrollment trigger (`shared.triggers`)."""
+is delivered; `enter`/`enter_after_goal`: an enrollment trigger (`services.triggers`)."""
 
 RUNNING = "running"
 IN_ATTRIBUTION_WINDOW = "in_attribution_window"

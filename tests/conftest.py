@@ -17,8 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import EmbeddedPostgres, free_port, temporal_binary
-from shared.db import create_pool, migrate
 from shared.search_attributes import ALL_KEYS
+from store.db import create_pool, migrate
 
 TEMPLATE_DB = "nurture_template"
 

@@ -30,6 +30,8 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.audience import count_eligible, eligible_page
+from services.enrolling import enroll_many
 from shared.activation import (
     ACTIVATION_PAGE,
     CHUNK_SIZE,
@@ -39,9 +41,8 @@ from shared.activation import (
     BatchProgress,
     BatchStatus,
 )
-from shared.audience import count_eligible, eligible_page
-from shared.enrolling import Enrolled, JourneyRecord, enroll_many
 from shared.enrollment import Unenroll
+from shared.entry import Enrolled, JourneyRecord
 from shared.settings import Settings
 
 T = TypeVar("T")

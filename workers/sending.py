@@ -23,6 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from services.providers import Email
 from shared.channels import (
     CHANNEL_ADDRESS,
     ChannelSettings,
@@ -36,7 +37,6 @@ from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendWindow
 from shared.settings import Settings
 from shared.templates import RenderError, TemplateBody, render
-from workers.channels import Email
 from workers.steps import SendMessageRequest, SendOutcome
 
 SELECT_PROPERTIES = "SELECT properties FROM contacts WHERE workspace = $1 AND id = $2"

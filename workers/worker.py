@@ -16,15 +16,15 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from services.sender import Sender, SenderOptions
+from services.temporal import connect
 from shared.activation import batch_task_queue
-from shared.db import create_pool
 from shared.settings import Settings
-from shared.temporal import connect
+from store.db import create_pool
 from workers.activation import ActivationWorkflow, UnenrollWorkflow
 from workers.activities import JourneyActivities
 from workers.batch_activities import BatchActivities
 from workers.enrollment import EnrollmentWorkflow
-from workers.sender import Sender, SenderOptions
 
 log = logging.getLogger(__name__)
 

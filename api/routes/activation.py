@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
+from services.audience import bulk_enrolls, preview
 from shared import search_attributes as sa
 from shared.activation import (
     ACTIVATION_WORKFLOW,
@@ -30,10 +31,9 @@ from shared.activation import (
     batch_workflow_id,
     describe,
 )
-from shared.audience import bulk_enrolls, preview
-from shared.db import Queryable
 from shared.journey import Journey
 from shared.settings import Settings
+from store.db import Queryable
 
 router = APIRouter()
 

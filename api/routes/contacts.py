@@ -1,7 +1,7 @@
 """Contacts and list memberships, pushed by the caller.
 
 Each write commits the change with a new sequence number and returns; the relay
-(`shared.relay`) delivers it to the enrollments whose journeys read what changed, and
+(`services.relay`) delivers it to the enrollments whose journeys read what changed, and
 enrolls the contact where a journey's list/stage rule now holds.
 """
 
@@ -25,7 +25,7 @@ from api.ingest import (
     lock_contacts,
     with_retry,
 )
-from shared.db import Queryable
+from store.db import Queryable
 
 router = APIRouter(tags=["contacts"])
 

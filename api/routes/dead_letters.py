@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
-from shared.relay import CHANNEL
+from services.relay import CHANNEL
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 

@@ -15,8 +15,9 @@ from temporalio.service import RPCError
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
-from shared.enrolling import Enrolled, JourneyRecord, enroll
+from services.enrolling import enroll
 from shared.enrollment import Outcome, Phase, Unenroll
+from shared.entry import Enrolled, JourneyRecord
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
 

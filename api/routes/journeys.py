@@ -37,12 +37,12 @@ from api.routes.activation import (
     stop_activations,
     unenroll_out,
 )
+from services.audience import bulk_enrolls
 from shared.activation import BatchKind
-from shared.audience import bulk_enrolls
-from shared.db import Queryable
 from shared.journey import Journey
 from shared.settings import Settings
 from shared.validation import JourneyValidation, Problem, validate_journey
+from store.db import Queryable
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
-from shared.db import Queryable
 from shared.journey import Goal, Journey
+from store.db import Queryable
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 

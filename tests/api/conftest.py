@@ -13,8 +13,8 @@ from temporalio.client import Client
 
 from api.main import create_app
 from cli.stack import free_port
-from shared.api_keys import create_key
 from shared.settings import Settings
+from store.api_keys import create_key
 from workers.worker import build_worker
 
 

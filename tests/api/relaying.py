@@ -13,7 +13,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from shared.relay import Relay, RelayOptions
+from services.relay import Relay, RelayOptions
 from shared.settings import Settings
 from tests.api.conftest import eventually
 

@@ -17,9 +17,10 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from services.enrolling import enroll_many
 from shared.activation import BatchProgress, BatchStatus
-from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll_many
 from shared.enrollment import workflow_id
+from shared.entry import Enrolled, JourneyRecord, Refused
 from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
 from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, waiting

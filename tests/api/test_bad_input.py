@@ -19,8 +19,8 @@ from schemathesis.python import asgi
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from shared.api_keys import create_key
 from shared.settings import Settings
+from store.api_keys import create_key
 from tests.api.relaying import journey
 
 EXAMPLES_PER_OPERATION = 40

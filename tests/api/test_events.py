@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from services.relay import Relay
 from shared.enrollment import EnrollmentView
-from shared.relay import Relay
 from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
 from tests.api.relaying import activate, enrollment, journey, relay_running, signals

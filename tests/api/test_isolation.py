@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from cli.stack import EmbeddedPostgres
-from shared.api_keys import create_key
-from shared.db import create_pool
 from shared.settings import Settings
+from store.api_keys import create_key
+from store.db import create_pool
 from tests.api.relaying import journey
 from tests.conftest import TEMPLATE_DB
 

@@ -17,11 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from cli.stack import free_port, start_temporal, stop_process
-from shared.api_keys import create_key
 from shared.enrollment import EnrollmentView
 from shared.journey import Journey
 from shared.routing import Change, InterestCache, OpenEnrollment, by_contact, route
 from shared.settings import Settings
+from store.api_keys import create_key
 from tests.api.conftest import eventually, running_stack
 from tests.api.relaying import activate, enrollment, journey, relay_running, signals
 

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from shared.entry import ContactView, enters, touches_entry
 from shared.routing import Change
-from shared.triggers import ContactView, enters, touches_entry
 from tests.api.conftest import eventually, running_stack
 from tests.api.relaying import activate, enrollment, journey, relay_running, relayed, send
 

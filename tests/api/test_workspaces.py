@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from shared.api_keys import create_key
+from store.api_keys import create_key
 from tests.api.conftest import running_stack
 from tests.api.test_walking_skeleton import skeleton_journey
 

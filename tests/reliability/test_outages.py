@@ -19,8 +19,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process
-from shared.db import create_pool, migrate
 from shared.enrollment import EnrollmentView, Outcome
+from store.db import create_pool, migrate
 from tests.api.conftest import eventually, running_stack
 from tests.api.relaying import activate, journey, send, signals
 from tests.reliability.histories import interrupted

@@ -17,8 +17,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from cli.stack import free_port, port_open
-from shared.api_keys import create_key
 from shared.enrollment import Outcome
+from store.api_keys import create_key
 from tests.api.conftest import eventually
 from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
 from tests.reliability.processes import kill, smtp, start

@@ -223,7 +223,7 @@ async def enroll(
     **input_options: Any,
 ) -> Enrollment:
     """Inserts the journey version, the contact, the enrollment row, then starts the
-    workflow: exactly what `shared.enrolling.enroll` does after its checks."""
+    workflow: exactly what `services.enrolling.enroll` does after its checks."""
     journey_id = journey_id or f"jrn_{uuid.uuid4().hex[:12]}"
     definition = journey.model_dump(mode="json")
     await pool.execute(

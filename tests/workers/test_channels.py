@@ -19,6 +19,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from cli.mail_sink import Mailbox
 from cli.stack import free_port
+from services.sender import Sender
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord
 from shared.journey import SendMessage
 from shared.settings import Settings
@@ -32,7 +33,6 @@ from tests.channel_servers import (
 )
 from tests.workers.conftest import enroll, go_to, journey, send, stage
 from workers.activities import JourneyActivities
-from workers.sender import Sender
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker
 

@@ -1,5 +1,5 @@
 """DESIGN §3.2: enrollment refuses, in order, with a reason code; a refused contact never
-gets a workflow (time-skipping server, shared.enrolling as the API uses it)."""
+gets a workflow (time-skipping server, services.enrolling as the API uses it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll
+from services.enrolling import enroll
 from shared.enrollment import workflow_id
+from shared.entry import Enrolled, JourneyRecord, Refused
 from shared.settings import Settings
 from tests.workers.conftest import WORKSPACE, go_to, journey, stage
 from workers.worker import build_worker

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from services.sender import Sender
 from shared.channels import ChannelSettings, save_settings
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord, Unenroll
 from shared.journey import SendMessage
@@ -24,7 +25,6 @@ from tests.channel_servers import (
 )
 from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, until_state
 from workers.activities import JourneyActivities
-from workers.sender import Sender
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker
 

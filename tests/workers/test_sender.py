@@ -16,11 +16,11 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from services.sender import Sender, SenderOptions
 from shared.settings import Settings
 from tests.api.conftest import eventually, running_stack
 from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
 from workers.activities import JourneyActivities
-from workers.sender import Sender, SenderOptions
 from workers.steps import SendMessageRequest, StepResult
 
 KEY = "enrollment/x:1:email"

@@ -38,7 +38,7 @@ async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncp
 
 
 def migration_files() -> list[tuple[str, str]]:
-    sql_dir = resources.files("shared") / "sql"
+    sql_dir = resources.files("store") / "sql"
     names = sorted(p.name for p in sql_dir.iterdir() if p.name.endswith(".sql"))
     return [(name.removesuffix(".sql"), (sql_dir / name).read_text()) for name in names]
 

@@ -32,10 +32,10 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from services.providers import Email, Handover, PermanentFailure, TransientFailure, Webhook
 from shared.channels import ChannelSettings, load_settings
-from shared.db import create_pool, listen, wait_any
 from shared.settings import Settings
-from workers.channels import Email, Handover, PermanentFailure, TransientFailure, Webhook
+from store.db import create_pool, listen, wait_any
 
 log = logging.getLogger("nurture.sender")
 

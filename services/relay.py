@@ -6,7 +6,7 @@ Ingestion never talks to Temporal: the API commits a change (and the triggers of
 from there, in two steps, each a short transaction over a batch:
 
 1. **Route**: claim queued changes, find the open enrollments of their contacts and the
-   journeys that trigger on them (`shared.routing`, `shared.triggers`: one pass of indexed
+   journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed
    queries per batch), and write one delivery per enrollment that cares.
 2. **Deliver**: claim due deliveries (a lease, so a crashed relay's work is retried),
    signal each enrollment, with bounded concurrency and in sequence order per enrollment,
@@ -33,9 +33,10 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.triggers import ActiveJourneys, contact_views, enter
 from shared.contact import ContactEvent
-from shared.db import listen, wait_any
 from shared.enrollment import ContactChanged
+from shared.entry import candidates, may_trigger
 from shared.routing import (
     CLAIM_CHANGES,
     Change,
@@ -49,7 +50,7 @@ from shared.routing import (
     route,
 )
 from shared.settings import Settings
-from shared.triggers import ActiveJourneys, candidates, contact_views, enter, may_trigger
+from store.db import listen, wait_any
 
 log = logging.getLogger("nurture.relay")
 

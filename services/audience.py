@@ -1,7 +1,7 @@
 """A journey's audience: the contacts activation would enroll, read in pages by contact
 id, and a preview of who would be refused and why (DESIGN §3.2, §3.8).
 
-"Eligible" is the list/stage rule the triggers use (`shared.triggers.enters`): in one of
+"Eligible" is the list/stage rule the triggers use (`shared.entry.enters`): in one of
 the journey's eligible lists (any contact when it names none), with the stage property at
 the start stage's value, or empty with `enroll_empty_stage`. A journey entered by trigger
 (`goal_achieved_in`) has no audience to activate. Does I/O: never imported by workflows.
@@ -15,10 +15,9 @@ from typing import Any
 
 from shared.contact import ContactEvent, ContactState
 from shared.criteria import apply_event
-from shared.db import Queryable
-from shared.enrolling import refusal_for
+from shared.entry import refusal_for, start_value
 from shared.journey import Journey
-from shared.triggers import start_value
+from store.db import Queryable
 
 # $1 workspace, $2 eligible lists, $3 stage property, $4 start value, $5 enroll_empty_stage
 _ELIGIBLE = """

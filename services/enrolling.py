@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -18,11 +16,12 @@ from temporalio.service import RPCError
 
 from shared import search_attributes as sa
 from shared.contact import ContactEvent, ContactState
-from shared.criteria import AnyNode, ListLeaf, apply_event, evaluate, explain
-from shared.db import Queryable
+from shared.criteria import apply_event
 from shared.enrollment import EnrollmentInput, workflow_id
+from shared.entry import Enrolled, JourneyRecord, Refused, refusal_for
 from shared.journey import Journey
 from shared.settings import Settings
+from store.db import Queryable
 
 SELECT_CONTACT = "SELECT properties, seq FROM contacts WHERE workspace = $1 AND id = $2"
 SELECT_LISTS = "SELECT list FROM list_members WHERE workspace = $1 AND contact_id = $2"
@@ -52,39 +51,6 @@ INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation, on
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (workspace, journey_id, contact_id, reason) WHERE once DO NOTHING
 """
-
-
-@dataclass(frozen=True)
-class JourneyRecord:
-    workspace: str
-    id: str
-    version: int
-    status: str
-    goal_epoch: int
-    journey: Journey
-
-    @classmethod
-    def from_row(cls, workspace: str, row: asyncpg.Record) -> JourneyRecord:
-        return cls(
-            workspace=workspace,
-            id=row["id"],
-            version=row["version"],
-            status=row["status"],
-            goal_epoch=row["goal_epoch"],
-            journey=Journey.model_validate(row["definition"]),
-        )
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    workflow_id: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    reason: str
-    message: str
-    explanation: dict[str, Any] | None = None
 
 
 async def load_contact_state(
@@ -117,38 +83,6 @@ async def snapshot_contact_state(
     change the snapshot misses has a higher sequence than any it holds)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         return await load_contact_state(conn, workspace, contact_id, journey)
-
-
-def _lists_explained(lists: list[str], state: ContactState) -> dict[str, Any]:
-    """Membership of any of `lists`, explained leaf by leaf (for the enrollment log)."""
-    criteria = AnyNode(any=[ListLeaf(list=name) for name in lists])
-    return explain(criteria, state).model_dump(mode="json")
-
-
-def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
-    """The first of DESIGN §3.2's refusals that applies (already_enrolled is checked apart)."""
-    lists = set(state.lists)
-    if journey.eligible_lists and not lists & set(journey.eligible_lists):
-        return Refused(
-            "not_eligible",
-            "The contact is in none of the journey's eligible lists.",
-            _lists_explained(journey.eligible_lists, state),
-        )
-    suppressed = sorted(lists & set(journey.suppression_lists))
-    if suppressed:
-        return Refused(
-            "suppressed",
-            f"The contact is in suppression list {suppressed[0]!r}.",
-            _lists_explained(journey.suppression_lists, state),
-        )
-    if journey.goal is not None and evaluate(journey.goal.criteria, state):
-        why = explain(journey.goal.criteria, state)
-        return Refused(
-            "goal_already_met",
-            "The contact already meets the journey's goal.",
-            why.model_dump(mode="json"),
-        )
-    return None
 
 
 async def enroll(

@@ -12,7 +12,7 @@ Two rules:
 
 The relay finds candidates in its routing pass (`candidates()`, pure, over rows fetched
 once for the whole batch), keeps each as a delivery, and `enter()` enrolls it when it is
-delivered, through `shared.enrolling.enroll`: the refusals of DESIGN §3.2 apply and are
+delivered, through `services.enrolling.enroll`: the refusals of DESIGN §3.2 apply and are
 recorded like any other. A contact already in the journey (running or inside its
 attribution window) is not a candidate: the journey's own stage writes must not read as
 attempts to enter again.
@@ -21,20 +21,17 @@ attempts to enter again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
 import asyncpg
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from shared.db import Queryable
-from shared.enrolling import Enrolled, JourneyRecord, Refused, enroll, load_contact_state
-from shared.enrollment import workflow_id
-from shared.journey import Journey
-from shared.routing import Change, Delivery, contact_keys
+from services.enrolling import enroll, load_contact_state
+from shared.entry import ContactView, Enrolled, JourneyRecord, Refused, enters
+from shared.routing import Delivery, contact_keys
 from shared.settings import Settings
+from store.db import Queryable
 
 log = logging.getLogger("nurture.relay")
 
@@ -55,81 +52,6 @@ SELECT id, version, status, goal_epoch, definition FROM journeys WHERE workspace
 SELECT_ENROLLMENT_STATUS = """
 SELECT status FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
 """
-
-
-@dataclass(frozen=True)
-class ContactView:
-    """What the list/stage rule reads of a contact."""
-
-    properties: Mapping[str, Any]
-    lists: frozenset[str]
-
-
-def start_value(journey: Journey) -> str | None:
-    try:
-        return journey.stage_by_key(journey.start_stage).value
-    except KeyError:
-        return None
-
-
-def enters(journey: Journey, contact: ContactView) -> bool:
-    """The list/stage rule: in an eligible list (or none are set), and the stage property
-    at the start stage's value, or empty (missing, null or "") with `enroll_empty_stage`."""
-    if journey.eligible_lists and not contact.lists.intersection(journey.eligible_lists):
-        return False
-    value = contact.properties.get(journey.stage_property)
-    if value is None or value == "":
-        return journey.enroll_empty_stage
-    return value == start_value(journey)
-
-
-def touches_entry(journey: Journey, change: Change) -> bool:
-    """Whether the change may have made the list/stage rule true."""
-    if change.kind == "contact":
-        return change.created or journey.stage_property in (change.changed or {})
-    if change.kind == "list":
-        return change.name in journey.eligible_lists
-    return False
-
-
-def candidates(
-    changes: Iterable[Change],
-    journeys: Mapping[str, Sequence[JourneyRecord]],
-    contacts: Mapping[tuple[str, str], ContactView],
-    enrolled: set[tuple[str, str, str]],
-) -> list[Delivery]:
-    """The trigger deliveries a batch of changes calls for (at most one per contact and
-    journey). `journeys`: the active journeys of each workspace; `enrolled`: (workspace,
-    journey id, contact id) of the open enrollments of the batch's contacts."""
-    found: dict[tuple[str, str], Delivery] = {}
-    for change in changes:
-        for record in journeys.get(change.workspace, ()):
-            key = (record.id, change.contact_id)
-            if key in found or (change.workspace, *key) in enrolled:
-                continue
-            journey = record.journey
-            kind = None
-            if change.kind == "goal":
-                trigger = journey.trigger
-                if trigger and trigger.goal_achieved_in == change.name != record.id:
-                    kind = "enter_after_goal"
-            elif journey.trigger is None and touches_entry(journey, change):
-                contact = contacts.get(change.contact)
-                if contact is not None and enters(journey, contact):
-                    kind = "enter"
-            if kind is not None:
-                found[key] = Delivery(
-                    workspace=change.workspace,
-                    contact_id=change.contact_id,
-                    journey_id=record.id,
-                    workflow_id=workflow_id(change.workspace, record.id, change.contact_id),
-                    kind=kind,  # type: ignore[arg-type]
-                )
-    return list(found.values())
-
-
-def may_trigger(change: Change) -> bool:
-    return change.kind in ("contact", "list", "goal")
 
 
 class ActiveJourneys:
