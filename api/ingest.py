@@ -20,6 +20,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from store import contacts as contacts_store
 from store.db import Queryable
 
 MAX_BATCH = 1000
@@ -84,30 +85,13 @@ def batch_too_large(what: str, count: int) -> ApiError:
     )
 
 
-LOCK_OR_CREATE = """
-INSERT INTO contacts AS c (workspace, id)
-SELECT $1, id FROM unnest($2::text[]) AS id ORDER BY id
-ON CONFLICT (workspace, id) DO UPDATE SET updated_at = c.updated_at
-"""
-LOCK_EXISTING = """
-SELECT id FROM contacts WHERE workspace = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE
-"""
-BUMP_SEQ = """
-UPDATE contacts SET seq = nextval('change_seq'), updated_at = now()
-WHERE workspace = $1 AND id = ANY($2::text[])
-"""
-
-
 async def lock_contacts(
     conn: Queryable, workspace: str, ids: Iterable[str], *, create: bool
 ) -> set[str]:
     """Takes the row lock of each contact, in id order (so two batches never deadlock on
     each other), creating the missing ones when `create`. Returns the ids that exist."""
     wanted = sorted(set(ids))
-    if create:
-        await conn.execute(LOCK_OR_CREATE, workspace, wanted)
-        return set(wanted)
-    return {r["id"] for r in await conn.fetch(LOCK_EXISTING, workspace, wanted)}
+    return await contacts_store.lock(conn, workspace, wanted, create=create)
 
 
 T = TypeVar("T")

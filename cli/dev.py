@@ -18,7 +18,7 @@ from rich.console import Console
 from cli.stack import EmbeddedPostgres, port_open, start_temporal, stop_process
 from shared.settings import Settings
 from store.api_keys import create_key, workspace_for
-from store.db import migrate
+from store.db import create_database, migrate
 
 console = Console()
 DEV_POSTGRES_PORT = 55432
@@ -47,12 +47,7 @@ def _lock(data_dir: Path) -> IO[str]:
 
 
 async def _prepare_database(pg: EmbeddedPostgres) -> str:
-    conn = await asyncpg.connect(pg.url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DEV_DATABASE):
-            await conn.execute(f"CREATE DATABASE {DEV_DATABASE}")
-    finally:
-        await conn.close()
+    await create_database(pg.url, DEV_DATABASE)
     url = pg.url_for(DEV_DATABASE)
     await migrate(url)
     return url

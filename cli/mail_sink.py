@@ -17,15 +17,10 @@ import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from shared.settings import Settings
+from store import mailbox as mailbox_store
 from store.db import create_pool
 
 log = logging.getLogger(__name__)
-
-INSERT_MESSAGE = """
-INSERT INTO dev_mailbox (workspace, mail_from, rcpt_to, subject, message_id, idempotency_key,
-                         text, html, headers)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
 
 
 def _part(msg: EmailMessage, subtype: str) -> str | None:
@@ -54,8 +49,8 @@ class Mailbox:
         msg = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         headers: dict[str, Any] = {k: str(v).strip() for k, v in msg.items()}
-        await self.pool.execute(
-            INSERT_MESSAGE,
+        await mailbox_store.insert_message(
+            self.pool,
             _header(msg, "X-Nurture-Workspace"),
             envelope.mail_from or "",
             list(envelope.rcpt_tos),

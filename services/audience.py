@@ -11,43 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-from shared.contact import ContactEvent, ContactState
-from shared.criteria import apply_event
 from shared.entry import refusal_for, start_value
 from shared.journey import Journey
+from store import contacts as contacts_store
 from store.db import Queryable
-
-# $1 workspace, $2 eligible lists, $3 stage property, $4 start value, $5 enroll_empty_stage
-_ELIGIBLE = """
-c.workspace = $1
-AND (cardinality($2::text[]) = 0 OR EXISTS (
-    SELECT 1 FROM list_members m
-    WHERE m.workspace = c.workspace AND m.contact_id = c.id AND m.list = ANY($2::text[])))
-AND CASE WHEN coalesce(c.properties -> $3::text, 'null') IN ('null'::jsonb, '""'::jsonb)
-         THEN $5::boolean
-         ELSE coalesce(c.properties -> $3 = to_jsonb($4::text), false) END
-"""
-COUNT_ELIGIBLE = f"SELECT count(*) FROM contacts c WHERE {_ELIGIBLE}"
-ELIGIBLE_PAGE = f"""
-SELECT c.id FROM contacts c WHERE {_ELIGIBLE} AND c.id > $6 ORDER BY c.id LIMIT $7
-"""
-# The preview reads what the refusal checks need, a page at a time.
-PREVIEW_PAGE = f"""
-SELECT c.id, c.properties,
-       ARRAY(SELECT m.list FROM list_members m
-             WHERE m.workspace = c.workspace AND m.contact_id = c.id) AS lists,
-       EXISTS (SELECT 1 FROM enrollments e
-               WHERE e.workspace = c.workspace AND e.journey_id = $8 AND e.contact_id = c.id)
-           AS enrolled
-FROM contacts c WHERE {_ELIGIBLE} AND c.id > $6 ORDER BY c.id LIMIT $7
-"""
-PREVIEW_EVENTS = """
-SELECT contact_id, seq, id, type, target, properties, occurred_at FROM events
-WHERE workspace = $1 AND contact_id = ANY($2::text[]) AND type = ANY($3::text[])
-ORDER BY contact_id, seq
-"""
 
 PREVIEW_PAGE_SIZE = 1000
 
@@ -69,7 +37,7 @@ def _rule(journey: Journey) -> tuple[list[str], str, str | None, bool]:
 async def count_eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
     if not bulk_enrolls(journey):
         return 0
-    return int(await conn.fetchval(COUNT_ELIGIBLE, workspace, *_rule(journey)) or 0)
+    return await contacts_store.count_eligible(conn, workspace, _rule(journey))
 
 
 async def eligible_page(
@@ -78,8 +46,7 @@ async def eligible_page(
     """The ids of the next `limit` eligible contacts after `after`, in id order."""
     if not bulk_enrolls(journey):
         return []
-    rows = await conn.fetch(ELIGIBLE_PAGE, workspace, *_rule(journey), after, limit)
-    return [r["id"] for r in rows]
+    return await contacts_store.eligible_page(conn, workspace, _rule(journey), after, limit)
 
 
 @dataclass
@@ -96,31 +63,21 @@ async def preview(conn: Queryable, workspace: str, journey_id: str, journey: Jou
     result = Preview()
     if not bulk_enrolls(journey):
         return result
-    event_types = sorted({leaf.event for leaf in journey.counted_event_leaves()})
     after = ""
     while True:
-        rows = await conn.fetch(
-            PREVIEW_PAGE, workspace, *_rule(journey), after, PREVIEW_PAGE_SIZE, journey_id
+        page = await contacts_store.preview_page(
+            conn, workspace, _rule(journey), journey_id, journey, after, PREVIEW_PAGE_SIZE
         )
-        if not rows:
+        if not page:
             return result
-        events: dict[str, list[Any]] = {}
-        if event_types:
-            ids = [r["id"] for r in rows]
-            for e in await conn.fetch(PREVIEW_EVENTS, workspace, ids, event_types):
-                events.setdefault(e["contact_id"], []).append(e)
-        for row in rows:
+        for _, state in page:
             result.eligible += 1
-            if row["enrolled"]:
+            if state is None:
                 result.refused["already_enrolled"] += 1
                 continue
-            state = ContactState(properties=row["properties"], lists=list(row["lists"]))
-            for e in events.get(row["id"], ()):
-                fields = {k: v for k, v in dict(e).items() if k != "contact_id"}
-                state = apply_event(state, ContactEvent(**fields), journey)
             refusal = refusal_for(journey, state)
             if refusal is None:
                 result.would_enroll += 1
             else:
                 result.refused[refusal.reason] += 1
-        after = rows[-1]["id"]
+        after = page[-1][0]

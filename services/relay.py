@@ -37,60 +37,19 @@ from services.triggers import ActiveJourneys, contact_views, enter
 from shared.contact import ContactEvent
 from shared.enrollment import ContactChanged
 from shared.entry import candidates, may_trigger
-from shared.routing import (
-    CLAIM_CHANGES,
-    Change,
-    Delivery,
-    InterestCache,
-    by_contact,
-    contact_keys,
-    insert_deliveries,
-    load_versions,
-    open_enrollments,
-    route,
-)
+from shared.routing import Delivery, InterestCache, by_contact, route
 from shared.settings import Settings
+from store import changes as changes_store
+from store import contacts as contacts_store
+from store import enrollments as enrollments_store
+from store import events as events_store
+from store import journeys as journeys_store
 from store.db import listen, wait_any
 
 log = logging.getLogger("nurture.relay")
 
 CHANNEL = "nurture_changes"
 
-CLAIM_DUE = """
-UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
-WHERE id IN (
-    SELECT id FROM deliveries WHERE failed_at IS NULL AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
-)
-RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
-"""
-SELECT_EVENTS = """
-SELECT workspace, seq, id, type, target, properties, occurred_at FROM events
-WHERE (workspace, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
-"""
-SELECT_SNAPSHOTS = """
-SELECT c.workspace, c.id, c.seq, c.properties,
-       ARRAY(SELECT m.list FROM list_members m
-             WHERE m.workspace = c.workspace AND m.contact_id = c.id ORDER BY m.list) AS lists
-FROM contacts c
-WHERE (c.workspace, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
-SELECT_STATUSES = "SELECT workflow_id, status FROM enrollments WHERE workflow_id = ANY($1::text[])"
-DELETE_DONE = """
-DELETE FROM deliveries d USING unnest($1::bigint[], $2::int[]) AS x(id, generation)
-WHERE d.id = x.id AND d.generation = x.generation
-"""
-RETRY_LATER = """
-UPDATE deliveries d
-SET attempts = d.attempts + x.counted, last_error = x.error,
-    next_attempt_at = now() + x.delay * interval '1 second'
-FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::int[]) AS x(id, error, delay, counted)
-WHERE d.id = x.id
-"""
-GIVE_UP = """
-UPDATE deliveries d SET failed_at = now(), last_error = x.error
-FROM unnest($1::bigint[], $2::text[]) AS x(id, error) WHERE d.id = x.id
-"""
 
 # Temporal itself is unreachable or overloaded: retry, and do not count it against the
 # delivery (an outage may last hours; nothing is dropped because of it).
@@ -209,13 +168,15 @@ class Relay:
         claim, open enrollments, unknown journey versions, and (when the batch holds
         property, list or goal changes) active journeys and contacts; then one insert."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_CHANGES, limit or self.options.batch_size)
-            if not rows:
+            changes = await changes_store.claim_changes(conn, limit or self.options.batch_size)
+            if not changes:
                 return 0
-            changes = [Change.from_row(r) for r in rows]
-            contacts = {c.contact for c in changes}
-            enrollments = await open_enrollments(conn, contacts)
-            await load_versions(conn, self._versions, (e.version_key for e in enrollments))
+            enrollments = await enrollments_store.open_enrollments(
+                conn, {c.contact for c in changes}
+            )
+            missing = self._versions.missing(e.version_key for e in enrollments)
+            for key, definition in (await journeys_store.versions(conn, missing)).items():
+                self._versions.add(key, definition)
             deliveries = route(changes, by_contact(enrollments), self._versions)
             triggering = [c for c in changes if may_trigger(c)]
             if triggering:
@@ -226,16 +187,13 @@ class Relay:
                     )
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
-            await insert_deliveries(conn, deliveries)
+            await changes_store.insert_deliveries(conn, deliveries)
         return len(changes)
 
     # --- 2. deliver -------------------------------------------------------------------------
 
     async def deliver_once(self) -> int:
-        rows = [
-            dict(r)
-            for r in await self.pool.fetch(CLAIM_DUE, self.options.batch_size, self.options.lease)
-        ]
+        rows = await changes_store.claim_due(self.pool, self.options.batch_size, self.options.lease)
         if not rows:
             return 0
         outcome = Outcome()
@@ -264,25 +222,14 @@ class Relay:
         contact_rows = [r for r in rows if r["kind"] == "contact"]
         events: dict[tuple[str, int], ContactEvent] = {}
         if event_rows:
-            found = await self.pool.fetch(
-                SELECT_EVENTS, [r["workspace"] for r in event_rows], [r["seq"] for r in event_rows]
+            events = await events_store.by_seq(
+                self.pool, [(r["workspace"], r["seq"]) for r in event_rows]
             )
-            for e in found:
-                events[(e["workspace"], e["seq"])] = ContactEvent(
-                    id=e["id"],
-                    seq=e["seq"],
-                    type=e["type"],
-                    target=e["target"],
-                    properties=e["properties"],
-                    occurred_at=e["occurred_at"],
-                )
         snapshots: dict[tuple[str, str], ContactChanged] = {}
         if contact_rows:
-            workspaces, ids = contact_keys((r["workspace"], r["contact_id"]) for r in contact_rows)
-            for c in await self.pool.fetch(SELECT_SNAPSHOTS, workspaces, ids):
-                snapshots[(c["workspace"], c["id"])] = ContactChanged(
-                    seq=c["seq"], properties=c["properties"], lists=list(c["lists"])
-                )
+            snapshots = await contacts_store.snapshots(
+                self.pool, {(r["workspace"], r["contact_id"]) for r in contact_rows}
+            )
         per_workflow: dict[str, list[Signal]] = defaultdict(list)
         pending_snapshots: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in event_rows:
@@ -386,7 +333,8 @@ class Relay:
             # whose row says it runs is not started yet: try again shortly.
             ids = sorted({r["workflow_id"] for r, _ in outcome.missing})
             statuses: dict[str, str] = {
-                r["workflow_id"]: r["status"] for r in await self.pool.fetch(SELECT_STATUSES, ids)
+                r["workflow_id"]: r["status"]
+                for r in await enrollments_store.select_statuses(self.pool, ids)
             }
             for row, error in outcome.missing:
                 if statuses.get(row["workflow_id"]) in (None, "completed"):
@@ -395,24 +343,14 @@ class Relay:
                     self._retry_rows([row], outcome, error, counted=True)
         async with self.pool.acquire() as conn, conn.transaction():
             if outcome.done:
-                await conn.execute(
-                    DELETE_DONE, [i for i, _ in outcome.done], [g for _, g in outcome.done]
-                )
+                await changes_store.delete_done(conn, outcome.done)
             if outcome.retry:
-                await conn.execute(
-                    RETRY_LATER,
-                    [r[0] for r in outcome.retry],
-                    [r[1] for r in outcome.retry],
-                    [r[2] for r in outcome.retry],
-                    [r[3] for r in outcome.retry],
-                )
+                await changes_store.retry_later(conn, outcome.retry)
             if outcome.failed:
                 log.error(
                     "relay: %d deliveries given up: %s", len(outcome.failed), outcome.failed[0][1]
                 )
-                await conn.execute(
-                    GIVE_UP, [i for i, _ in outcome.failed], [e for _, e in outcome.failed]
-                )
+                await changes_store.give_up(conn, outcome.failed)
 
 
 def _is_connection_error(exc: Exception) -> bool:

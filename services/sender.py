@@ -35,55 +35,12 @@ from asyncpg.pool import PoolConnectionProxy
 from services.providers import Email, Handover, PermanentFailure, TransientFailure, Webhook
 from shared.channels import ChannelSettings, load_settings
 from shared.settings import Settings
+from store import outbox as outbox_store
 from store.db import create_pool, listen, wait_any
 
 log = logging.getLogger("nurture.sender")
 
 CHANNEL = "nurture_outbox"
-
-SELECT_DUE = """
-SELECT idempotency_key FROM outbox
-WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-  AND NOT idempotency_key = ANY($2::text[])
-ORDER BY next_attempt_at LIMIT $1
-"""
-TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
-SELECT_ROW = """
-SELECT idempotency_key, workspace, workflow_id, journey_id, contact_id, kind, channel,
-       payload, attempts
-FROM outbox
-WHERE idempotency_key = $1 AND status IN ('queued', 'sending') AND next_attempt_at <= now()
-"""
-HANDING_OVER = """
-WITH prev AS (SELECT status, answer FROM outbox WHERE idempotency_key = $1 FOR UPDATE)
-UPDATE outbox o
-SET status = 'sending',
-    answer = CASE WHEN prev.status <> 'sending' THEN prev.answer ELSE jsonb_build_object(
-                 'resends', coalesce((prev.answer->>'resends')::int, 0) + 1) END
-FROM prev
-WHERE o.idempotency_key = $1 AND prev.status IN ('queued', 'sending')
-RETURNING coalesce((o.answer->>'resends')::int, 0)
-"""
-KEEP_RESENDS = """
-CASE WHEN answer ? 'resends' THEN $2::jsonb || jsonb_build_object('resends', answer->'resends')
-     ELSE $2::jsonb END
-"""
-DELIVERED = f"""
-UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = {KEEP_RESENDS},
-                  attempts = attempts + 1, last_error = NULL
-WHERE idempotency_key = $1
-"""
-FAILED = f"""
-UPDATE outbox SET status = 'failed', failed_at = now(), answer = {KEEP_RESENDS},
-                  last_error = $3, attempts = attempts + 1
-WHERE idempotency_key = $1
-"""
-ATTEMPT_FAILED = """
-UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-                  status = CASE WHEN $3 THEN 'queued' ELSE status END,
-                  next_attempt_at = now() + $4 * interval '1 second'
-WHERE idempotency_key = $1
-"""
 
 
 @dataclass(frozen=True)
@@ -115,12 +72,12 @@ class _Recorded(Handover):
         self.resends: int | None = None  # set once this attempt has begun the hand-over
 
     async def begin(self) -> None:
-        self.resends = await self.conn.fetchval(HANDING_OVER, self.key)
+        self.resends = await outbox_store.handing_over(self.conn, self.key)
         if self.resends is None:
             raise Superseded(self.key)
 
     async def done(self, answer: dict[str, Any]) -> None:
-        await self.conn.execute(DELIVERED, self.key, answer)
+        await outbox_store.delivered(self.conn, self.key, answer)
 
 
 class Sender:
@@ -176,12 +133,12 @@ class Sender:
         now = asyncio.get_running_loop().time()
         self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > now}
         skip = [*self.in_flight, *self._elsewhere]
-        keys = [r[0] for r in await self.pool.fetch(SELECT_DUE, free, skip)]
+        keys = [r[0] for r in await outbox_store.select_due(self.pool, free, skip)]
         started = 0
         for key in keys:
             conn = await self.pool.acquire()
             try:
-                locked = await conn.fetchval(TRY_LOCK, key)
+                locked = await outbox_store.try_lock(conn, key)
             except BaseException:
                 await self.pool.release(conn)
                 raise
@@ -216,7 +173,7 @@ class Sender:
         connection (the pool resets it) releases the lock."""
         row = None
         try:
-            row = await conn.fetchrow(SELECT_ROW, key)
+            row = await outbox_store.select_row(conn, key)
             if row is None:
                 return
             ws = await load_settings(conn, row["workspace"])
@@ -227,8 +184,8 @@ class Sender:
             log.exception("sender: %s could not be handed over; it is tried again", key)
             delay = self.options.backoff(row["attempts"] if row is not None else 0)
             with suppress(Exception):
-                await conn.execute(
-                    ATTEMPT_FAILED, key, f"{type(exc).__name__}: {exc}", False, delay
+                await outbox_store.attempt_failed(
+                    conn, key, f"{type(exc).__name__}: {exc}", False, delay
                 )
         finally:
             await self.pool.release(conn)
@@ -243,13 +200,13 @@ class Sender:
         except Superseded:
             return
         except PermanentFailure as exc:
-            await conn.execute(FAILED, key, exc.answer, str(exc))
+            await outbox_store.failed(conn, key, exc.answer, str(exc))
         except TransientFailure as exc:
             # queued again only if this attempt's own hand-over surely did not deliver; a
             # row left `sending` by an earlier attempt stays so (that copy may be out there)
             requeue = handover.resends is not None and not exc.maybe_delivered
             delay = self.options.backoff(row["attempts"])
-            await conn.execute(ATTEMPT_FAILED, key, str(exc), requeue, delay)
+            await outbox_store.attempt_failed(conn, key, str(exc), requeue, delay)
             log.info("sender: %s failed (%s); next attempt in %.0f s", key, exc, delay)
 
     async def _send(

@@ -27,31 +27,16 @@ import asyncpg
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from services.enrolling import enroll, load_contact_state
+from services.enrolling import enroll
 from shared.entry import ContactView, Enrolled, JourneyRecord, Refused, enters
-from shared.routing import Delivery, contact_keys
+from shared.routing import Delivery
 from shared.settings import Settings
+from store import contacts as contacts_store
+from store import enrollments as enrollments_store
+from store import journeys as journeys_store
 from store.db import Queryable
 
 log = logging.getLogger("nurture.relay")
-
-SELECT_ACTIVE_JOURNEYS = """
-SELECT workspace, id, version, status, goal_epoch, definition FROM journeys
-WHERE workspace = ANY($1::text[]) AND status = 'active'
-"""
-SELECT_CONTACTS = """
-SELECT c.workspace, c.id, c.properties,
-       ARRAY(SELECT m.list FROM list_members m
-             WHERE m.workspace = c.workspace AND m.contact_id = c.id) AS lists
-FROM contacts c
-WHERE (c.workspace, c.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
-SELECT_JOURNEY = """
-SELECT id, version, status, goal_epoch, definition FROM journeys WHERE workspace = $1 AND id = $2
-"""
-SELECT_ENROLLMENT_STATUS = """
-SELECT status FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
-"""
 
 
 class ActiveJourneys:
@@ -69,7 +54,7 @@ class ActiveJourneys:
         if not names:
             return {}
         active: dict[str, list[JourneyRecord]] = {}
-        for row in await conn.fetch(SELECT_ACTIVE_JOURNEYS, names):
+        for row in await journeys_store.active_journeys(conn, names):
             key = (row["workspace"], row["id"], row["version"], row["goal_epoch"])
             record = self._parsed.get(key)
             if record is None:
@@ -88,13 +73,9 @@ class ActiveJourneys:
 async def contact_views(
     conn: Queryable, contacts: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], ContactView]:
-    workspaces, ids = contact_keys(contacts)
-    if not ids:
-        return {}
-    rows = await conn.fetch(SELECT_CONTACTS, workspaces, ids)
-    return {
-        (r["workspace"], r["id"]): ContactView(r["properties"], frozenset(r["lists"])) for r in rows
-    }
+    """What the list/stage rule reads of each (workspace, contact id)."""
+    found = await contacts_store.views(conn, contacts)
+    return {key: ContactView(props, lists) for key, (props, lists) in found.items()}
 
 
 async def enter(
@@ -105,18 +86,18 @@ async def enter(
     of the contact as it is now. None: nothing to do. Raises `RPCError` when Temporal did
     not take the start (the relay retries)."""
     ws, contact_id = delivery.workspace, delivery.contact_id
-    row = await pool.fetchrow(SELECT_JOURNEY, ws, delivery.journey_id)
+    row = await journeys_store.journey(pool, ws, delivery.journey_id)
     if row is None or row["status"] != "active":
         return None
     record = JourneyRecord.from_row(ws, row)
     journey = record.journey
-    status = await pool.fetchval(SELECT_ENROLLMENT_STATUS, ws, record.id, contact_id)
+    status = await enrollments_store.status_of(pool, ws, record.id, contact_id)
     if status is not None and status != "completed":
         return None
     if delivery.kind == "enter":
         if journey.trigger is not None:
             return None
-        state = await load_contact_state(pool, ws, contact_id, journey)
+        state = await contacts_store.journey_state(pool, ws, contact_id, journey)
         if state is None or not enters(
             journey, ContactView(state.properties, frozenset(state.lists))
         ):

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.journey import WEEKDAYS, Duration, SendWindow, TimeZoneName
+from store import workspaces as workspaces_store
 from store.db import Queryable
 
 DEFAULT_TIMEZONE = "UTC"
@@ -68,22 +69,8 @@ class ChannelSettings(BaseModel):
     frequency_cap: FrequencyCap | None = None
 
 
-SELECT_SETTINGS = """
-SELECT webhook_url, webhook_secret, email_from, timezone, send_window, frequency_cap
-FROM channel_settings WHERE workspace = $1
-"""
-UPSERT_SETTINGS = """
-INSERT INTO channel_settings (workspace, webhook_url, webhook_secret, email_from, timezone,
-                              send_window, frequency_cap, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-ON CONFLICT (workspace) DO UPDATE
-SET webhook_url = $2, webhook_secret = $3, email_from = $4, timezone = $5,
-    send_window = $6, frequency_cap = $7, updated_at = now()
-"""
-
-
 async def load_settings(conn: Queryable, workspace: str) -> ChannelSettings:
-    row = await conn.fetchrow(SELECT_SETTINGS, workspace)
+    row = await workspaces_store.select_settings(conn, workspace)
     if row is None:
         return ChannelSettings()
     webhook = None
@@ -100,8 +87,8 @@ async def load_settings(conn: Queryable, workspace: str) -> ChannelSettings:
 
 async def save_settings(conn: Queryable, workspace: str, settings: ChannelSettings) -> None:
     hook = settings.webhook
-    await conn.execute(
-        UPSERT_SETTINGS,
+    await workspaces_store.upsert_settings(
+        conn,
         workspace,
         str(hook.url) if hook else None,
         hook.secret.get_secret_value() if hook else None,

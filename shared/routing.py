@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from shared.criteria import EventLeaf, ListLeaf, PropertyLeaf, iter_leaves
 from shared.journey import Journey
-from store.db import Queryable
 
 log = logging.getLogger("nurture.relay")
 
@@ -242,76 +241,7 @@ def by_contact(
     return grouped
 
 
-# --- the one pass of indexed queries ---------------------------------------------------------
-
-CLAIM_CHANGES = """
-DELETE FROM change_queue WHERE id IN (
-    SELECT id FROM change_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-)
-RETURNING id, workspace, contact_id, kind, seq, name, changed, created
-"""
-# enrollments_by_contact is partial on status <> 'completed': the same predicate uses it.
-SELECT_OPEN_ENROLLMENTS = """
-SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status, stage, end_value
-FROM enrollments
-WHERE (workspace, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-  AND status <> 'completed'
-"""
-SELECT_VERSIONS = """
-SELECT workspace, journey_id, version, definition FROM journey_versions
-WHERE (workspace, journey_id, version) IN (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
-)
-"""
-INSERT_DELIVERIES = """
-INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-ON CONFLICT (workflow_id, kind, seq) DO UPDATE
-SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
-"""
-
-
 def contact_keys(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     """(workspaces, contact ids) as two arrays for `unnest`."""
     pairs = sorted(set(keys))
     return [w for w, _ in pairs], [c for _, c in pairs]
-
-
-async def open_enrollments(
-    conn: Queryable, contacts: Iterable[tuple[str, str]]
-) -> list[OpenEnrollment]:
-    workspaces, ids = contact_keys(contacts)
-    if not ids:
-        return []
-    rows = await conn.fetch(SELECT_OPEN_ENROLLMENTS, workspaces, ids)
-    return [OpenEnrollment.from_row(r) for r in rows]
-
-
-async def load_versions(
-    conn: Queryable, cache: InterestCache, keys: Iterable[tuple[str, str, int]]
-) -> None:
-    """Fetches the journey versions the cache does not hold yet (one query)."""
-    missing = cache.missing(keys)
-    if not missing:
-        return
-    rows = await conn.fetch(
-        SELECT_VERSIONS, [k[0] for k in missing], [k[1] for k in missing], [k[2] for k in missing]
-    )
-    for row in rows:
-        cache.add((row["workspace"], row["journey_id"], row["version"]), row["definition"])
-
-
-async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
-    if not deliveries:
-        return
-    # in key order, so that two relays inserting overlapping rows never deadlock
-    deliveries = sorted(deliveries, key=lambda d: (d.workflow_id, d.kind, d.seq))
-    await conn.execute(
-        INSERT_DELIVERIES,
-        [d.workspace for d in deliveries],
-        [d.contact_id for d in deliveries],
-        [d.journey_id for d in deliveries],
-        [d.workflow_id for d in deliveries],
-        [d.kind for d in deliveries],
-        [d.seq for d in deliveries],
-    )

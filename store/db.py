@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger("nurture.db")
+
+Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+"""Anything a statement can run on: the pool, a connection, or one borrowed from the pool."""
 
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -35,6 +38,21 @@ async def create_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncp
     )
     assert pool is not None
     return pool
+
+
+async def create_database(url: str, name: str) -> None:
+    """Creates database `name` on the server at `url` unless it exists (`name` is ours)."""
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def ping(conn: Queryable) -> None:
+    """A round trip to Postgres (health checks)."""
+    await conn.fetchval("SELECT 1")
 
 
 def migration_files() -> list[tuple[str, str]]:
@@ -63,8 +81,10 @@ async def migrate(url: str) -> list[str]:
         await conn.close()
 
 
-Queryable = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
-"""Anything a statement can run on: the pool, a connection, or one borrowed from the pool."""
+def pairs(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(workspace, id) pairs as two arrays for `unnest`, sorted and without repeats."""
+    ordered = sorted(set(keys))
+    return [w for w, _ in ordered], [i for _, i in ordered]
 
 
 async def wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

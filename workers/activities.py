@@ -33,7 +33,10 @@ from shared.enrollment import (
 from shared.journey import Journey
 from shared.settings import Settings
 from shared.templates import render_lenient
-from workers.sending import SELECT_PROPERTIES, Sending, idempotency_key
+from store import contacts as contacts_store
+from store import enrollments as enrollments_store
+from store import metrics as metrics_store
+from workers.sending import Sending, idempotency_key
 from workers.steps import (
     CREATE_TASK,
     RECORD_STEPS,
@@ -49,100 +52,6 @@ from workers.steps import (
 )
 
 __all__ = ["JourneyActivities", "idempotency_key"]
-
-INSERT_STEP = """
-INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,
-                              at, stage, action, result, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (workflow_id, step_seq) DO NOTHING
-RETURNING step_seq
-"""
-RECORDED_WRITES = """
-SELECT contact_seq, refused_writes FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
-"""
-RECORD_WRITES = """
-UPDATE enrollment_steps SET contact_seq = $3, refused_writes = $4
-WHERE workflow_id = $1 AND step_seq = $2
-"""
-SET_ENROLLMENT_STAGE = "UPDATE enrollments SET stage = $2 WHERE workflow_id = $1"
-STAGE_ENTERED = """
-INSERT INTO stage_stats AS s (workspace, journey_id, stage, entered, active)
-VALUES ($1, $2, $3, 1, 1)
-ON CONFLICT (workspace, journey_id, stage)
-DO UPDATE SET entered = s.entered + 1, active = s.active + 1
-"""
-STAGE_LEFT = """
-UPDATE stage_stats SET active = active - 1
-WHERE workspace = $1 AND journey_id = $2 AND stage = $3
-"""
-PATH_TAKEN = """
-INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
-VALUES ($1, $2, $3, $4, 1)
-ON CONFLICT (workspace, journey_id, from_stage, to_node) DO UPDATE SET count = p.count + 1
-"""
-# Dated stage moves: the metrics of a cohort of enrollment dates (?since=&until=).
-STAGE_MOVE = """
-INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
-SELECT workspace, journey_id, enrolled_at, $2, $3, $4 FROM enrollments WHERE workflow_id = $1
-"""
-WRITE_PROPERTY = """
-INSERT INTO contacts AS c (workspace, id, properties)
-VALUES ($1, $2, jsonb_build_object($3::text, $4::jsonb))
-ON CONFLICT (workspace, id) DO UPDATE
-SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
-    seq = nextval('change_seq'), updated_at = now()
-RETURNING seq
-"""
-# The journey's stage writes: a caller's value committed meanwhile wins (no row: refused).
-WRITE_PROPERTY_IF = WRITE_PROPERTY.replace(
-    "RETURNING seq",
-    """WHERE c.properties -> $3::text IS NOT DISTINCT FROM $5::jsonb
-   OR c.properties -> $3::text = $4::jsonb
-RETURNING seq""",
-)
-ADD_MEMBER = """
-INSERT INTO list_members (workspace, list, contact_id) VALUES ($1, $2, $3)
-ON CONFLICT DO NOTHING
-"""
-TOUCH_CONTACT = """
-INSERT INTO contacts AS c (workspace, id) VALUES ($1, $2)
-ON CONFLICT (workspace, id) DO UPDATE SET seq = nextval('change_seq'), updated_at = now()
-RETURNING seq
-"""
-END_ENROLLMENT = """
-UPDATE enrollments
-SET outcome = $2, end_value = $3, status = $4, ended_at = $5, goal_met_seq = $6,
-    completed_at = CASE WHEN $4 = 'completed' THEN $5 ELSE completed_at END
-WHERE workflow_id = $1
-"""
-COMPLETE_ENROLLMENT = """
-UPDATE enrollments SET status = 'completed', completed_at = $2 WHERE workflow_id = $1
-"""
-MARKETING_SENT = "UPDATE enrollments SET marketing_sent = true WHERE workflow_id = $1"
-SELECT_ENROLLMENT = """
-SELECT marketing_sent, outcome FROM enrollments WHERE workflow_id = $1
-"""
-# Other enrollments of the same contact that could take the credit for a goal met after
-# this one ended (DESIGN §3.6): still running, or left with goal_met at the same change.
-SELECT_RIVALS = """
-SELECT e.journey_id, v.definition
-FROM enrollments e
-JOIN journey_versions v
-  ON v.workspace = e.workspace AND v.journey_id = e.journey_id AND v.version = e.journey_version
-WHERE e.workspace = $1 AND e.contact_id = $2 AND e.journey_id <> $3
-  AND (e.status = 'running' OR (e.outcome = 'goal_met' AND e.goal_met_seq = $4))
-"""
-SELECT_OWN_GOAL = """
-SELECT v.definition FROM enrollments e
-JOIN journey_versions v
-  ON v.workspace = e.workspace AND v.journey_id = e.journey_id AND v.version = e.journey_version
-WHERE e.workflow_id = $1
-"""
-INSERT_CONVERSION = """
-INSERT INTO conversions (workspace, journey_id, contact_id, goal_epoch, converted_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT DO NOTHING
-"""
 
 
 def _written(
@@ -191,7 +100,7 @@ class JourneyActivities:
             if new:
                 decided = await self.sending.queue_message(conn, request, step)
                 if action.marketing and decided.status == "sending":
-                    await conn.execute(MARKETING_SENT, ref.workflow_id)
+                    await enrollments_store.marketing_sent(conn, ref.workflow_id)
             else:
                 decided = await self.sending.recorded(conn, ref, step.step_seq)
         result.send = await self._deliver(ref, step, decided)
@@ -236,8 +145,8 @@ class JourneyActivities:
             if step is None:
                 return result
             if new:
-                props = await conn.fetchval(SELECT_PROPERTIES, ref.workspace, ref.contact_id)
-                payload = rendered(dict(props) if props is not None else request.properties)
+                props = await contacts_store.properties(conn, ref.workspace, ref.contact_id)
+                payload = rendered(props if props is not None else request.properties)
                 decided = await self.sending.queue_internal(conn, ref, step, kind, payload)
             else:
                 decided = await self.sending.recorded(conn, ref, step.step_seq)
@@ -292,8 +201,8 @@ class JourneyActivities:
     ) -> bool:
         """Inserts the log row; runs its effects only when the row is new. True if new.
         What its property writes came to is kept with the row, so a retry reports it too."""
-        inserted = await conn.fetchval(
-            INSERT_STEP,
+        inserted = await enrollments_store.insert_step(
+            conn,
             ref.workflow_id,
             record.step_seq,
             ref.workspace,
@@ -308,7 +217,9 @@ class JourneyActivities:
         writes = [e for e in record.effects if isinstance(e, (WriteProperty, AddToList))]
         if inserted is None:
             if writes:
-                row = await conn.fetchrow(RECORDED_WRITES, ref.workflow_id, record.step_seq)
+                row = await enrollments_store.recorded_writes(
+                    conn, ref.workflow_id, record.step_seq
+                )
                 if row is not None:
                     _written(result, row["contact_seq"], writes, row["refused_writes"] or [])
             return False
@@ -317,8 +228,8 @@ class JourneyActivities:
         refused: list[str] = []
         for effect in record.effects:
             if isinstance(effect, WriteProperty) and effect.conditional:
-                written = await conn.fetchval(
-                    WRITE_PROPERTY_IF,
+                written = await contacts_store.write_property_if(
+                    conn,
                     ref.workspace,
                     ref.contact_id,
                     effect.property,
@@ -333,7 +244,9 @@ class JourneyActivities:
                 continue
             seq = await self._effect(conn, ref, record, effect) or seq
         if writes:
-            await conn.execute(RECORD_WRITES, ref.workflow_id, record.step_seq, seq, refused)
+            await enrollments_store.record_writes(
+                conn, ref.workflow_id, record.step_seq, seq, refused
+            )
             if seq is not None or refused:
                 _written(result, seq, writes, refused)
         return True
@@ -344,22 +257,19 @@ class JourneyActivities:
         ws, journey = ref.workspace, ref.journey_id
         match effect:
             case EnterStage(stage=stage, from_stage=from_stage):
-                await conn.execute(SET_ENROLLMENT_STAGE, ref.workflow_id, stage)
-                await conn.execute(STAGE_ENTERED, ws, journey, stage)
-                await conn.execute(STAGE_MOVE, ref.workflow_id, record.at, from_stage, stage)
+                await enrollments_store.set_enrollment_stage(conn, ref.workflow_id, stage)
+                await metrics_store.stage_entered(conn, ws, journey, stage)
+                await metrics_store.stage_move(conn, ref.workflow_id, record.at, from_stage, stage)
                 if from_stage is not None:
-                    await conn.execute(STAGE_LEFT, ws, journey, from_stage)
-                    await conn.execute(PATH_TAKEN, ws, journey, from_stage, stage)
+                    await metrics_store.stage_left(conn, ws, journey, from_stage)
+                    await metrics_store.path_taken(conn, ws, journey, from_stage, stage)
             case WriteProperty(property=name, value=value):
-                seq: int = await conn.fetchval(WRITE_PROPERTY, ws, ref.contact_id, name, value)
-                return seq
+                return await contacts_store.write_property(conn, ws, ref.contact_id, name, value)
             case AddToList(list=name):
-                await conn.execute(ADD_MEMBER, ws, name, ref.contact_id)
-                touched: int = await conn.fetchval(TOUCH_CONTACT, ws, ref.contact_id)
-                return touched
+                return await contacts_store.join_list(conn, ws, name, ref.contact_id)
             case EndEnrollment():
-                await conn.execute(
-                    END_ENROLLMENT,
+                await enrollments_store.end_enrollment(
+                    conn,
                     ref.workflow_id,
                     effect.outcome.value,
                     effect.end_value,
@@ -368,15 +278,17 @@ class JourneyActivities:
                     effect.goal_met_seq,
                 )
                 if effect.from_stage is not None:
-                    await conn.execute(STAGE_LEFT, ws, journey, effect.from_stage)
-                    await conn.execute(PATH_TAKEN, ws, journey, effect.from_stage, effect.to_node)
-                    await conn.execute(
-                        STAGE_MOVE, ref.workflow_id, record.at, effect.from_stage, effect.to_node
+                    await metrics_store.stage_left(conn, ws, journey, effect.from_stage)
+                    await metrics_store.path_taken(
+                        conn, ws, journey, effect.from_stage, effect.to_node
+                    )
+                    await metrics_store.stage_move(
+                        conn, ref.workflow_id, record.at, effect.from_stage, effect.to_node
                     )
             case Convert():
                 await self._convert(conn, ref, record, effect)
             case Complete():
-                await conn.execute(COMPLETE_ENROLLMENT, ref.workflow_id, record.at)
+                await enrollments_store.complete_enrollment(conn, ref.workflow_id, record.at)
         return None
 
     async def _convert(
@@ -385,31 +297,26 @@ class JourneyActivities:
         """Counts the conversion when DESIGN §3.6 allows it. `marketing_sent` is read from
         the row, not trusted from the workflow: it is set in the same transaction as the
         outbox row, so even a send that raced an exit's cancellation is seen right."""
-        row = await conn.fetchrow(SELECT_ENROLLMENT, ref.workflow_id)
+        row = await enrollments_store.conversion_facts(conn, ref.workflow_id)
         if row is None or not row["marketing_sent"] or row["outcome"] == Outcome.SUPPRESSED:
             return
         if effect.after_end and await self._credit_goes_elsewhere(conn, ref, effect):
             return
-        await conn.execute(
-            INSERT_CONVERSION,
-            ref.workspace,
-            ref.journey_id,
-            ref.contact_id,
-            ref.goal_epoch,
-            record.at,
+        await metrics_store.insert_conversion(
+            conn, ref.workspace, ref.journey_id, ref.contact_id, ref.goal_epoch, record.at
         )
 
     async def _credit_goes_elsewhere(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, effect: Convert
     ) -> bool:
-        own = await conn.fetchval(SELECT_OWN_GOAL, ref.workflow_id)
+        own = await enrollments_store.select_own_goal(conn, ref.workflow_id)
         if own is None:
             return False
         goal = Journey.model_validate(own).goal
         if goal is None:
             return False
-        rivals = await conn.fetch(
-            SELECT_RIVALS, ref.workspace, ref.contact_id, ref.journey_id, effect.goal_met_seq
+        rivals = await enrollments_store.select_rivals(
+            conn, ref.workspace, ref.contact_id, ref.journey_id, effect.goal_met_seq
         )
         for rival in rivals:
             other = Journey.model_validate(rival["definition"]).goal

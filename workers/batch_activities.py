@@ -44,54 +44,13 @@ from shared.activation import (
 from shared.enrollment import Unenroll
 from shared.entry import Enrolled, JourneyRecord
 from shared.settings import Settings
+from store import batches as batches_store
+from store import enrollments as enrollments_store
+from store import journeys as journeys_store
 
 T = TypeVar("T")
 U = TypeVar("U")
 
-SELECT_BATCH = """
-SELECT status, total, processed, done, skipped, cursor, stop_reason, started_at
-FROM journey_batches WHERE workspace = $1 AND journey_id = $2 AND batch = $3
-"""
-LOCK_BATCH = SELECT_BATCH + " FOR UPDATE"
-SELECT_JOURNEY = """
-SELECT id, version, status, goal_epoch, definition FROM journeys
-WHERE workspace = $1 AND id = $2
-"""
-SHARE_JOURNEY = SELECT_JOURNEY + " FOR SHARE"
-SET_TOTAL = """
-UPDATE journey_batches SET total = $4, updated_at = now()
-WHERE workspace = $1 AND journey_id = $2 AND batch = $3 AND total IS NULL
-"""
-ADVANCE = """
-UPDATE journey_batches
-SET cursor = $4, processed = processed + $5, done = done + $6, skipped = $7, updated_at = now()
-WHERE workspace = $1 AND journey_id = $2 AND batch = $3
-RETURNING status, total, processed, done, skipped, cursor, stop_reason
-"""
-FINISH = """
-UPDATE journey_batches
-SET status = $4, stop_reason = coalesce(stop_reason, $5), finished_at = now(), updated_at = now()
-WHERE workspace = $1 AND journey_id = $2 AND batch = $3 AND status = 'running'
-"""
-EXISTING_ENROLLMENTS = """
-SELECT contact_id, workflow_id, status, enrolled_at >= $4 AS since_batch FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[])
-"""
-REFUSED_SINCE = """
-SELECT DISTINCT ON (contact_id) contact_id, reason FROM refusals
-WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[]) AND refused_at >= $4
-ORDER BY contact_id, refused_at DESC
-"""
-DELETE_ORPHAN = "DELETE FROM enrollments WHERE workflow_id = $1 AND status = 'running'"
-RUNNING_PAGE = """
-SELECT contact_id, workflow_id FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3 AND status = ANY($4::text[])
-  AND enrolled_at < $5
-ORDER BY contact_id LIMIT $6
-"""
-STILL_OPEN = """
-SELECT workflow_id FROM enrollments WHERE workflow_id = ANY($1::text[]) AND status = ANY($2::text[])
-"""
 
 WORKER_SHUTDOWN = "WorkerShutdown"
 RECORD_WAIT_SECONDS = 60.0
@@ -167,7 +126,7 @@ class BatchActivities:
         progress = _progress(row)
         if progress.finished:
             return progress
-        journey_row = await self.pool.fetchrow(SELECT_JOURNEY, input.workspace, input.journey_id)
+        journey_row = await journeys_store.journey(self.pool, input.workspace, input.journey_id)
         if (reason := _why_stop(journey_row, input)) is not None:
             return await self._finish(input, BatchStatus.STOPPED, reason)
         assert journey_row is not None
@@ -177,7 +136,7 @@ class BatchActivities:
             return await self._finish(input, BatchStatus.STOPPED, "journey_invalid")
         if progress.total is None:
             total = await count_eligible(self.pool, input.workspace, record.journey)
-            await self.pool.execute(SET_TOTAL, *_key(input), total)
+            await batches_store.set_total(self.pool, _key(input), total)
             progress.total = total
         ids = await eligible_page(
             self.pool, input.workspace, record.journey, progress.cursor, input.page_size
@@ -205,27 +164,29 @@ class BatchActivities:
         enrollments it tried to start (what the rate counts)."""
         temporal = activity.client()
         async with self.pool.acquire() as conn, conn.transaction():
-            journey_row = await conn.fetchrow(SHARE_JOURNEY, input.workspace, input.journey_id)
-            batch = await conn.fetchrow(LOCK_BATCH, *_key(input))
+            journey_row = await journeys_store.journey(
+                conn, input.workspace, input.journey_id, "share"
+            )
+            batch = await batches_store.lock_batch(conn, _key(input))
             assert batch is not None
             if batch["status"] != BatchStatus.RUNNING:
                 return _progress(batch), 0
             if (reason := _why_stop(journey_row, input)) is not None:
-                await conn.execute(FINISH, *_key(input), BatchStatus.STOPPED.value, reason)
-                return _progress(await conn.fetchrow(SELECT_BATCH, *_key(input))), 0
+                await batches_store.finish(conn, _key(input), BatchStatus.STOPPED.value, reason)
+                return _progress(await batches_store.progress(conn, _key(input))), 0
 
             tally: Counter[str] = Counter(batch["skipped"])
             started = 0
             existing = {
                 r["contact_id"]: r
-                for r in await conn.fetch(
-                    EXISTING_ENROLLMENTS, input.workspace, input.journey_id, list(chunk), since
+                for r in await enrollments_store.existing_enrollments(
+                    conn, input.workspace, input.journey_id, list(chunk), since
                 )
             }
             refused = {
                 r["contact_id"]: r["reason"]
-                for r in await conn.fetch(
-                    REFUSED_SINCE, input.workspace, input.journey_id, list(chunk), since
+                for r in await enrollments_store.refused_since(
+                    conn, input.workspace, input.journey_id, list(chunk), since
                 )
             }
             to_enroll: list[str] = []
@@ -265,8 +226,8 @@ class BatchActivities:
                         started += 1
                     else:
                         tally[result.reason] += 1
-            row = await conn.fetchrow(
-                ADVANCE, *_key(input), chunk[-1], len(chunk), started, dict(tally)
+            row = await batches_store.advance(
+                conn, _key(input), chunk[-1], len(chunk), started, dict(tally)
             )
         return _progress(row), len(to_enroll)
 
@@ -287,8 +248,8 @@ class BatchActivities:
         if progress.finished:
             return progress
         statuses = _open_statuses(input)
-        page = await self.pool.fetch(
-            RUNNING_PAGE,
+        page = await enrollments_store.running_page(
+            self.pool,
             input.workspace,
             input.journey_id,
             progress.cursor,
@@ -307,7 +268,9 @@ class BatchActivities:
         temporal = activity.client()
         request = Unenroll(reason=input.reason)
         ids = [r["workflow_id"] for r in chunk]
-        open_now = {r["workflow_id"] for r in await self.pool.fetch(STILL_OPEN, ids, statuses)}
+        open_now = {
+            r["workflow_id"] for r in await enrollments_store.still_open(self.pool, ids, statuses)
+        }
 
         def signal(wf_id: str) -> Callable[[], Awaitable[str]]:
             async def run() -> str:
@@ -323,13 +286,13 @@ class BatchActivities:
 
         results = await _bounded(input.concurrency, [signal(i) for i in ids if i in open_now])
         async with self.pool.acquire() as conn, conn.transaction():
-            batch = await conn.fetchrow(LOCK_BATCH, *_key(input))
+            batch = await batches_store.lock_batch(conn, _key(input))
             assert batch is not None
             tally: Counter[str] = Counter(batch["skipped"])
             tally["already_ended"] += len(ids) - len(open_now) + results.count("already_ended")
-            row = await conn.fetchrow(
-                ADVANCE,
-                *_key(input),
+            row = await batches_store.advance(
+                conn,
+                _key(input),
                 chunk[-1]["contact_id"],
                 len(chunk),
                 results.count("signalled"),
@@ -367,7 +330,7 @@ class BatchActivities:
         row after that means the transaction rolled back (the start was not answered)."""
         deadline = time.monotonic() + RECORD_WAIT_SECONDS
         while True:
-            row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+            row = await batches_store.progress(self.pool, _key(input))
             if row is not None or time.monotonic() > deadline:
                 return row
             await asyncio.sleep(0.1)
@@ -380,8 +343,8 @@ class BatchActivities:
     async def _finish(
         self, input: BatchInput, status: BatchStatus, reason: str | None
     ) -> BatchProgress:
-        await self.pool.execute(FINISH, *_key(input), status.value, reason)
-        row = await self.pool.fetchrow(SELECT_BATCH, *_key(input))
+        await batches_store.finish(self.pool, _key(input), status.value, reason)
+        row = await batches_store.progress(self.pool, _key(input))
         if row is None:
             return BatchProgress(status=status, stop_reason=reason)
         return _progress(row)
@@ -454,7 +417,7 @@ async def _orphaned(pool: asyncpg.Pool, temporal: Client, enrollment: asyncpg.Re
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        await pool.execute(DELETE_ORPHAN, enrollment["workflow_id"])
+        await enrollments_store.delete_orphan(pool, enrollment["workflow_id"])
         return True
     return False
 

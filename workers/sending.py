@@ -37,53 +37,15 @@ from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendWindow
 from shared.settings import Settings
 from shared.templates import RenderError, TemplateBody, render
+from store import contacts as contacts_store
+from store import enrollments as enrollments_store
+from store import outbox as outbox_store
+from store import templates as templates_store
 from workers.steps import SendMessageRequest, SendOutcome
 
-SELECT_PROPERTIES = "SELECT properties FROM contacts WHERE workspace = $1 AND id = $2"
-SELECT_TEMPLATE = "SELECT subject, html, text FROM templates WHERE workspace = $1 AND name = $2"
-LOCK_CONTACT_CAP = "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 8))"
-RECENT_MARKETING = """
-SELECT sent_at FROM marketing_sends
-WHERE workspace = $1 AND contact_id = $2 AND sent_at > $3
-ORDER BY sent_at DESC LIMIT $4
-"""
-RESERVE_MARKETING = """
-INSERT INTO marketing_sends (idempotency_key, workspace, contact_id, sent_at)
-VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
-"""
-INSERT_OUTBOX = """
-INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id, kind,
-                    channel, payload, status, last_error, failed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 = 'failed' THEN now() END)
-ON CONFLICT (idempotency_key) DO NOTHING
-"""
-STEP_OUTBOX = """
-SELECT idempotency_key, kind, channel, payload, status, answer, last_error FROM outbox
-WHERE workflow_id = $1
-  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
-ORDER BY idempotency_key
-"""
 PENDING = ("queued", "sending")
-WITHDRAW = """
-UPDATE outbox SET status = 'withdrawn', last_error = 'the enrollment ended before it was sent'
-WHERE workflow_id = $1 AND status = 'queued'
-  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
-"""
-RESTORE = """
-UPDATE outbox SET status = 'queued', last_error = NULL
-WHERE workflow_id = $1 AND status = 'withdrawn'
-  AND (idempotency_key = $2 OR left(idempotency_key, length($2) + 1) = $2 || ':')
-"""
 FIRST_LOOK, LONGEST_LOOK = 0.02, 0.5
 """Seconds between looks at a step's rows while the sender has them (doubling)."""
-RECORD_OUTCOME = """
-UPDATE enrollment_steps
-SET result = coalesce($3, result), detail = detail || jsonb_build_object('delivery', $4::jsonb)
-WHERE workflow_id = $1 AND step_seq = $2
-"""
-SELECT_OUTCOME = """
-SELECT detail -> 'delivery' FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
-"""
 
 
 def idempotency_key(workflow_id: str, step_seq: int, channel: str | None = None) -> str:
@@ -112,8 +74,9 @@ class Sending:
     ) -> SendOutcome:
         ref, action = request.enrollment, request.action
         ws = await load_settings(conn, ref.workspace)
-        props = await conn.fetchval(SELECT_PROPERTIES, ref.workspace, ref.contact_id)
-        props = dict(props) if props is not None else dict(request.properties)
+        props = await contacts_store.properties(conn, ref.workspace, ref.contact_id)
+        if props is None:
+            props = dict(request.properties)
         channels = list(action.channels)
         dropped: dict[str, str] = {}
         if action.marketing:
@@ -206,7 +169,7 @@ class Sending:
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, step: int
     ) -> SendOutcome:
         """What the first attempt of this step decided (a retry must answer the same)."""
-        raw = await conn.fetchval(SELECT_OUTCOME, ref.workflow_id, step)
+        raw = await enrollments_store.select_outcome(conn, ref.workflow_id, step)
         if raw is None:
             return SendOutcome(status="sending")
         return SendOutcome.model_validate(raw)
@@ -216,8 +179,8 @@ class Sending:
     ) -> SendOutcome:
         # while sending, the row keeps the workflow's word for the step (queued, created)
         result = None if outcome.status == "sending" else outcome.status
-        await conn.execute(
-            RECORD_OUTCOME,
+        await enrollments_store.record_outcome(
+            conn,
             ref.workflow_id,
             step.step_seq,
             result,
@@ -236,20 +199,20 @@ class Sending:
         """Counts the message against the cap, or says when the cap next allows one.
         The advisory lock serializes every reservation for the contact: of two journeys
         racing, the second sees the first's row."""
-        await conn.execute(LOCK_CONTACT_CAP, ref.workspace, ref.contact_id)
-        recent = await conn.fetch(
-            RECENT_MARKETING, ref.workspace, ref.contact_id, at - cap.per, cap.max
+        await outbox_store.lock_contact_cap(conn, ref.workspace, ref.contact_id)
+        recent = await outbox_store.recent_marketing(
+            conn, ref.workspace, ref.contact_id, at - cap.per, cap.max
         )
         if len(recent) >= cap.max:
             oldest: datetime = recent[cap.max - 1]["sent_at"]
             return oldest + cap.per
-        await conn.execute(RESERVE_MARKETING, key, ref.workspace, ref.contact_id, at)
+        await outbox_store.reserve_marketing(conn, key, ref.workspace, ref.contact_id, at)
         return None
 
     async def _template(
         self, conn: PoolConnectionProxy, workspace: str, name: str
     ) -> TemplateBody | None:
-        row = await conn.fetchrow(SELECT_TEMPLATE, workspace, name)
+        row = await templates_store.template(conn, workspace, name)
         return TemplateBody(**dict(row)) if row is not None else None
 
     async def _content(
@@ -296,8 +259,8 @@ class Sending:
         status: str,
         error: str | None,
     ) -> None:
-        await conn.execute(
-            INSERT_OUTBOX,
+        await outbox_store.insert_outbox(
+            conn,
             idempotency_key(ref.workflow_id, step.step_seq, channel),
             ref.workspace,
             ref.workflow_id,
@@ -321,13 +284,13 @@ class Sending:
         if info.attempt > 1:
             # an earlier attempt was cancelled by a worker shutting down, not by an exit
             # (an exit does not retry): its withdrawn rows are wanted after all
-            await self.pool.execute(RESTORE, ref.workflow_id, key)
+            await outbox_store.restore(self.pool, ref.workflow_id, key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.send_wait_seconds
         pause = FIRST_LOOK
         try:
             while True:
-                rows = await self.pool.fetch(STEP_OUTBOX, ref.workflow_id, key)
+                rows = await outbox_store.step_outbox(self.pool, ref.workflow_id, key)
                 waiting = [r for r in rows if r["status"] in PENDING]
                 if not waiting:
                     break
@@ -338,7 +301,7 @@ class Sending:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, LONGEST_LOOK)
         except asyncio.CancelledError:
-            await asyncio.shield(self.pool.execute(WITHDRAW, ref.workflow_id, key))
+            await asyncio.shield(outbox_store.withdraw(self.pool, ref.workflow_id, key))
             raise
         channels: dict[str, Any] = dict(decided.channels)
         for row in rows:
@@ -361,8 +324,8 @@ class Sending:
             )
         else:
             outcome = SendOutcome(status="sent", channels=channels)
-        await self.pool.execute(
-            RECORD_OUTCOME,
+        await enrollments_store.record_outcome(
+            self.pool,
             ref.workflow_id,
             step,
             None if outcome.status == "queued" else outcome.status,

@@ -33,37 +33,11 @@ from shared.activation import (
 )
 from shared.journey import Journey
 from shared.settings import Settings
+from store import batches as batches_store
+from store import journeys as journeys_store
 from store.db import Queryable
 
 router = APIRouter()
-
-NEXT_BATCH = """
-SELECT coalesce(max(batch), 0) + 1 FROM journey_batches WHERE workspace = $1 AND journey_id = $2
-"""
-INSERT_BATCH = """
-INSERT INTO journey_batches (workspace, journey_id, batch, kind, workflow_id, journey_version,
-                             total, rate, requested_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
-BATCH_COLUMNS = """
-journey_id, batch, kind, workflow_id, journey_version, status, total, processed, done, skipped,
-rate, requested_by, stop_reason, started_at, updated_at, finished_at
-"""
-SELECT_LATEST = f"""
-SELECT {BATCH_COLUMNS} FROM journey_batches
-WHERE workspace = $1 AND journey_id = $2 AND kind = $3 ORDER BY batch DESC LIMIT 1
-"""
-SELECT_BATCH = f"""
-SELECT {BATCH_COLUMNS} FROM journey_batches WHERE workspace = $1 AND journey_id = $2 AND batch = $3
-"""
-STOP_ACTIVATIONS = """
-UPDATE journey_batches
-SET status = 'stopped', stop_reason = $3, finished_at = now(), updated_at = now()
-WHERE workspace = $1 AND journey_id = $2 AND kind = 'activate' AND status = 'running'
-"""
-SELECT_JOURNEY = """
-SELECT id, version, status, definition FROM journeys WHERE workspace = $1 AND id = $2
-"""
 
 
 class ActivationOut(BaseModel):
@@ -176,10 +150,10 @@ async def start_batch(
     journey row's lock (which also makes the batch number safe). Raises ApiError 503 when
     Temporal does not take the start: the caller's transaction then rolls back."""
     definition = Journey.model_validate(journey["definition"])
-    number = await conn.fetchval(NEXT_BATCH, workspace, journey["id"])
+    number = await batches_store.next_number(conn, workspace, journey["id"])
     workflow_id = batch_workflow_id(kind, workspace, journey["id"], number)
-    await conn.execute(
-        INSERT_BATCH,
+    await batches_store.insert_batch(
+        conn,
         workspace,
         journey["id"],
         number,
@@ -229,7 +203,7 @@ async def start_batch(
             "temporal_unavailable",
             f"Temporal did not accept the {verb.lower()}: {exc.message}",
         ) from exc
-    row = await conn.fetchrow(SELECT_BATCH, workspace, journey["id"], number)
+    row = await batches_store.batch(conn, workspace, journey["id"], number)
     assert row is not None
     return row
 
@@ -237,17 +211,17 @@ async def start_batch(
 async def stop_activations(conn: Queryable, workspace: str, journey_id: str, reason: str) -> None:
     """Marks running activations stopped; each stops before its next chunk (the caller
     holds the journey row's lock, so the chunk in flight has already committed)."""
-    await conn.execute(STOP_ACTIVATIONS, workspace, journey_id, reason)
+    await batches_store.stop_activations(conn, workspace, journey_id, reason)
 
 
 async def latest_batch(
     conn: Queryable, workspace: str, journey_id: str, kind: BatchKind
 ) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_LATEST, workspace, journey_id, kind.value)
+    return await batches_store.latest(conn, workspace, journey_id, kind.value)
 
 
 async def _journey(conn: Queryable, workspace: str, journey_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(SELECT_JOURNEY, workspace, journey_id)
+    row = await journeys_store.journey(conn, workspace, journey_id)
     if row is None:
         raise ApiError(404, "journey_not_found", f"No journey with id {journey_id!r}.")
     return row

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
 from api.ingest import (
-    BUMP_SEQ,
     MAX_BATCH,
     ContactIdPath,
     ListPath,
@@ -25,41 +24,11 @@ from api.ingest import (
     lock_contacts,
     with_retry,
 )
+from store import contacts as contacts_store
+from store import enrollments as enrollments_store
 from store.db import Queryable
 
 router = APIRouter(tags=["contacts"])
-
-# $3: the properties to set; $4: the properties to remove. Only a real change moves seq.
-UPSERT_CONTACT = """
-INSERT INTO contacts AS c (workspace, id, properties) VALUES ($1, $2, $3::jsonb)
-ON CONFLICT (workspace, id) DO UPDATE
-SET properties = (c.properties || $3::jsonb) - $4::text[],
-    seq = nextval('change_seq'), updated_at = now()
-WHERE (c.properties || $3::jsonb) - $4::text[] IS DISTINCT FROM c.properties
-"""
-SELECT_CONTACT = "SELECT id, properties, seq FROM contacts WHERE workspace = $1 AND id = $2"
-SELECT_LISTS = (
-    "SELECT list FROM list_members WHERE workspace = $1 AND contact_id = $2 ORDER BY list"
-)
-SELECT_ACTIVE = """
-SELECT journey_id, workflow_id, status, stage FROM enrollments
-WHERE workspace = $1 AND contact_id = $2 AND status <> 'completed' ORDER BY journey_id
-"""
-ADD_MEMBERS = """
-INSERT INTO list_members (workspace, list, contact_id)
-SELECT $1, $2, id FROM unnest($3::text[]) AS id
-ON CONFLICT DO NOTHING
-RETURNING contact_id
-"""
-REMOVE_MEMBERS = """
-DELETE FROM list_members WHERE workspace = $1 AND list = $2 AND contact_id = ANY($3::text[])
-RETURNING contact_id
-"""
-SELECT_MEMBERS = """
-SELECT contact_id FROM list_members
-WHERE workspace = $1 AND list = $2 AND contact_id > $3
-ORDER BY contact_id LIMIT $4
-"""
 
 
 class ContactIn(BaseModel):
@@ -104,12 +73,13 @@ class MembersPage(BaseModel):
 
 
 async def _contact_out(conn: Queryable, workspace: str, contact_id: str) -> ContactOut:
-    row = await conn.fetchrow(SELECT_CONTACT, workspace, contact_id)
+    row = await contacts_store.contact(conn, workspace, contact_id)
     if row is None:
         raise ApiError(404, "contact_not_found", f"No contact with id {contact_id!r}.")
-    lists = [r["list"] for r in await conn.fetch(SELECT_LISTS, workspace, contact_id)]
+    lists = await contacts_store.lists_of(conn, workspace, contact_id)
     active = [
-        ActiveEnrollment(**dict(r)) for r in await conn.fetch(SELECT_ACTIVE, workspace, contact_id)
+        ActiveEnrollment(**dict(r))
+        for r in await enrollments_store.select_active(conn, workspace, contact_id)
     ]
     return ContactOut(**dict(row), lists=lists, enrollments=active)
 
@@ -127,7 +97,7 @@ async def upsert_contact(
 
     async def write() -> ContactOut:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(UPSERT_CONTACT, workspace, contact_id, to_set, to_remove)
+            await contacts_store.upsert(conn, workspace, contact_id, to_set, to_remove)
             return await _contact_out(conn, workspace, contact_id)
 
     return await with_retry(write)
@@ -155,21 +125,14 @@ async def change_members(
             missing = [c for c in add if c not in existing]
             if missing:
                 await lock_contacts(conn, workspace, missing, create=True)
-            added = (
-                [r["contact_id"] for r in await conn.fetch(ADD_MEMBERS, workspace, list_name, add)]
-                if add
-                else []
-            )
+            added = await contacts_store.add_members(conn, workspace, list_name, add) if add else []
             removed = (
-                [
-                    r["contact_id"]
-                    for r in await conn.fetch(REMOVE_MEMBERS, workspace, list_name, remove)
-                ]
+                await contacts_store.remove_members(conn, workspace, list_name, remove)
                 if remove
                 else []
             )
             if added or removed:
-                await conn.execute(BUMP_SEQ, workspace, [*added, *removed])
+                await contacts_store.bump(conn, workspace, [*added, *removed])
         return MembersOut(
             added=len(added),
             removed=len(removed),
@@ -231,6 +194,5 @@ async def list_members(
     limit: int = Query(100, ge=1, le=1000),
 ) -> MembersPage:
     """The list's members in id order, a page at a time."""
-    rows = await pool.fetch(SELECT_MEMBERS, workspace, list_name, cursor, limit)
-    items = [r["contact_id"] for r in rows]
+    items = await contacts_store.members(pool, workspace, list_name, cursor, limit)
     return MembersPage(items=items, next_cursor=items[-1] if len(items) == limit else None)

@@ -19,32 +19,9 @@ from pydantic import BaseModel
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
 from services.relay import CHANNEL
+from store import changes as changes_store
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
-
-COLUMNS = """
-d.id, d.kind, d.contact_id, d.journey_id, d.workflow_id, e.id AS event_id,
-e.idempotency_key AS event_idempotency_key, e.type AS event_type,
-d.attempts, d.last_error, d.queued_at, d.failed_at
-"""
-SELECT_DEAD = f"""
-SELECT {COLUMNS}
-FROM deliveries d
-LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq = d.seq
-WHERE d.workspace = $1 AND d.failed_at IS NOT NULL
-  AND ($2::text IS NULL OR d.journey_id = $2) AND ($3::text IS NULL OR d.contact_id = $3)
-ORDER BY d.failed_at DESC, d.id DESC LIMIT $4
-"""
-REQUEUE = f"""
-WITH requeued AS (
-    UPDATE deliveries SET failed_at = NULL, attempts = 0, next_attempt_at = now()
-    WHERE workspace = $1 AND id = $2 AND failed_at IS NOT NULL
-    RETURNING *
-)
-SELECT {COLUMNS}
-FROM requeued d
-LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq = d.seq
-"""
 
 
 class DeadLetterOut(BaseModel):
@@ -76,7 +53,7 @@ async def list_dead_letters(
     contact_id: str | None = Query(default=None, max_length=200, pattern=r"^[^\x00]*$"),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> Any:
-    rows = await pool.fetch(SELECT_DEAD, workspace, journey_id, contact_id, limit)
+    rows = await changes_store.dead_letters(pool, workspace, journey_id, contact_id, limit)
     return [dict(r) for r in rows]
 
 
@@ -92,7 +69,7 @@ async def retry_dead_letter(
     dead_letter_id: int = Path(ge=1, le=2**63 - 1),
 ) -> Any:
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(REQUEUE, workspace, dead_letter_id)
+        row = await changes_store.requeue(conn, workspace, dead_letter_id)
         if row is None:
             raise ApiError(
                 404,

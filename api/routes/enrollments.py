@@ -18,30 +18,10 @@ from api.routes.journeys import fetch_journey
 from services.enrolling import enroll
 from shared.enrollment import Outcome, Phase, Unenroll
 from shared.entry import Enrolled, JourneyRecord
+from store import enrollments as enrollments_store
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
 
-SELECT_ENROLLMENT = """
-SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
-       enrolled_at, ended_at, completed_at
-FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
-"""
-SELECT_STEPS = """
-SELECT step_seq, at, stage, action, result, detail FROM enrollment_steps
-WHERE workflow_id = $1 ORDER BY step_seq
-"""
-SELECT_REFUSALS = """
-SELECT reason, explanation, refused_at FROM refusals
-WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3 ORDER BY refused_at
-"""
-SELECT_PAGE = """
-SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
-       enrolled_at, ended_at, completed_at
-FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3
-  AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR outcome = $5)
-ORDER BY contact_id LIMIT $6
-"""
 
 REFUSAL_MESSAGES = {
     "not_eligible": "The contact was in none of the journey's eligible lists.",
@@ -202,7 +182,9 @@ async def list_enrollments(
     _choice("outcome", outcome, [o.value for o in Outcome])
     after = decode_cursor(cursor)
     await fetch_journey(pool, workspace, journey_id)
-    rows = await pool.fetch(SELECT_PAGE, workspace, journey_id, after, status, outcome, limit)
+    rows = await enrollments_store.select_page(
+        pool, workspace, journey_id, after, status, outcome, limit
+    )
     items = [EnrollmentOut(**dict(r)) for r in rows]
     next_cursor = encode_cursor(items[-1].contact_id) if len(items) == limit else None
     return EnrollmentPage(items=items, next_cursor=next_cursor)
@@ -215,9 +197,10 @@ async def get_enrollment(
     """The enrollment log of one contact: every step with time, stage, action and result;
     exits, ends and refusals with their reason and criteria explanation."""
     await fetch_journey(pool, workspace, journey_id)
-    row = await pool.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id)
+    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
     refusals = [
-        _refusal(r) for r in await pool.fetch(SELECT_REFUSALS, workspace, journey_id, contact_id)
+        _refusal(r)
+        for r in await enrollments_store.select_refusals(pool, workspace, journey_id, contact_id)
     ]
     if row is None and not refusals:
         raise ApiError(
@@ -225,7 +208,7 @@ async def get_enrollment(
         )
     if row is None:
         return EnrollmentDetail(contact_id=contact_id, status="refused", steps=refusals)
-    steps = [_step(s) for s in await pool.fetch(SELECT_STEPS, row["workflow_id"])]
+    steps = [_step(s) for s in await enrollments_store.select_steps(pool, row["workflow_id"])]
     steps = sorted([*steps, *refusals], key=lambda s: s.at)
     return EnrollmentDetail(**dict(row), steps=steps)
 
@@ -235,7 +218,7 @@ async def unenroll_contact(
     journey_id: str, contact_id: str, pool: PoolDep, temporal: ClientDep, workspace: WorkspaceDep
 ) -> Response:
     """Ends the enrollment with outcome `unenrolled` (through the workflow)."""
-    row = await pool.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id)
+    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
     if row is None:
         raise ApiError(404, "enrollment_not_found", f"{contact_id!r} is not enrolled here.")
     if row["status"] != "running":

@@ -19,24 +19,10 @@ from pydantic import ValidationError as PydanticValidationError
 
 from api.deps import PoolDep, WorkspaceDep
 from api.ingest import MAX_BATCH, Name, Properties, batch_too_large, lock_contacts, with_retry
+from store import events as events_store
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
-INSERT_EVENTS = """
-INSERT INTO events (workspace, id, idempotency_key, contact_id, type, target, properties,
-                    occurred_at)
-SELECT $1, id, key, contact_id, type, target, properties, occurred_at
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-            $8::timestamptz[]) WITH ORDINALITY
-     AS t(id, key, contact_id, type, target, properties, occurred_at, position)
-ORDER BY position
-ON CONFLICT (workspace, idempotency_key) DO NOTHING
-RETURNING idempotency_key, id, seq, contact_id
-"""
-SELECT_BY_KEYS = """
-SELECT idempotency_key, id, seq, contact_id FROM events
-WHERE workspace = $1 AND idempotency_key = ANY($2::text[])
-"""
 
 Target = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^[^\x00]+$")]
 
@@ -155,21 +141,20 @@ async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list
     async def write() -> dict[str, Any]:
         async with pool.acquire() as conn, conn.transaction():
             await lock_contacts(conn, workspace, {e.contact_id for _, e in new}, create=True)
-            rows = await conn.fetch(
-                INSERT_EVENTS,
+            rows = await events_store.append(
+                conn,
                 workspace,
-                ids,
-                [k for k, _ in new],
-                [e.contact_id for _, e in new],
-                [e.type for _, e in new],
-                [e.target for _, e in new],
-                [e.properties for _, e in new],
-                [e.occurred_at or now for _, e in new],
+                [
+                    events_store.NewEvent(
+                        id, key, e.contact_id, e.type, e.target, e.properties, e.occurred_at or now
+                    )
+                    for id, (key, e) in zip(ids, new, strict=True)
+                ],
             )
             stored = {r["idempotency_key"]: (r, False) for r in rows}
             seen = [k for k, _ in new if k not in stored]
             if seen:
-                for r in await conn.fetch(SELECT_BY_KEYS, workspace, seen):
+                for r in await events_store.by_keys(conn, workspace, seen):
                     stored[r["idempotency_key"]] = (r, True)
             return stored
 

@@ -7,14 +7,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ClientDep, PoolDep
+from store import outbox as outbox_store
+from store.db import ping
 
 router = APIRouter(tags=["health"])
-
-OUTBOX_DUE = """
-SELECT count(*) AS due,
-       coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float AS oldest
-FROM outbox WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-"""
 
 
 async def _check(coro: Any) -> dict[str, Any]:
@@ -30,7 +26,7 @@ async def healthz(pool: PoolDep, temporal: ClientDep) -> JSONResponse:
     """Reports whether Temporal and Postgres are reachable (503 if either is not), and
     the messages due for a sender: how many, and how long the oldest has waited (a number
     that keeps growing means no sender is running or a provider keeps failing)."""
-    postgres = await _check(pool.fetchval("SELECT 1"))
+    postgres = await _check(ping(pool))
     temporal_ok = await _check(temporal.service_client.check_health())
     ok = postgres["ok"] and temporal_ok["ok"]
     body: dict[str, Any] = {
@@ -40,7 +36,7 @@ async def healthz(pool: PoolDep, temporal: ClientDep) -> JSONResponse:
     }
     if postgres["ok"]:
         try:
-            due = await asyncio.wait_for(pool.fetchrow(OUTBOX_DUE), timeout=2)
+            due = await asyncio.wait_for(outbox_store.outbox_due(pool), timeout=2)
         except Exception:  # the count is a courtesy; health is the two checks above
             due = None
         if due is not None:

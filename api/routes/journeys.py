@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -42,6 +42,8 @@ from shared.activation import BatchKind
 from shared.journey import Journey
 from shared.settings import Settings
 from shared.validation import JourneyValidation, Problem, validate_journey
+from store import enrollments as enrollments_store
+from store import journeys as journeys_store
 from store.db import Queryable
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
@@ -63,61 +65,6 @@ ActorHeader = Annotated[
     ),
 ]
 
-JOURNEY_COLUMNS = """
-id, name, owner, status, version, ever_active, goal_epoch, definition, created_at, updated_at
-"""
-SELECT_JOURNEY = f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 AND id = $2"
-SELECT_JOURNEYS = (
-    f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 ORDER BY created_at, id"
-)
-INSERT_JOURNEY = """
-INSERT INTO journeys (workspace, id, name, owner, definition) VALUES ($1, $2, $3, $4, $5)
-"""
-INSERT_VERSION = """
-INSERT INTO journey_versions (workspace, journey_id, version, definition, changed_by, changes)
-VALUES ($1, $2, $3, $4, $5, $6)
-"""
-UPDATE_DEFINITION = """
-UPDATE journeys SET name = $3, owner = $4, definition = $5, version = $6, goal_epoch = $7,
-                    updated_at = now()
-WHERE workspace = $1 AND id = $2
-"""
-SET_STATUS = """
-UPDATE journeys SET status = $3, ever_active = ever_active OR $3 = 'active', updated_at = now()
-WHERE workspace = $1 AND id = $2
-"""
-DELETE_JOURNEY = "DELETE FROM journeys WHERE workspace = $1 AND id = $2"
-DELETE_VERSIONS = "DELETE FROM journey_versions WHERE workspace = $1 AND journey_id = $2"
-COUNT_BY_OWNER = """
-SELECT count(*) FROM journeys WHERE workspace = $1 AND owner = $2 AND id <> $3
-"""
-ACTIVE_AUDIENCES = """
-SELECT id, definition -> 'eligible_lists' AS lists, definition ->> 'stage_property' AS property
-FROM journeys WHERE workspace = $1 AND status = 'active' AND id <> $2
-ORDER BY id
-"""
-COUNT_OPEN = """
-SELECT count(*) FILTER (WHERE status = 'running') AS running,
-       count(*) FILTER (WHERE status = 'in_attribution_window') AS in_window
-FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND status <> 'completed'
-"""
-SELECT_VERSIONS = """
-SELECT v.version, v.changed_by, v.changed_at, v.changes,
-       count(e.contact_id) AS enrolled,
-       count(e.contact_id) FILTER (WHERE e.status <> 'completed') AS open
-FROM journey_versions v
-LEFT JOIN enrollments e
-       ON e.workspace = v.workspace AND e.journey_id = v.journey_id
-      AND e.journey_version = v.version
-WHERE v.workspace = $1 AND v.journey_id = $2
-GROUP BY v.version, v.changed_by, v.changed_at, v.changes
-ORDER BY v.version
-"""
-SELECT_VERSION = """
-SELECT version, changed_by, changed_at, changes, definition FROM journey_versions
-WHERE workspace = $1 AND journey_id = $2 AND version = $3
-"""
-WORKSPACE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('nurture.journeys:' || $1))"
 
 MAX_CHANGES = 100
 """Changes listed per version; more are summed up in one last entry."""
@@ -187,8 +134,10 @@ def journey_out(
     return JourneyOut(**dict(row), warnings=warnings or [], **extra)
 
 
-async def fetch_journey(conn: Queryable, workspace: str, id: str, lock: str = "") -> Any:
-    row = await conn.fetchrow(SELECT_JOURNEY + lock, workspace, id)
+async def fetch_journey(
+    conn: Queryable, workspace: str, id: str, lock: Literal["", "update"] = ""
+) -> Any:
+    row = await journeys_store.journey(conn, workspace, id, lock)
     if row is None:
         raise ApiError(404, "journey_not_found", f"No journey with id {id!r}.")
     return row
@@ -226,8 +175,8 @@ async def _check_owner_limit(
     conn: Queryable, settings: Settings, workspace: str, owner: str, journey_id: str
 ) -> None:
     """At most `max_journeys_per_owner` journeys per owner, whatever their state."""
-    await conn.execute(WORKSPACE_LOCK, workspace)
-    count = await conn.fetchval(COUNT_BY_OWNER, workspace, owner, journey_id)
+    await journeys_store.lock_workspace(conn, workspace)
+    count = await journeys_store.count_by_owner(conn, workspace, owner, journey_id)
     if count >= settings.max_journeys_per_owner:
         raise ApiError(
             409,
@@ -244,9 +193,9 @@ async def _check_audience_conflict(
 ) -> None:
     """No two active journeys share the same eligible lists (as a set) and stage property:
     their contacts would be moved through the same stages by both."""
-    await conn.execute(WORKSPACE_LOCK, workspace)
+    await journeys_store.lock_workspace(conn, workspace)
     lists = set(journey.eligible_lists)
-    for other in await conn.fetch(ACTIVE_AUDIENCES, workspace, journey_id):
+    for other in await journeys_store.active_audiences(conn, workspace, journey_id):
         if other["property"] == journey.stage_property and set(other["lists"] or []) == lists:
             raise ApiError(
                 409,
@@ -352,11 +301,11 @@ async def create_journey(
     created = [{"path": "", "change": "created"}]
     async with pool.acquire() as conn, conn.transaction():
         await _check_owner_limit(conn, settings, workspace, journey.owner, journey_id)
-        await conn.execute(
-            INSERT_JOURNEY, workspace, journey_id, journey.name, journey.owner, definition
+        await journeys_store.insert_journey(
+            conn, workspace, journey_id, journey.name, journey.owner, definition
         )
-        await conn.execute(
-            INSERT_VERSION, workspace, journey_id, 1, definition, actor or journey.owner, created
+        await journeys_store.insert_version(
+            conn, workspace, journey_id, 1, definition, actor or journey.owner, created
         )
         row = await fetch_journey(conn, workspace, journey_id)
     return journey_out(row, result.warnings)
@@ -364,7 +313,7 @@ async def create_journey(
 
 @router.get("", operation_id="list_journeys")
 async def list_journeys(pool: PoolDep, workspace: WorkspaceDep) -> list[JourneyOut]:
-    return [journey_out(r) for r in await pool.fetch(SELECT_JOURNEYS, workspace)]
+    return [journey_out(r) for r in await journeys_store.journeys(pool, workspace)]
 
 
 @router.get("/{journey_id}", operation_id="get_journey")
@@ -388,7 +337,7 @@ async def edit_journey(
     journey, result = _valid_or_422(payload, settings)
     definition = journey.model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
-        row = await fetch_journey(conn, workspace, journey_id, " FOR UPDATE")
+        row = await fetch_journey(conn, workspace, journey_id, "update")
         if row["status"] == "active":
             raise ApiError(
                 409, "journey_active", "An active journey cannot be edited; deactivate it first."
@@ -401,8 +350,8 @@ async def edit_journey(
         goal_epoch = row["goal_epoch"]
         if row["definition"].get("goal") is not None and journey.goal is None:
             goal_epoch += 1
-        await conn.execute(
-            UPDATE_DEFINITION,
+        await journeys_store.update_definition(
+            conn,
             workspace,
             journey_id,
             journey.name,
@@ -411,8 +360,8 @@ async def edit_journey(
             version,
             goal_epoch,
         )
-        await conn.execute(
-            INSERT_VERSION,
+        await journeys_store.insert_version(
+            conn,
             workspace,
             journey_id,
             version,
@@ -433,7 +382,7 @@ async def list_versions(
     row = await fetch_journey(pool, workspace, journey_id)
     return [
         VersionOut(**dict(v), current=v["version"] == row["version"])
-        for v in await pool.fetch(SELECT_VERSIONS, workspace, journey_id)
+        for v in await journeys_store.version_history(pool, workspace, journey_id)
     ]
 
 
@@ -443,7 +392,7 @@ async def get_version(
 ) -> VersionDetail:
     """One version with its definition (what its enrollments run)."""
     await fetch_journey(pool, workspace, journey_id)
-    row = await pool.fetchrow(SELECT_VERSION, workspace, journey_id, version)
+    row = await journeys_store.version(pool, workspace, journey_id, version)
     if row is None:
         raise ApiError(
             404, "version_not_found", f"Journey {journey_id!r} has no version {version}."
@@ -466,13 +415,13 @@ async def activate_journey(
     `conflicting_journey_id`) when another active journey has the same eligible lists and
     stage property."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await fetch_journey(conn, workspace, journey_id, " FOR UPDATE")
+        row = await fetch_journey(conn, workspace, journey_id, "update")
         if row["status"] == "active":
             latest = await latest_batch(conn, workspace, journey_id, BatchKind.ACTIVATE)
             return journey_out(row, activation=activation_out(latest) if latest else None)
         journey = Journey.model_validate(row["definition"])
         await _check_audience_conflict(conn, workspace, journey_id, journey)
-        await conn.execute(SET_STATUS, workspace, journey_id, "active")
+        await journeys_store.set_status(conn, workspace, journey_id, "active")
         row = await fetch_journey(conn, workspace, journey_id)
         batch = None
         if bulk_enrolls(journey):
@@ -484,7 +433,7 @@ async def activate_journey(
 
 async def _open_enrollments(conn: Queryable, workspace: str, journey_id: str) -> tuple[int, int]:
     """(running, in their attribution window) enrollments of the journey."""
-    row = await conn.fetchrow(COUNT_OPEN, workspace, journey_id)
+    row = await enrollments_store.count_open(conn, workspace, journey_id)
     return (row["running"], row["in_window"]) if row else (0, 0)
 
 
@@ -533,13 +482,13 @@ async def deactivate_journey(
     `journey_not_active`. Deactivating an inactive journey again changes nothing, except
     that `unenroll=true` still ends the enrollments that run."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await fetch_journey(conn, workspace, journey_id, " FOR UPDATE")
+        row = await fetch_journey(conn, workspace, journey_id, "update")
         if row["status"] == "draft":
             raise ApiError(
                 409, "journey_not_active", "A draft journey was never active; nothing to stop."
             )
         if row["status"] == "active":
-            await conn.execute(SET_STATUS, workspace, journey_id, "inactive")
+            await journeys_store.set_status(conn, workspace, journey_id, "inactive")
             await stop_activations(conn, workspace, journey_id, "journey_deactivated")
             row = await fetch_journey(conn, workspace, journey_id)
         batch = None
@@ -574,7 +523,7 @@ async def delete_journey(
     `enrollments_running` while enrollments run or wait in their attribution window,
     unless `unenroll=true`: then 202, and a batch ends them through their workflows."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await fetch_journey(conn, workspace, journey_id, " FOR UPDATE")
+        row = await fetch_journey(conn, workspace, journey_id, "update")
         running, in_window = await _open_enrollments(conn, workspace, journey_id)
         count = running + in_window
         if count and not unenroll:
@@ -588,8 +537,7 @@ async def delete_journey(
             )
         await stop_activations(conn, workspace, journey_id, "journey_deleted")
         batch = await _unenroll_batch(conn, temporal, settings, workspace, row, actor, count, True)
-        await conn.execute(DELETE_VERSIONS, workspace, journey_id)
-        await conn.execute(DELETE_JOURNEY, workspace, journey_id)
+        await journeys_store.delete(conn, workspace, journey_id)
     if batch is None:
         return Response(status_code=204)
     body = DeleteOut(id=journey_id, deleted=True, unenroll=batch)

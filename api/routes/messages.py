@@ -10,16 +10,9 @@ from pydantic import BaseModel
 
 from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
+from store import mailbox as mailbox_store
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
-
-SELECT_MESSAGES = """
-SELECT id, received_at, mail_from, rcpt_to, subject, message_id, idempotency_key, text, html,
-       headers
-FROM dev_mailbox
-WHERE workspace = $1 AND ($2::text IS NULL OR $2 = ANY(rcpt_to))
-ORDER BY id DESC LIMIT $3
-"""
 
 
 class MessageOut(BaseModel):
@@ -54,4 +47,4 @@ async def list_messages(
             "dev_only",
             "The mailbox exists only under `nurture dev`, which runs a local SMTP sink.",
         )
-    return [dict(r) for r in await pool.fetch(SELECT_MESSAGES, workspace, to, limit)]
+    return [dict(r) for r in await mailbox_store.select_messages(pool, workspace, to, limit)]

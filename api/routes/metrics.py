@@ -20,45 +20,11 @@ from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
 from api.routes.journeys import fetch_journey
 from shared.journey import Goal, Journey
+from store import contacts as contacts_store
+from store import metrics as metrics_store
 from store.db import Queryable
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
-
-COUNTERS = "SELECT key, n FROM journey_counters WHERE workspace = $1 AND journey_id = $2"
-LIST_MEMBERS = """
-SELECT coalesce(sum(members), 0) FROM list_counters WHERE workspace = $1 AND list = $2
-"""
-CONTACTS = "SELECT coalesce(sum(contacts), 0) FROM workspace_counters WHERE workspace = $1"
-ELIGIBLE_UNION = """
-SELECT count(DISTINCT contact_id) FROM list_members WHERE workspace = $1 AND list = ANY($2)
-"""
-STAGES = "SELECT stage, entered, active FROM stage_stats WHERE workspace = $1 AND journey_id = $2"
-PATHS = """
-SELECT from_stage, to_node, count FROM stage_paths WHERE workspace = $1 AND journey_id = $2
-"""
-# The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
-IN_WINDOW = "($3::timestamptz IS NULL OR {col} >= $3) AND ($4::timestamptz IS NULL OR {col} < $4)"
-COHORT = f"""
-SELECT status, outcome, stage, goal_epoch, count(*) AS n FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
-GROUP BY 1, 2, 3, 4
-"""
-COHORT_CONVERSIONS = f"""
-SELECT count(*) FROM enrollments e
-JOIN conversions c ON c.workspace = e.workspace AND c.journey_id = e.journey_id
-                  AND c.contact_id = e.contact_id AND c.goal_epoch = $5
-WHERE e.workspace = $1 AND e.journey_id = $2 AND {IN_WINDOW.format(col="e.enrolled_at")}
-"""
-COHORT_REFUSALS = f"""
-SELECT reason, count(*) AS n FROM refusals
-WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="refused_at")}
-GROUP BY 1
-"""
-COHORT_MOVES = f"""
-SELECT from_stage, to_node, count(*) AS n FROM stage_moves
-WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
-GROUP BY 1, 2
-"""
 
 
 class Window(BaseModel):
@@ -156,7 +122,7 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
 
 async def _counters(conn: Queryable, workspace: str, journey_id: str, epoch: int) -> Tally:
     tally = Tally()
-    for key, n in await conn.fetch(COUNTERS, workspace, journey_id):
+    for key, n in await metrics_store.counters(conn, workspace, journey_id):
         kind, _, rest = key.partition(":")
         if kind == "enrolled":
             tally.enrolled = n
@@ -170,9 +136,9 @@ async def _counters(conn: Queryable, workspace: str, journey_id: str, epoch: int
             tally.epoch_enrolled = n
         elif key == f"epoch:{epoch}:conversions":
             tally.conversions = n
-    for r in await conn.fetch(STAGES, workspace, journey_id):
+    for r in await metrics_store.stages(conn, workspace, journey_id):
         tally.entered[r["stage"]], tally.active[r["stage"]] = r["entered"], r["active"]
-    for r in await conn.fetch(PATHS, workspace, journey_id):
+    for r in await metrics_store.paths(conn, workspace, journey_id):
         tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] = r["count"]
     return tally
 
@@ -182,7 +148,7 @@ async def _cohort(
 ) -> Tally:
     tally = Tally()
     bounds = (workspace, journey_id, window.since, window.until)
-    for r in await conn.fetch(COHORT, *bounds):
+    for r in await metrics_store.cohort(conn, bounds):
         n = r["n"]
         tally.enrolled += n
         tally.by_status[r["status"]] += n
@@ -192,10 +158,10 @@ async def _cohort(
             tally.epoch_enrolled += n
         if r["status"] == "running" and r["stage"] is not None:
             tally.active[r["stage"]] += n
-    tally.conversions = await conn.fetchval(COHORT_CONVERSIONS, *bounds, epoch)
-    for r in await conn.fetch(COHORT_REFUSALS, *bounds):
+    tally.conversions = await metrics_store.cohort_conversions(conn, bounds, epoch)
+    for r in await metrics_store.cohort_refusals(conn, bounds):
         tally.refused[r["reason"]] = r["n"]
-    for r in await conn.fetch(COHORT_MOVES, *bounds):
+    for r in await metrics_store.cohort_moves(conn, bounds):
         tally.entered[r["to_node"]] += r["n"]
         if r["from_stage"] is not None:
             tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] += r["n"]
@@ -206,11 +172,11 @@ async def _eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
     """Contacts now in the journey's eligible lists (every contact when it has none)."""
     lists = journey.eligible_lists
     if not lists:
-        n = await conn.fetchval(CONTACTS, workspace)
+        n = await metrics_store.contacts(conn, workspace)
     elif len(lists) == 1:
-        n = await conn.fetchval(LIST_MEMBERS, workspace, lists[0])
+        n = await metrics_store.list_size(conn, workspace, lists[0])
     else:
-        n = await conn.fetchval(ELIGIBLE_UNION, workspace, lists)
+        n = await contacts_store.in_any_list(conn, workspace, lists)
     return int(n)
 
 

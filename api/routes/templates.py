@@ -11,24 +11,9 @@ from pydantic import Field
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
 from shared.templates import TEMPLATE_NAME, RenderError, TemplateBody, render_text
+from store import templates as templates_store
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
-
-UPSERT_TEMPLATE = """
-INSERT INTO templates (workspace, name, subject, html, text) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (workspace, name) DO UPDATE
-SET subject = $3, html = $4, text = $5, updated_at = now()
-RETURNING name, subject, html, text, created_at, updated_at
-"""
-SELECT_TEMPLATE = """
-SELECT name, subject, html, text, created_at, updated_at FROM templates
-WHERE workspace = $1 AND name = $2
-"""
-SELECT_TEMPLATES = """
-SELECT name, subject, html, text, created_at, updated_at FROM templates
-WHERE workspace = $1 ORDER BY name
-"""
-DELETE_TEMPLATE = "DELETE FROM templates WHERE workspace = $1 AND name = $2"
 
 
 class TemplateIn(TemplateBody):
@@ -78,18 +63,18 @@ async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: Wo
             f"The template cannot be rendered ({parts}): {problems[0]['message']}.",
             problems=problems,
         )
-    row = await pool.fetchrow(UPSERT_TEMPLATE, workspace, name, body.subject, body.html, body.text)
+    row = await templates_store.upsert(pool, workspace, name, body.subject, body.html, body.text)
     return dict(row) if row is not None else None
 
 
 @router.get("", response_model=list[TemplateOut], operation_id="list_templates")
 async def list_templates(pool: PoolDep, workspace: WorkspaceDep) -> Any:
-    return [dict(r) for r in await pool.fetch(SELECT_TEMPLATES, workspace)]
+    return [dict(r) for r in await templates_store.templates(pool, workspace)]
 
 
 @router.get("/{name}", response_model=TemplateOut, operation_id="get_template")
 async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any:
-    row = await pool.fetchrow(SELECT_TEMPLATE, workspace, name)
+    row = await templates_store.template(pool, workspace, name)
     if row is None:
         raise ApiError(404, "template_not_found", f"No template named {name!r}.")
     return dict(row)
@@ -97,5 +82,5 @@ async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any
 
 @router.delete("/{name}", status_code=204, operation_id="delete_template")
 async def delete_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> None:
-    if await pool.execute(DELETE_TEMPLATE, workspace, name) == "DELETE 0":
+    if not await templates_store.delete(pool, workspace, name):
         raise ApiError(404, "template_not_found", f"No template named {name!r}.")

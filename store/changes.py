@@ -1,0 +1,143 @@
+"""The relay's queues: `change_queue` (what committed and must be routed) and `deliveries`
+(what must reach an enrollment workflow, with its retries and dead letters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.routing import Change, Delivery
+from store.db import Queryable
+
+COLUMNS = """
+d.id, d.kind, d.contact_id, d.journey_id, d.workflow_id, e.id AS event_id,
+e.idempotency_key AS event_idempotency_key, e.type AS event_type,
+d.attempts, d.last_error, d.queued_at, d.failed_at
+"""
+
+CLAIM_CHANGES = """
+DELETE FROM change_queue WHERE id IN (
+    SELECT id FROM change_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, workspace, contact_id, kind, seq, name, changed, created
+"""
+
+
+INSERT_DELIVERIES = """
+INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+ON CONFLICT (workflow_id, kind, seq) DO UPDATE
+SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
+"""
+
+
+async def claim_changes(conn: Queryable, limit: int) -> list[Change]:
+    """Takes the oldest queued changes off the queue (skipping rows another relay holds)."""
+    return [Change.from_row(r) for r in await conn.fetch(CLAIM_CHANGES, limit)]
+
+
+async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
+    """One delivery row each; a pending one with the same key is renewed instead."""
+    if not deliveries:
+        return
+    # in key order, so that two relays inserting overlapping rows never deadlock
+    deliveries = sorted(deliveries, key=lambda d: (d.workflow_id, d.kind, d.seq))
+    await conn.execute(
+        INSERT_DELIVERIES,
+        [d.workspace for d in deliveries],
+        [d.contact_id for d in deliveries],
+        [d.journey_id for d in deliveries],
+        [d.workflow_id for d in deliveries],
+        [d.kind for d in deliveries],
+        [d.seq for d in deliveries],
+    )
+
+
+CLAIM_DUE = """
+UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
+WHERE id IN (
+    SELECT id FROM deliveries WHERE failed_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
+"""
+
+
+DELETE_DONE = """
+DELETE FROM deliveries d USING unnest($1::bigint[], $2::int[]) AS x(id, generation)
+WHERE d.id = x.id AND d.generation = x.generation
+"""
+
+
+RETRY_LATER = """
+UPDATE deliveries d
+SET attempts = d.attempts + x.counted, last_error = x.error,
+    next_attempt_at = now() + x.delay * interval '1 second'
+FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::int[]) AS x(id, error, delay, counted)
+WHERE d.id = x.id
+"""
+
+
+GIVE_UP = """
+UPDATE deliveries d SET failed_at = now(), last_error = x.error
+FROM unnest($1::bigint[], $2::text[]) AS x(id, error) WHERE d.id = x.id
+"""
+
+
+async def claim_due(conn: Queryable, limit: int, lease: float) -> list[dict[str, Any]]:
+    """Due deliveries, leased to the caller for `lease` seconds."""
+    return [dict(r) for r in await conn.fetch(CLAIM_DUE, limit, lease)]
+
+
+async def delete_done(conn: Queryable, done: list[tuple[int, int]]) -> None:
+    """Removes delivered rows (id, generation), unless a newer change renewed them."""
+    await conn.execute(DELETE_DONE, [i for i, _ in done], [g for _, g in done])
+
+
+async def retry_later(conn: Queryable, retry: list[tuple[int, str, float, int]]) -> None:
+    """Reschedules rows (id, error, delay in seconds, 1 if the attempt counts)."""
+    await conn.execute(
+        RETRY_LATER,
+        [r[0] for r in retry],
+        [r[1] for r in retry],
+        [r[2] for r in retry],
+        [r[3] for r in retry],
+    )
+
+
+async def give_up(conn: Queryable, failed: list[tuple[int, str]]) -> None:
+    """Parks rows (id, error) as dead letters."""
+    await conn.execute(GIVE_UP, [i for i, _ in failed], [e for _, e in failed])
+
+
+SELECT_DEAD = f"""
+SELECT {COLUMNS}
+FROM deliveries d
+LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq = d.seq
+WHERE d.workspace = $1 AND d.failed_at IS NOT NULL
+  AND ($2::text IS NULL OR d.journey_id = $2) AND ($3::text IS NULL OR d.contact_id = $3)
+ORDER BY d.failed_at DESC, d.id DESC LIMIT $4
+"""
+
+
+REQUEUE = f"""
+WITH requeued AS (
+    UPDATE deliveries SET failed_at = NULL, attempts = 0, next_attempt_at = now()
+    WHERE workspace = $1 AND id = $2 AND failed_at IS NOT NULL
+    RETURNING *
+)
+SELECT {COLUMNS}
+FROM requeued d
+LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq = d.seq
+"""
+
+
+async def dead_letters(
+    conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any, limit: Any
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_DEAD, workspace, journey_id, contact_id, limit)
+
+
+async def requeue(conn: Queryable, workspace: Any, dead_letter_id: Any) -> asyncpg.Record | None:
+    return await conn.fetchrow(REQUEUE, workspace, dead_letter_id)

@@ -1,0 +1,450 @@
+"""Enrollments, their log and their refusals (`enrollments`, `enrollment_steps`, `refusals`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+from shared.routing import OpenEnrollment
+from store.db import Queryable, pairs
+
+# enrollments_by_contact is partial on status <> 'completed': the same predicate uses it.
+SELECT_OPEN_ENROLLMENTS = """
+SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status, stage, end_value
+FROM enrollments
+WHERE (workspace, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  AND status <> 'completed'
+"""
+
+
+async def open_enrollments(
+    conn: Queryable, contacts: Iterable[tuple[str, str]]
+) -> list[OpenEnrollment]:
+    """The enrollments of these (workspace, contact id) that run or are in their window."""
+    workspaces, ids = pairs(contacts)
+    if not ids:
+        return []
+    rows = await conn.fetch(SELECT_OPEN_ENROLLMENTS, workspaces, ids)
+    return [OpenEnrollment.from_row(r) for r in rows]
+
+
+SELECT_STATUSES = "SELECT workflow_id, status FROM enrollments WHERE workflow_id = ANY($1::text[])"
+
+
+async def select_statuses(conn: Queryable, ids: Any) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_STATUSES, ids)
+
+
+INSERT_ENROLLMENT = """
+INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
+                         goal_epoch, stage)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT DO NOTHING
+"""
+
+
+DELETE_ENROLLMENT = "DELETE FROM enrollments WHERE workflow_id = $1"
+
+
+INSERT_REFUSAL = """
+INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation, once)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (workspace, journey_id, contact_id, reason) WHERE once DO NOTHING
+"""
+
+
+INSERT_ENROLLMENTS = """
+INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
+                         goal_epoch, stage)
+SELECT $1, $2, contact_id, workflow_id, $3, $4, $5
+FROM unnest($6::text[], $7::text[]) AS new (contact_id, workflow_id)
+ORDER BY contact_id
+ON CONFLICT DO NOTHING
+RETURNING contact_id
+"""
+
+
+INSERT_REFUSALS = """
+INSERT INTO refusals (workspace, journey_id, contact_id, reason, explanation)
+SELECT $1, $2, contact_id, reason, explanation
+FROM unnest($3::text[], $4::text[], $5::jsonb[]) AS r (contact_id, reason, explanation)
+"""
+
+
+async def insert_enrollment(
+    conn: Queryable,
+    workspace: Any,
+    id: Any,
+    contact_id: Any,
+    wf_id: Any,
+    version: Any,
+    goal_epoch: Any,
+    start_stage: Any,
+) -> str:
+    return await conn.execute(
+        INSERT_ENROLLMENT, workspace, id, contact_id, wf_id, version, goal_epoch, start_stage
+    )
+
+
+async def insert_refusal(
+    conn: Queryable,
+    workspace: Any,
+    id: Any,
+    contact_id: Any,
+    reason: Any,
+    explanation: Any,
+    refuse_once: Any,
+) -> str:
+    return await conn.execute(
+        INSERT_REFUSAL, workspace, id, contact_id, reason, explanation, refuse_once
+    )
+
+
+async def delete_enrollment(conn: Queryable, wf_id: Any) -> str:
+    return await conn.execute(DELETE_ENROLLMENT, wf_id)
+
+
+async def insert_enrollments(
+    conn: Queryable,
+    workspace: Any,
+    id: Any,
+    version: Any,
+    goal_epoch: Any,
+    start_stage: Any,
+    candidates: Any,
+    ids: Any,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        INSERT_ENROLLMENTS, workspace, id, version, goal_epoch, start_stage, candidates, ids
+    )
+
+
+async def insert_refusals(
+    conn: Queryable, workspace: Any, id: Any, refused: Any, arg4: Any, arg5: Any
+) -> str:
+    return await conn.execute(INSERT_REFUSALS, workspace, id, refused, arg4, arg5)
+
+
+SELECT_ENROLLMENT_STATUS = """
+SELECT status FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+"""
+
+
+async def status_of(
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+) -> str | None:
+    """The enrollment's status, None if the contact never entered the journey."""
+    status: str | None = await conn.fetchval(
+        SELECT_ENROLLMENT_STATUS, workspace, journey_id, contact_id
+    )
+    return status
+
+
+RECORD_OUTCOME = """
+UPDATE enrollment_steps
+SET result = coalesce($3, result), detail = detail || jsonb_build_object('delivery', $4::jsonb)
+WHERE workflow_id = $1 AND step_seq = $2
+"""
+
+
+SELECT_OUTCOME = """
+SELECT detail -> 'delivery' FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
+"""
+
+
+async def select_outcome(conn: Queryable, workflow_id: Any, step: Any) -> Any:
+    return await conn.fetchval(SELECT_OUTCOME, workflow_id, step)
+
+
+async def record_outcome(
+    conn: Queryable, workflow_id: Any, step_seq: Any, result: Any, arg4: Any
+) -> str:
+    return await conn.execute(RECORD_OUTCOME, workflow_id, step_seq, result, arg4)
+
+
+EXISTING_ENROLLMENTS = """
+SELECT contact_id, workflow_id, status, enrolled_at >= $4 AS since_batch FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[])
+"""
+
+
+REFUSED_SINCE = """
+SELECT DISTINCT ON (contact_id) contact_id, reason FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = ANY($3::text[]) AND refused_at >= $4
+ORDER BY contact_id, refused_at DESC
+"""
+
+
+DELETE_ORPHAN = "DELETE FROM enrollments WHERE workflow_id = $1 AND status = 'running'"
+
+
+RUNNING_PAGE = """
+SELECT contact_id, workflow_id FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3 AND status = ANY($4::text[])
+  AND enrolled_at < $5
+ORDER BY contact_id LIMIT $6
+"""
+
+
+STILL_OPEN = """
+SELECT workflow_id FROM enrollments WHERE workflow_id = ANY($1::text[]) AND status = ANY($2::text[])
+"""
+
+
+async def running_page(
+    conn: Queryable,
+    workspace: Any,
+    journey_id: Any,
+    cursor: Any,
+    statuses: Any,
+    started_at: Any,
+    page_size: Any,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        RUNNING_PAGE, workspace, journey_id, cursor, statuses, started_at, page_size
+    )
+
+
+async def delete_orphan(conn: Queryable, workflow_id: Any) -> str:
+    return await conn.execute(DELETE_ORPHAN, workflow_id)
+
+
+async def still_open(conn: Queryable, ids: Any, statuses: Any) -> list[asyncpg.Record]:
+    return await conn.fetch(STILL_OPEN, ids, statuses)
+
+
+async def existing_enrollments(
+    conn: Queryable, workspace: Any, journey_id: Any, arg3: Any, since: Any
+) -> list[asyncpg.Record]:
+    return await conn.fetch(EXISTING_ENROLLMENTS, workspace, journey_id, arg3, since)
+
+
+async def refused_since(
+    conn: Queryable, workspace: Any, journey_id: Any, arg3: Any, since: Any
+) -> list[asyncpg.Record]:
+    return await conn.fetch(REFUSED_SINCE, workspace, journey_id, arg3, since)
+
+
+INSERT_STEP = """
+INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,
+                              at, stage, action, result, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (workflow_id, step_seq) DO NOTHING
+RETURNING step_seq
+"""
+
+
+RECORDED_WRITES = """
+SELECT contact_seq, refused_writes FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
+"""
+
+
+RECORD_WRITES = """
+UPDATE enrollment_steps SET contact_seq = $3, refused_writes = $4
+WHERE workflow_id = $1 AND step_seq = $2
+"""
+
+
+SET_ENROLLMENT_STAGE = "UPDATE enrollments SET stage = $2 WHERE workflow_id = $1"
+
+
+END_ENROLLMENT = """
+UPDATE enrollments
+SET outcome = $2, end_value = $3, status = $4, ended_at = $5, goal_met_seq = $6,
+    completed_at = CASE WHEN $4 = 'completed' THEN $5 ELSE completed_at END
+WHERE workflow_id = $1
+"""
+
+
+COMPLETE_ENROLLMENT = """
+UPDATE enrollments SET status = 'completed', completed_at = $2 WHERE workflow_id = $1
+"""
+
+
+MARKETING_SENT = "UPDATE enrollments SET marketing_sent = true WHERE workflow_id = $1"
+
+
+CONVERSION_FACTS = """
+SELECT marketing_sent, outcome FROM enrollments WHERE workflow_id = $1
+"""
+
+
+# Other enrollments of the same contact that could take the credit for a goal met after
+# this one ended (DESIGN §3.6): still running, or left with goal_met at the same change.
+SELECT_RIVALS = """
+SELECT e.journey_id, v.definition
+FROM enrollments e
+JOIN journey_versions v
+  ON v.workspace = e.workspace AND v.journey_id = e.journey_id AND v.version = e.journey_version
+WHERE e.workspace = $1 AND e.contact_id = $2 AND e.journey_id <> $3
+  AND (e.status = 'running' OR (e.outcome = 'goal_met' AND e.goal_met_seq = $4))
+"""
+
+
+SELECT_OWN_GOAL = """
+SELECT v.definition FROM enrollments e
+JOIN journey_versions v
+  ON v.workspace = e.workspace AND v.journey_id = e.journey_id AND v.version = e.journey_version
+WHERE e.workflow_id = $1
+"""
+
+
+async def insert_step(
+    conn: Queryable,
+    workflow_id: Any,
+    step_seq: Any,
+    workspace: Any,
+    journey_id: Any,
+    contact_id: Any,
+    at: Any,
+    stage: Any,
+    action: Any,
+    result: Any,
+    detail: Any,
+) -> Any:
+    return await conn.fetchval(
+        INSERT_STEP,
+        workflow_id,
+        step_seq,
+        workspace,
+        journey_id,
+        contact_id,
+        at,
+        stage,
+        action,
+        result,
+        detail,
+    )
+
+
+async def conversion_facts(conn: Queryable, workflow_id: str) -> asyncpg.Record | None:
+    """marketing_sent, outcome: what decides whether a goal met counts."""
+    return await conn.fetchrow(CONVERSION_FACTS, workflow_id)
+
+
+async def select_own_goal(conn: Queryable, workflow_id: Any) -> Any:
+    return await conn.fetchval(SELECT_OWN_GOAL, workflow_id)
+
+
+async def select_rivals(
+    conn: Queryable, workspace: Any, contact_id: Any, journey_id: Any, goal_met_seq: Any
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_RIVALS, workspace, contact_id, journey_id, goal_met_seq)
+
+
+async def record_writes(
+    conn: Queryable, workflow_id: Any, step_seq: Any, seq: Any, refused: Any
+) -> str:
+    return await conn.execute(RECORD_WRITES, workflow_id, step_seq, seq, refused)
+
+
+async def recorded_writes(
+    conn: Queryable, workflow_id: Any, step_seq: Any
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(RECORDED_WRITES, workflow_id, step_seq)
+
+
+async def set_enrollment_stage(conn: Queryable, workflow_id: Any, stage: Any) -> str:
+    return await conn.execute(SET_ENROLLMENT_STAGE, workflow_id, stage)
+
+
+async def end_enrollment(
+    conn: Queryable,
+    workflow_id: Any,
+    value: Any,
+    end_value: Any,
+    value4: Any,
+    at: Any,
+    goal_met_seq: Any,
+) -> str:
+    return await conn.execute(
+        END_ENROLLMENT, workflow_id, value, end_value, value4, at, goal_met_seq
+    )
+
+
+async def complete_enrollment(conn: Queryable, workflow_id: Any, at: Any) -> str:
+    return await conn.execute(COMPLETE_ENROLLMENT, workflow_id, at)
+
+
+async def marketing_sent(conn: Queryable, workflow_id: Any) -> str:
+    return await conn.execute(MARKETING_SENT, workflow_id)
+
+
+COUNT_OPEN = """
+SELECT count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = 'in_attribution_window') AS in_window
+FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND status <> 'completed'
+"""
+
+
+async def count_open(conn: Queryable, workspace: Any, journey_id: Any) -> asyncpg.Record | None:
+    return await conn.fetchrow(COUNT_OPEN, workspace, journey_id)
+
+
+SELECT_ACTIVE = """
+SELECT journey_id, workflow_id, status, stage FROM enrollments
+WHERE workspace = $1 AND contact_id = $2 AND status <> 'completed' ORDER BY journey_id
+"""
+
+
+async def select_active(conn: Queryable, workspace: Any, contact_id: Any) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_ACTIVE, workspace, contact_id)
+
+
+SELECT_ENROLLMENT = """
+SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
+       enrolled_at, ended_at, completed_at
+FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+"""
+
+
+SELECT_STEPS = """
+SELECT step_seq, at, stage, action, result, detail FROM enrollment_steps
+WHERE workflow_id = $1 ORDER BY step_seq
+"""
+
+
+SELECT_REFUSALS = """
+SELECT reason, explanation, refused_at FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3 ORDER BY refused_at
+"""
+
+
+SELECT_PAGE = """
+SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
+       enrolled_at, ended_at, completed_at
+FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3
+  AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR outcome = $5)
+ORDER BY contact_id LIMIT $6
+"""
+
+
+async def select_page(
+    conn: Queryable,
+    workspace: Any,
+    journey_id: Any,
+    after: Any,
+    status: Any,
+    outcome: Any,
+    limit: Any,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_PAGE, workspace, journey_id, after, status, outcome, limit)
+
+
+async def enrollment(
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id)
+
+
+async def select_refusals(
+    conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_REFUSALS, workspace, journey_id, contact_id)
+
+
+async def select_steps(conn: Queryable, workflow_id: Any) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_STEPS, workflow_id)

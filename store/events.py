@@ -1,0 +1,89 @@
+"""Events (`events`): appended once per idempotency key, read back by sequence number."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared.contact import ContactEvent
+from store.db import Queryable
+
+INSERT_EVENTS = """
+INSERT INTO events (workspace, id, idempotency_key, contact_id, type, target, properties,
+                    occurred_at)
+SELECT $1, id, key, contact_id, type, target, properties, occurred_at
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+            $8::timestamptz[]) WITH ORDINALITY
+     AS t(id, key, contact_id, type, target, properties, occurred_at, position)
+ORDER BY position
+ON CONFLICT (workspace, idempotency_key) DO NOTHING
+RETURNING idempotency_key, id, seq, contact_id
+"""
+
+SELECT_BY_KEYS = """
+SELECT idempotency_key, id, seq, contact_id FROM events
+WHERE workspace = $1 AND idempotency_key = ANY($2::text[])
+"""
+
+EVENTS_BY_SEQ = """
+SELECT workspace, seq, id, type, target, properties, occurred_at FROM events
+WHERE (workspace, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event to append: its generated id, idempotency key and fields."""
+
+    id: str
+    key: str
+    contact_id: str
+    type: str
+    target: str | None
+    properties: dict[str, Any]
+    occurred_at: datetime
+
+
+async def append(
+    conn: Queryable, workspace: str, events: Sequence[NewEvent]
+) -> list[asyncpg.Record]:
+    """Appends the events whose key is new, in order; returns idempotency_key, id, seq and
+    contact_id of those appended."""
+    return await conn.fetch(
+        INSERT_EVENTS,
+        workspace,
+        [e.id for e in events],
+        [e.key for e in events],
+        [e.contact_id for e in events],
+        [e.type for e in events],
+        [e.target for e in events],
+        [e.properties for e in events],
+        [e.occurred_at for e in events],
+    )
+
+
+async def by_keys(conn: Queryable, workspace: str, keys: list[str]) -> list[asyncpg.Record]:
+    """idempotency_key, id, seq and contact_id of the events stored under `keys`."""
+    return await conn.fetch(SELECT_BY_KEYS, workspace, keys)
+
+
+async def by_seq(
+    conn: Queryable, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], ContactEvent]:
+    """The events of (workspace, seq) pairs, as a `contact_event` signal carries them."""
+    rows = await conn.fetch(EVENTS_BY_SEQ, [w for w, _ in keys], [s for _, s in keys])
+    return {
+        (e["workspace"], e["seq"]): ContactEvent(
+            id=e["id"],
+            seq=e["seq"],
+            type=e["type"],
+            target=e["target"],
+            properties=e["properties"],
+            occurred_at=e["occurred_at"],
+        )
+        for e in rows
+    }

@@ -1,0 +1,169 @@
+"""The read models the metrics read, and the journey's writes to them: counters, stage
+entries and paths, dated stage moves, conversions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from store.db import Queryable
+
+# The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
+IN_WINDOW = "($3::timestamptz IS NULL OR {col} >= $3) AND ($4::timestamptz IS NULL OR {col} < $4)"
+
+
+STAGE_ENTERED = """
+INSERT INTO stage_stats AS s (workspace, journey_id, stage, entered, active)
+VALUES ($1, $2, $3, 1, 1)
+ON CONFLICT (workspace, journey_id, stage)
+DO UPDATE SET entered = s.entered + 1, active = s.active + 1
+"""
+
+
+STAGE_LEFT = """
+UPDATE stage_stats SET active = active - 1
+WHERE workspace = $1 AND journey_id = $2 AND stage = $3
+"""
+
+
+PATH_TAKEN = """
+INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
+VALUES ($1, $2, $3, $4, 1)
+ON CONFLICT (workspace, journey_id, from_stage, to_node) DO UPDATE SET count = p.count + 1
+"""
+
+
+# Dated stage moves: the metrics of a cohort of enrollment dates (?since=&until=).
+STAGE_MOVE = """
+INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
+SELECT workspace, journey_id, enrolled_at, $2, $3, $4 FROM enrollments WHERE workflow_id = $1
+"""
+
+
+INSERT_CONVERSION = """
+INSERT INTO conversions (workspace, journey_id, contact_id, goal_epoch, converted_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def insert_conversion(
+    conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any, goal_epoch: Any, at: Any
+) -> str:
+    return await conn.execute(INSERT_CONVERSION, workspace, journey_id, contact_id, goal_epoch, at)
+
+
+async def stage_entered(conn: Queryable, ws: Any, journey: Any, stage: Any) -> str:
+    return await conn.execute(STAGE_ENTERED, ws, journey, stage)
+
+
+async def stage_move(
+    conn: Queryable, workflow_id: Any, at: Any, from_stage: Any, stage: Any
+) -> str:
+    return await conn.execute(STAGE_MOVE, workflow_id, at, from_stage, stage)
+
+
+async def stage_left(conn: Queryable, ws: Any, journey: Any, from_stage: Any) -> str:
+    return await conn.execute(STAGE_LEFT, ws, journey, from_stage)
+
+
+async def path_taken(conn: Queryable, ws: Any, journey: Any, from_stage: Any, stage: Any) -> str:
+    return await conn.execute(PATH_TAKEN, ws, journey, from_stage, stage)
+
+
+COUNTERS = "SELECT key, n FROM journey_counters WHERE workspace = $1 AND journey_id = $2"
+
+
+LIST_MEMBERS = """
+SELECT coalesce(sum(members), 0) FROM list_counters WHERE workspace = $1 AND list = $2
+"""
+
+
+CONTACTS = "SELECT coalesce(sum(contacts), 0) FROM workspace_counters WHERE workspace = $1"
+
+
+STAGES = "SELECT stage, entered, active FROM stage_stats WHERE workspace = $1 AND journey_id = $2"
+
+
+PATHS = """
+SELECT from_stage, to_node, count FROM stage_paths WHERE workspace = $1 AND journey_id = $2
+"""
+
+
+COHORT_MOVES = f"""
+SELECT from_stage, to_node, count(*) AS n FROM stage_moves
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
+GROUP BY 1, 2
+"""
+
+
+COHORT = f"""
+SELECT status, outcome, stage, goal_epoch, count(*) AS n FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
+GROUP BY 1, 2, 3, 4
+"""
+
+
+COHORT_CONVERSIONS = f"""
+SELECT count(*) FROM enrollments e
+JOIN conversions c ON c.workspace = e.workspace AND c.journey_id = e.journey_id
+                  AND c.contact_id = e.contact_id AND c.goal_epoch = $5
+WHERE e.workspace = $1 AND e.journey_id = $2 AND {IN_WINDOW.format(col="e.enrolled_at")}
+"""
+
+
+COHORT_REFUSALS = f"""
+SELECT reason, count(*) AS n FROM refusals
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="refused_at")}
+GROUP BY 1
+"""
+
+
+Window = tuple[str, str, datetime | None, datetime | None]
+"""(workspace, journey id, since, until): a cohort of enrollment dates; None is open."""
+
+
+async def counters(conn: Queryable, workspace: str, journey_id: str) -> list[asyncpg.Record]:
+    """key, n: the journey's counters (enrolled, refused:<reason>, ended:<outcome>, ...)."""
+    return await conn.fetch(COUNTERS, workspace, journey_id)
+
+
+async def stages(conn: Queryable, workspace: str, journey_id: str) -> list[asyncpg.Record]:
+    """stage, entered, active."""
+    return await conn.fetch(STAGES, workspace, journey_id)
+
+
+async def paths(conn: Queryable, workspace: str, journey_id: str) -> list[asyncpg.Record]:
+    """from_stage, to_node, count."""
+    return await conn.fetch(PATHS, workspace, journey_id)
+
+
+async def cohort(conn: Queryable, window: Window) -> list[asyncpg.Record]:
+    """status, outcome, stage, goal_epoch, n: the cohort's enrollments, grouped."""
+    return await conn.fetch(COHORT, *window)
+
+
+async def cohort_conversions(conn: Queryable, window: Window, epoch: int) -> int:
+    return int(await conn.fetchval(COHORT_CONVERSIONS, *window, epoch))
+
+
+async def cohort_refusals(conn: Queryable, window: Window) -> list[asyncpg.Record]:
+    """reason, n."""
+    return await conn.fetch(COHORT_REFUSALS, *window)
+
+
+async def cohort_moves(conn: Queryable, window: Window) -> list[asyncpg.Record]:
+    """from_stage, to_node, n."""
+    return await conn.fetch(COHORT_MOVES, *window)
+
+
+async def contacts(conn: Queryable, workspace: str) -> int:
+    """Contacts in the workspace (from its counters)."""
+    return int(await conn.fetchval(CONTACTS, workspace))
+
+
+async def list_size(conn: Queryable, workspace: str, list_name: str) -> int:
+    """Members of one list (from its counters)."""
+    return int(await conn.fetchval(LIST_MEMBERS, workspace, list_name))
