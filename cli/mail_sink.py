@@ -49,7 +49,7 @@ class Mailbox:
         msg = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         headers: dict[str, Any] = {k: str(v).strip() for k, v in msg.items()}
-        await mailbox_store.insert_message(
+        await mailbox_store.keep(
             self.pool,
             _header(msg, "X-Nurture-Workspace"),
             envelope.mail_from or "",

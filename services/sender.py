@@ -33,9 +33,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from services.providers import Email, Handover, PermanentFailure, TransientFailure, Webhook
-from shared.channels import ChannelSettings, load_settings
+from shared.channels import ChannelSettings
 from shared.settings import Settings
 from store import outbox as outbox_store
+from store import workspaces as workspaces_store
 from store.db import create_pool, listen, wait_any
 
 log = logging.getLogger("nurture.sender")
@@ -133,7 +134,7 @@ class Sender:
         now = asyncio.get_running_loop().time()
         self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > now}
         skip = [*self.in_flight, *self._elsewhere]
-        keys = [r[0] for r in await outbox_store.select_due(self.pool, free, skip)]
+        keys = await outbox_store.due(self.pool, free, skip)
         started = 0
         for key in keys:
             conn = await self.pool.acquire()
@@ -173,10 +174,10 @@ class Sender:
         connection (the pool resets it) releases the lock."""
         row = None
         try:
-            row = await outbox_store.select_row(conn, key)
+            row = await outbox_store.row(conn, key)
             if row is None:
                 return
-            ws = await load_settings(conn, row["workspace"])
+            ws = await workspaces_store.channel_settings(conn, row["workspace"])
             await self._attempt(conn, ws, row)
         except Exception as exc:
             # not the provider's answer (a lost database, a bug): tried again after a

@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.journey import WEEKDAYS, Duration, SendWindow, TimeZoneName
-from store import workspaces as workspaces_store
-from store.db import Queryable
 
 DEFAULT_TIMEZONE = "UTC"
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "whatsapp": "phone"}
@@ -67,36 +65,6 @@ class ChannelSettings(BaseModel):
     send_window: SendWindow | None = None
     """Quiet hours for journeys that set none; None: any time."""
     frequency_cap: FrequencyCap | None = None
-
-
-async def load_settings(conn: Queryable, workspace: str) -> ChannelSettings:
-    row = await workspaces_store.select_settings(conn, workspace)
-    if row is None:
-        return ChannelSettings()
-    webhook = None
-    if row["webhook_url"]:
-        webhook = Webhook(url=row["webhook_url"], secret=row["webhook_secret"])
-    return ChannelSettings(
-        webhook=webhook,
-        email_from=row["email_from"],
-        timezone=row["timezone"],
-        send_window=row["send_window"],
-        frequency_cap=row["frequency_cap"],
-    )
-
-
-async def save_settings(conn: Queryable, workspace: str, settings: ChannelSettings) -> None:
-    hook = settings.webhook
-    await workspaces_store.upsert_settings(
-        conn,
-        workspace,
-        str(hook.url) if hook else None,
-        hook.secret.get_secret_value() if hook else None,
-        settings.email_from,
-        settings.timezone,
-        settings.send_window.model_dump(mode="json") if settings.send_window else None,
-        settings.frequency_cap.model_dump(mode="json") if settings.frequency_cap else None,
-    )
 
 
 # --- the rules ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -122,9 +123,15 @@ async def insert_enrollments(
 
 
 async def insert_refusals(
-    conn: Queryable, workspace: Any, id: Any, refused: Any, arg4: Any, arg5: Any
-) -> str:
-    return await conn.execute(INSERT_REFUSALS, workspace, id, refused, arg4, arg5)
+    conn: Queryable,
+    workspace: str,
+    journey_id: str,
+    contact_ids: list[str],
+    reasons: list[str],
+    explanations: list[dict[str, Any] | None],
+) -> None:
+    """One refusal row per contact (activation: each contact refused once per page)."""
+    await conn.execute(INSERT_REFUSALS, workspace, journey_id, contact_ids, reasons, explanations)
 
 
 SELECT_ENROLLMENT_STATUS = """
@@ -154,14 +161,16 @@ SELECT detail -> 'delivery' FROM enrollment_steps WHERE workflow_id = $1 AND ste
 """
 
 
-async def select_outcome(conn: Queryable, workflow_id: Any, step: Any) -> Any:
-    return await conn.fetchval(SELECT_OUTCOME, workflow_id, step)
+async def recorded_outcome(conn: Queryable, workflow_id: str, step_seq: int) -> Any:
+    """What `record_outcome` kept for the step, None if nothing yet."""
+    return await conn.fetchval(SELECT_OUTCOME, workflow_id, step_seq)
 
 
 async def record_outcome(
-    conn: Queryable, workflow_id: Any, step_seq: Any, result: Any, arg4: Any
-) -> str:
-    return await conn.execute(RECORD_OUTCOME, workflow_id, step_seq, result, arg4)
+    conn: Queryable, workflow_id: str, step_seq: int, result: str | None, outcome: dict[str, Any]
+) -> None:
+    """Keeps what became of a step's messages on its log row (and its result, if given)."""
+    await conn.execute(RECORD_OUTCOME, workflow_id, step_seq, result, outcome)
 
 
 EXISTING_ENROLLMENTS = """
@@ -216,15 +225,18 @@ async def still_open(conn: Queryable, ids: Any, statuses: Any) -> list[asyncpg.R
 
 
 async def existing_enrollments(
-    conn: Queryable, workspace: Any, journey_id: Any, arg3: Any, since: Any
+    conn: Queryable, workspace: str, journey_id: str, contact_ids: list[str], since: datetime
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(EXISTING_ENROLLMENTS, workspace, journey_id, arg3, since)
+    """contact_id, workflow_id, status, since_batch (enrolled at or after `since`)."""
+    return await conn.fetch(EXISTING_ENROLLMENTS, workspace, journey_id, contact_ids, since)
 
 
 async def refused_since(
-    conn: Queryable, workspace: Any, journey_id: Any, arg3: Any, since: Any
-) -> list[asyncpg.Record]:
-    return await conn.fetch(REFUSED_SINCE, workspace, journey_id, arg3, since)
+    conn: Queryable, workspace: str, journey_id: str, contact_ids: list[str], since: datetime
+) -> dict[str, str]:
+    """The latest refusal reason of each contact refused at or after `since`."""
+    rows = await conn.fetch(REFUSED_SINCE, workspace, journey_id, contact_ids, since)
+    return {r["contact_id"]: r["reason"] for r in rows}
 
 
 INSERT_STEP = """

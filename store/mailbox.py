@@ -1,4 +1,4 @@
-"""mailbox: statements and their functions."""
+"""The dev mailbox (`dev_mailbox`): what the SMTP sink of `nurture dev` received."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncpg
 
 from store.db import Queryable
 
-# from api/routes/messages.py
 SELECT_MESSAGES = """
 SELECT id, received_at, mail_from, rcpt_to, subject, message_id, idempotency_key, text, html,
        headers
@@ -18,13 +17,12 @@ ORDER BY id DESC LIMIT $3
 """
 
 
-async def select_messages(
-    conn: Queryable, workspace: Any, to: Any, limit: Any
+async def messages(
+    conn: Queryable, workspace: str, to: str | None, limit: int
 ) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_MESSAGES, workspace, to, limit)
 
 
-# from cli/mail_sink.py
 INSERT_MESSAGE = """
 INSERT INTO dev_mailbox (workspace, mail_from, rcpt_to, subject, message_id, idempotency_key,
                          text, html, headers)
@@ -32,18 +30,28 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
 
-async def insert_message(
+async def keep(
     conn: Queryable,
-    arg1: Any,
-    arg2: Any,
-    arg3: Any,
-    arg4: Any,
-    arg5: Any,
-    arg6: Any,
-    arg7: Any,
-    arg8: Any,
-    headers: Any,
-) -> str:
-    return await conn.execute(
-        INSERT_MESSAGE, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, headers
+    workspace: str | None,
+    mail_from: str,
+    rcpt_to: list[str],
+    subject: str | None,
+    message_id: str | None,
+    idempotency_key: str | None,
+    text: str | None,
+    html: str | None,
+    headers: dict[str, Any],
+) -> None:
+    """Keeps one message the dev SMTP sink received."""
+    await conn.execute(
+        INSERT_MESSAGE,
+        workspace,
+        mail_from,
+        rcpt_to,
+        subject,
+        message_id,
+        idempotency_key,
+        text,
+        html,
+        headers,
     )

@@ -1,37 +1,28 @@
-"""outbox: statements and their functions."""
+"""The outbox (`outbox`): one row per message, task or notification, keyed for the
+provider; the sender's claims and outcomes; and the frequency cap's reservations
+(`marketing_sends`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from store.db import Queryable
 
-# from services/sender.py
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 
 
-# from services/sender.py
 KEEP_RESENDS = """
 CASE WHEN answer ? 'resends' THEN $2::jsonb || jsonb_build_object('resends', answer->'resends')
      ELSE $2::jsonb END
 """
 
 
-async def try_lock(conn: Queryable, key: Any) -> Any:
-    return await conn.fetchval(TRY_LOCK, key)
-
-
-# from workers/sending.py
 LOCK_CONTACT_CAP = "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 8))"
 
 
-async def lock_contact_cap(conn: Queryable, workspace: Any, contact_id: Any) -> str:
-    return await conn.execute(LOCK_CONTACT_CAP, workspace, contact_id)
-
-
-# from api/routes/health.py
 OUTBOX_DUE = """
 SELECT count(*) AS due,
        coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float AS oldest
@@ -39,11 +30,6 @@ FROM outbox WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
 """
 
 
-async def outbox_due(conn: Queryable) -> asyncpg.Record | None:
-    return await conn.fetchrow(OUTBOX_DUE)
-
-
-# from services/sender.py
 SELECT_DUE = """
 SELECT idempotency_key FROM outbox
 WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
@@ -52,7 +38,6 @@ ORDER BY next_attempt_at LIMIT $1
 """
 
 
-# from services/sender.py
 SELECT_ROW = """
 SELECT idempotency_key, workspace, workflow_id, journey_id, contact_id, kind, channel,
        payload, attempts
@@ -61,7 +46,6 @@ WHERE idempotency_key = $1 AND status IN ('queued', 'sending') AND next_attempt_
 """
 
 
-# from services/sender.py
 HANDING_OVER = """
 WITH prev AS (SELECT status, answer FROM outbox WHERE idempotency_key = $1 FOR UPDATE)
 UPDATE outbox o
@@ -74,7 +58,6 @@ RETURNING coalesce((o.answer->>'resends')::int, 0)
 """
 
 
-# from services/sender.py
 DELIVERED = f"""
 UPDATE outbox SET status = 'delivered', delivered_at = now(), answer = {KEEP_RESENDS},
                   attempts = attempts + 1, last_error = NULL
@@ -82,7 +65,6 @@ WHERE idempotency_key = $1
 """
 
 
-# from services/sender.py
 FAILED = f"""
 UPDATE outbox SET status = 'failed', failed_at = now(), answer = {KEEP_RESENDS},
                   last_error = $3, attempts = attempts + 1
@@ -90,7 +72,6 @@ WHERE idempotency_key = $1
 """
 
 
-# from services/sender.py
 ATTEMPT_FAILED = """
 UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                   status = CASE WHEN $3 THEN 'queued' ELSE status END,
@@ -99,31 +80,6 @@ WHERE idempotency_key = $1
 """
 
 
-async def handing_over(conn: Queryable, key: Any) -> Any:
-    return await conn.fetchval(HANDING_OVER, key)
-
-
-async def delivered(conn: Queryable, key: Any, answer: Any) -> str:
-    return await conn.execute(DELIVERED, key, answer)
-
-
-async def select_row(conn: Queryable, key: Any) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_ROW, key)
-
-
-async def select_due(conn: Queryable, free: Any, skip: Any) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_DUE, free, skip)
-
-
-async def failed(conn: Queryable, key: Any, answer: Any, arg3: Any) -> str:
-    return await conn.execute(FAILED, key, answer, arg3)
-
-
-async def attempt_failed(conn: Queryable, key: Any, arg2: Any, requeue: Any, delay: Any) -> str:
-    return await conn.execute(ATTEMPT_FAILED, key, arg2, requeue, delay)
-
-
-# from workers/sending.py
 RECENT_MARKETING = """
 SELECT sent_at FROM marketing_sends
 WHERE workspace = $1 AND contact_id = $2 AND sent_at > $3
@@ -131,14 +87,12 @@ ORDER BY sent_at DESC LIMIT $4
 """
 
 
-# from workers/sending.py
 RESERVE_MARKETING = """
 INSERT INTO marketing_sends (idempotency_key, workspace, contact_id, sent_at)
 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
 """
 
 
-# from workers/sending.py
 INSERT_OUTBOX = """
 INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id, kind,
                     channel, payload, status, last_error, failed_at)
@@ -147,7 +101,6 @@ ON CONFLICT (idempotency_key) DO NOTHING
 """
 
 
-# from workers/sending.py
 STEP_OUTBOX = """
 SELECT idempotency_key, kind, channel, payload, status, answer, last_error FROM outbox
 WHERE workflow_id = $1
@@ -156,7 +109,6 @@ ORDER BY idempotency_key
 """
 
 
-# from workers/sending.py
 WITHDRAW = """
 UPDATE outbox SET status = 'withdrawn', last_error = 'the enrollment ended before it was sent'
 WHERE workflow_id = $1 AND status = 'queued'
@@ -164,7 +116,6 @@ WHERE workflow_id = $1 AND status = 'queued'
 """
 
 
-# from workers/sending.py
 RESTORE = """
 UPDATE outbox SET status = 'queued', last_error = NULL
 WHERE workflow_id = $1 AND status = 'withdrawn'
@@ -172,53 +123,112 @@ WHERE workflow_id = $1 AND status = 'withdrawn'
 """
 
 
-async def recent_marketing(
-    conn: Queryable, workspace: Any, contact_id: Any, arg3: Any, max: Any
-) -> list[asyncpg.Record]:
-    return await conn.fetch(RECENT_MARKETING, workspace, contact_id, arg3, max)
+# --- the send activity (in the step's transaction, then waiting) ------------------------
 
 
-async def reserve_marketing(
-    conn: Queryable, key: Any, workspace: Any, contact_id: Any, at: Any
-) -> str:
-    return await conn.execute(RESERVE_MARKETING, key, workspace, contact_id, at)
-
-
-async def insert_outbox(
+async def queue(
     conn: Queryable,
-    arg1: Any,
-    workspace: Any,
-    workflow_id: Any,
-    journey_id: Any,
-    contact_id: Any,
-    kind: Any,
-    channel: Any,
-    arg8: Any,
-    status: Any,
-    error: Any,
-) -> str:
-    return await conn.execute(
+    key: str,
+    workspace: str,
+    workflow_id: str,
+    journey_id: str,
+    contact_id: str,
+    kind: str,
+    channel: str | None,
+    payload: dict[str, Any],
+    status: str,
+    error: str | None,
+) -> None:
+    """One row, once per key: `queued` for the sender, or already `kept`/`failed`."""
+    await conn.execute(
         INSERT_OUTBOX,
-        arg1,
+        key,
         workspace,
         workflow_id,
         journey_id,
         contact_id,
         kind,
         channel,
-        arg8,
+        payload,
         status,
         error,
     )
 
 
-async def restore(conn: Queryable, workflow_id: Any, key: Any) -> str:
-    return await conn.execute(RESTORE, workflow_id, key)
+async def step_rows(conn: Queryable, workflow_id: str, step_key: str) -> list[asyncpg.Record]:
+    """The rows of one step (its key, or its key and a channel), in key order."""
+    return await conn.fetch(STEP_OUTBOX, workflow_id, step_key)
 
 
-async def step_outbox(conn: Queryable, workflow_id: Any, key: Any) -> list[asyncpg.Record]:
-    return await conn.fetch(STEP_OUTBOX, workflow_id, key)
+async def withdraw(conn: Queryable, workflow_id: str, step_key: str) -> None:
+    """The step's rows the sender has not begun are never sent (an exit)."""
+    await conn.execute(WITHDRAW, workflow_id, step_key)
 
 
-async def withdraw(conn: Queryable, workflow_id: Any, key: Any) -> str:
-    return await conn.execute(WITHDRAW, workflow_id, key)
+async def restore(conn: Queryable, workflow_id: str, step_key: str) -> None:
+    """Rows withdrawn by a cancelled attempt are queued again (a retried attempt)."""
+    await conn.execute(RESTORE, workflow_id, step_key)
+
+
+async def lock_contact_cap(conn: Queryable, workspace: str, contact_id: str) -> None:
+    """Serialises the contact's frequency cap reservations until the transaction ends."""
+    await conn.execute(LOCK_CONTACT_CAP, workspace, contact_id)
+
+
+async def recent_marketing(
+    conn: Queryable, workspace: str, contact_id: str, since: datetime, limit: int
+) -> list[datetime]:
+    """When the contact's latest marketing messages since `since` went out, newest first."""
+    rows = await conn.fetch(RECENT_MARKETING, workspace, contact_id, since, limit)
+    return [r["sent_at"] for r in rows]
+
+
+async def reserve_marketing(
+    conn: Queryable, key: str, workspace: str, contact_id: str, at: datetime
+) -> None:
+    await conn.execute(RESERVE_MARKETING, key, workspace, contact_id, at)
+
+
+# --- the sender -------------------------------------------------------------------------
+
+
+async def due(conn: Queryable, limit: int, skip: list[str]) -> list[str]:
+    """Keys of rows due for a hand-over, oldest first, other than `skip`."""
+    return [r[0] for r in await conn.fetch(SELECT_DUE, limit, skip)]
+
+
+async def try_lock(conn: Queryable, key: str) -> bool:
+    """Takes the row's session advisory lock if no other sender holds it."""
+    return bool(await conn.fetchval(TRY_LOCK, key))
+
+
+async def row(conn: Queryable, key: str) -> asyncpg.Record | None:
+    """The row, if it is still due."""
+    return await conn.fetchrow(SELECT_ROW, key)
+
+
+async def handing_over(conn: Queryable, key: str) -> int | None:
+    """Marks the row `sending`; the resends counted so far, None if it is no longer due."""
+    resends: int | None = await conn.fetchval(HANDING_OVER, key)
+    return resends
+
+
+async def delivered(conn: Queryable, key: str, answer: dict[str, Any]) -> None:
+    await conn.execute(DELIVERED, key, answer)
+
+
+async def failed(conn: Queryable, key: str, answer: dict[str, Any] | None, error: str) -> None:
+    """The provider refused for good."""
+    await conn.execute(FAILED, key, answer, error)
+
+
+async def attempt_failed(
+    conn: Queryable, key: str, error: str, requeue: bool, delay: float
+) -> None:
+    """A transient failure: try again after `delay` seconds."""
+    await conn.execute(ATTEMPT_FAILED, key, error, requeue, delay)
+
+
+async def due_summary(conn: Queryable) -> asyncpg.Record | None:
+    """due, oldest: how many rows wait for a sender, and the oldest's wait in seconds."""
+    return await conn.fetchrow(OUTBOX_DUE)

@@ -1,21 +1,17 @@
-"""workspaces: statements and their functions."""
+"""Per-workspace settings (`channel_settings`): webhook, sender address, zone, send window,
+frequency cap."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
+from shared.channels import ChannelSettings, Webhook
 from store.db import Queryable
 
-# from shared/channels.py
 SELECT_SETTINGS = """
 SELECT webhook_url, webhook_secret, email_from, timezone, send_window, frequency_cap
 FROM channel_settings WHERE workspace = $1
 """
 
 
-# from shared/channels.py
 UPSERT_SETTINGS = """
 INSERT INTO channel_settings (workspace, webhook_url, webhook_secret, email_from, timezone,
                               send_window, frequency_cap, updated_at)
@@ -26,20 +22,32 @@ SET webhook_url = $2, webhook_secret = $3, email_from = $4, timezone = $5,
 """
 
 
-async def select_settings(conn: Queryable, workspace: Any) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_SETTINGS, workspace)
+async def channel_settings(conn: Queryable, workspace: str) -> ChannelSettings:
+    """The workspace's channel settings (the defaults when it never saved any)."""
+    row = await conn.fetchrow(SELECT_SETTINGS, workspace)
+    if row is None:
+        return ChannelSettings()
+    webhook = None
+    if row["webhook_url"]:
+        webhook = Webhook(url=row["webhook_url"], secret=row["webhook_secret"])
+    return ChannelSettings(
+        webhook=webhook,
+        email_from=row["email_from"],
+        timezone=row["timezone"],
+        send_window=row["send_window"],
+        frequency_cap=row["frequency_cap"],
+    )
 
 
-async def upsert_settings(
-    conn: Queryable,
-    workspace: Any,
-    arg2: Any,
-    arg3: Any,
-    email_from: Any,
-    timezone: Any,
-    arg6: Any,
-    arg7: Any,
-) -> str:
-    return await conn.execute(
-        UPSERT_SETTINGS, workspace, arg2, arg3, email_from, timezone, arg6, arg7
+async def save_channel_settings(conn: Queryable, workspace: str, settings: ChannelSettings) -> None:
+    hook = settings.webhook
+    await conn.execute(
+        UPSERT_SETTINGS,
+        workspace,
+        str(hook.url) if hook else None,
+        hook.secret.get_secret_value() if hook else None,
+        settings.email_from,
+        settings.timezone,
+        settings.send_window.model_dump(mode="json") if settings.send_window else None,
+        settings.frequency_cap.model_dump(mode="json") if settings.frequency_cap else None,
     )

@@ -19,10 +19,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cli.mail_sink import Mailbox, start_sink
 from cli.stack import free_port
-from shared.channels import ChannelSettings, save_settings
+from shared.channels import ChannelSettings
 from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendMessage
 from shared.settings import Settings
+from store import workspaces as workspaces_store
 from workers.steps import SendMessageRequest
 
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
@@ -117,7 +118,7 @@ async def webhook_receiver(
     channel_settings = ChannelSettings.model_validate(
         {"webhook": {"url": receiver.url, "secret": WEBHOOK_SECRET}, **settings}
     )
-    await save_settings(pool, workspace, channel_settings)
+    await workspaces_store.save_channel_settings(pool, workspace, channel_settings)
     try:
         yield receiver
     finally:

@@ -183,12 +183,9 @@ class BatchActivities:
                     conn, input.workspace, input.journey_id, list(chunk), since
                 )
             }
-            refused = {
-                r["contact_id"]: r["reason"]
-                for r in await enrollments_store.refused_since(
-                    conn, input.workspace, input.journey_id, list(chunk), since
-                )
-            }
+            refused = await enrollments_store.refused_since(
+                conn, input.workspace, input.journey_id, list(chunk), since
+            )
             to_enroll: list[str] = []
             to_verify: list[asyncpg.Record] = []
             for contact_id in chunk:

@@ -29,7 +29,6 @@ from shared.channels import (
     ChannelSettings,
     FrequencyCap,
     contact_zone,
-    load_settings,
     next_opening,
     unsubscribed,
 )
@@ -41,6 +40,7 @@ from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import outbox as outbox_store
 from store import templates as templates_store
+from store import workspaces as workspaces_store
 from workers.steps import SendMessageRequest, SendOutcome
 
 PENDING = ("queued", "sending")
@@ -73,7 +73,7 @@ class Sending:
         self, conn: PoolConnectionProxy, request: SendMessageRequest, step: StepRecord
     ) -> SendOutcome:
         ref, action = request.enrollment, request.action
-        ws = await load_settings(conn, ref.workspace)
+        ws = await workspaces_store.channel_settings(conn, ref.workspace)
         props = await contacts_store.properties(conn, ref.workspace, ref.contact_id)
         if props is None:
             props = dict(request.properties)
@@ -160,7 +160,7 @@ class Sending:
         payload: dict[str, Any],
     ) -> SendOutcome:
         """A task or notification: to the workspace's webhook, or kept when it has none."""
-        ws = await load_settings(conn, ref.workspace)
+        ws = await workspaces_store.channel_settings(conn, ref.workspace)
         status = "queued" if ws.webhook is not None else "kept"
         await self._outbox(conn, ref, step, kind, None, payload, status, None)
         return await self._decided(conn, ref, step, SendOutcome(status="sending"))
@@ -169,7 +169,7 @@ class Sending:
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, step: int
     ) -> SendOutcome:
         """What the first attempt of this step decided (a retry must answer the same)."""
-        raw = await enrollments_store.select_outcome(conn, ref.workflow_id, step)
+        raw = await enrollments_store.recorded_outcome(conn, ref.workflow_id, step)
         if raw is None:
             return SendOutcome(status="sending")
         return SendOutcome.model_validate(raw)
@@ -204,8 +204,7 @@ class Sending:
             conn, ref.workspace, ref.contact_id, at - cap.per, cap.max
         )
         if len(recent) >= cap.max:
-            oldest: datetime = recent[cap.max - 1]["sent_at"]
-            return oldest + cap.per
+            return recent[cap.max - 1] + cap.per
         await outbox_store.reserve_marketing(conn, key, ref.workspace, ref.contact_id, at)
         return None
 
@@ -259,7 +258,7 @@ class Sending:
         status: str,
         error: str | None,
     ) -> None:
-        await outbox_store.insert_outbox(
+        await outbox_store.queue(
             conn,
             idempotency_key(ref.workflow_id, step.step_seq, channel),
             ref.workspace,
@@ -290,7 +289,7 @@ class Sending:
         pause = FIRST_LOOK
         try:
             while True:
-                rows = await outbox_store.step_outbox(self.pool, ref.workflow_id, key)
+                rows = await outbox_store.step_rows(self.pool, ref.workflow_id, key)
                 waiting = [r for r in rows if r["status"] in PENDING]
                 if not waiting:
                     break

@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
-from shared.channels import ChannelSettings, FrequencyCap, load_settings, save_settings
+from shared.channels import ChannelSettings, FrequencyCap
 from shared.journey import SendWindow
+from store import workspaces as workspaces_store
 
 router = APIRouter(prefix="/v1/settings/channels", tags=["channels"])
 
@@ -41,7 +42,7 @@ def _out(settings: ChannelSettings) -> dict[str, Any]:
 
 @router.get("", response_model=ChannelSettingsOut, operation_id="get_channel_settings")
 async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
-    return _out(await load_settings(pool, workspace))
+    return _out(await workspaces_store.channel_settings(pool, workspace))
 
 
 @router.put("", response_model=ChannelSettingsOut, operation_id="put_channel_settings")
@@ -49,5 +50,5 @@ async def put_channel_settings(
     body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
 ) -> Any:
     """Replaces the workspace's channel settings (fields left out take their defaults)."""
-    await save_settings(pool, workspace, body)
+    await workspaces_store.save_channel_settings(pool, workspace, body)
     return _out(body)

@@ -36,7 +36,7 @@ async def healthz(pool: PoolDep, temporal: ClientDep) -> JSONResponse:
     }
     if postgres["ok"]:
         try:
-            due = await asyncio.wait_for(outbox_store.outbox_due(pool), timeout=2)
+            due = await asyncio.wait_for(outbox_store.due_summary(pool), timeout=2)
         except Exception:  # the count is a courtesy; health is the two checks above
             due = None
         if due is not None:

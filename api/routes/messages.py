@@ -47,4 +47,4 @@ async def list_messages(
             "dev_only",
             "The mailbox exists only under `nurture dev`, which runs a local SMTP sink.",
         )
-    return [dict(r) for r in await mailbox_store.select_messages(pool, workspace, to, limit)]
+    return [dict(r) for r in await mailbox_store.messages(pool, workspace, to, limit)]

@@ -12,9 +12,10 @@ import asyncpg
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from services.sender import Sender
-from shared.channels import ChannelSettings, save_settings
+from shared.channels import ChannelSettings
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord, Unenroll
 from shared.journey import SendMessage
+from store import workspaces as workspaces_store
 from tests.api.conftest import eventually
 from tests.channel_servers import (
     WebhookReceiver,
@@ -96,7 +97,9 @@ async def test_the_frequency_cap_holds_across_two_concurrent_journeys(
     server's automatic skipping would also expire their running workflow tasks."""
     await put_template(pool, "promo", subject="Deal", text="A deal for you")
     cap = {"frequency_cap": {"max": 1, "per": "P1D"}}
-    await save_settings(pool, "default", ChannelSettings.model_validate(cap))
+    await workspaces_store.save_channel_settings(
+        pool, "default", ChannelSettings.model_validate(cap)
+    )
     flow = journey([stage("promo", send("promo", "email"), go_to("success"))])
     skipping = journey(
         [stage("promo", send("promo", "email"), go_to("success"))],
@@ -153,7 +156,9 @@ async def test_the_frequency_cap_check_and_reservation_are_atomic(pool: asyncpg.
     connection (as twelve journeys' activities would be): exactly the cap's three pass."""
     await put_template(pool, "promo", subject="Deal", text="A deal for you")
     cap = {"frequency_cap": {"max": 3, "per": "P7D"}}
-    await save_settings(pool, "default", ChannelSettings.model_validate(cap))
+    await workspaces_store.save_channel_settings(
+        pool, "default", ChannelSettings.model_validate(cap)
+    )
     await pool.execute(
         "INSERT INTO contacts (workspace, id, properties) VALUES ('default', 'ada', $1)",
         {"email": "ada@example.test"},
