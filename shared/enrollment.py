@@ -230,6 +230,24 @@ class EnrollmentInput(BaseModel):
     continue_as_new_after: int | None = Field(default=None, ge=20)
     """History length that triggers continue-as-new (tests); None: when Temporal suggests."""
 
+    def ref(self, workflow_id: str) -> EnrollmentRef:
+        """What every step row of this enrollment names."""
+        return EnrollmentRef(
+            workspace=self.workspace,
+            journey_id=self.journey_id,
+            contact_id=self.contact_id,
+            workflow_id=workflow_id,
+            goal_epoch=self.goal_epoch,
+        )
+
+    def first_state(self) -> EnrollmentState:
+        """The state of a new enrollment: the contact as loaded, its watermarks."""
+        return EnrollmentState(
+            contact=self.contact,
+            snapshot_seq=self.contact.event_seq,
+            event_watermark=self.contact.event_seq,
+        )
+
 
 class EnrollmentView(BaseModel):
     """The `state` query: where the contact is and what happens next, in words."""

@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from shared.enrollment import ContactChanged, EnrollmentRef, Outcome, StepRecord, WriteProperty
+from store import contacts as contacts_store
 from tests.workers.conftest import (
     WORKSPACE,
     Enrollment,
@@ -34,7 +35,7 @@ from tests.workers.conftest import (
     wait,
     wait_for_event,
 )
-from workers.activities import WRITE_PROPERTY, JourneyActivities
+from workers.activities import JourneyActivities
 from workers.steps import SEND_MESSAGE, SendMessageRequest, StepRequest, StepResult
 from workers.worker import build_worker
 
@@ -79,7 +80,7 @@ class CallerMovesDuringFirstSend:
         return result
 
     async def _caller_sets_b(self) -> None:
-        await self.pool.fetchval(WRITE_PROPERTY, WORKSPACE, "ada", "journey_stage", "b")
+        await contacts_store.write_property(self.pool, WORKSPACE, "ada", "journey_stage", "b")
 
 
 @pytest.mark.parametrize("caller_first", [True, False], ids=["caller_first", "journey_first"])
