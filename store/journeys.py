@@ -15,9 +15,7 @@ JOURNEY_COLUMNS = """
 id, name, owner, status, version, ever_active, goal_epoch, definition, created_at, updated_at
 """
 
-SELECT_JOURNEY = """
-SELECT id, version, status, definition FROM journeys WHERE workspace = $1 AND id = $2
-"""
+SELECT_JOURNEY = f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 AND id = $2"
 
 SELECT_JOURNEYS = (
     f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 ORDER BY created_at, id"

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.templates import TemplateBody
 from store.db import Queryable
 
 UPSERT_TEMPLATE = """
@@ -39,6 +40,14 @@ async def upsert(
 
 async def template(conn: Queryable, workspace: Any, name: Any) -> asyncpg.Record | None:
     return await conn.fetchrow(SELECT_TEMPLATE, workspace, name)
+
+
+async def body(conn: Queryable, workspace: str, name: str) -> TemplateBody | None:
+    """What a message renders: the template's subject, html and text."""
+    row = await conn.fetchrow(SELECT_TEMPLATE, workspace, name)
+    if row is None:
+        return None
+    return TemplateBody(subject=row["subject"], html=row["html"], text=row["text"])
 
 
 async def delete(conn: Queryable, workspace: str, name: str) -> bool:

@@ -211,8 +211,7 @@ class Sending:
     async def _template(
         self, conn: PoolConnectionProxy, workspace: str, name: str
     ) -> TemplateBody | None:
-        row = await templates_store.template(conn, workspace, name)
-        return TemplateBody(**dict(row)) if row is not None else None
+        return await templates_store.body(conn, workspace, name)
 
     async def _content(
         self,
