@@ -1,4 +1,5 @@
-"""Every error a caller can cause: a status, a machine-readable ``reason``, one sentence."""
+"""Every error a caller can cause (`shared.errors`), answered as a status, a machine-readable
+``reason`` and one sentence."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.errors import CallerError
 
-class ApiError(Exception):
+
+class ApiError(CallerError):
+    """A refusal decided by the API itself (authentication, limits of the request)."""
+
     def __init__(self, status: int, reason: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
+        super().__init__(reason, message, **extra)
         self.status = status
-        self.reason = reason
-        self.message = message
-        self.extra = extra
 
 
 def error_body(reason: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -32,8 +34,8 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(CallerError)
+    async def _refused(_: Request, exc: CallerError) -> JSONResponse:
         extra = {k: v for k, v in exc.extra.items() if k != "headers"}
         return JSONResponse(
             error_body(exc.reason, exc.message, **extra),

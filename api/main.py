@@ -15,6 +15,7 @@ from api.deps import get_workspace
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import (
+    activation,
     channels,
     contacts,
     dead_letters,
@@ -95,8 +96,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_journey_schema(app)
     app.include_router(health.router)
-    routers = (journeys, enrollments, contacts, events, metrics, templates, channels, messages)
-    for module in (*routers, dead_letters):
+    routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
+    for module in (*routers, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app

@@ -1,6 +1,7 @@
-"""Enrolling a contact into a journey: the refusal checks of DESIGN §3.2, in order, then
-the unique enrollment row, then the workflow start. Used by the API, triggers and
-activation. Does I/O: never imported by workflow code."""
+"""Enrolling contacts (docs/design.md, "Entry and refusals"): the refusal checks in order
+(`shared.entry`), then the unique enrollment row, then the workflow start, once per
+contact and journey ever. Run by the API process (explicit enrollments, and the relay's
+triggers) and by the worker (activation batches)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from temporalio.service import RPCError
 
 from shared import search_attributes as sa
 from shared.contact import ContactState
-from shared.enrollment import EnrollmentInput, workflow_id
+from shared.enrollment import EnrollmentInput, Unenroll, workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused, refusal_for
+from shared.errors import Conflict, NotFound, Unavailable
 from shared.settings import Settings
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
+from store import journeys as journeys_store
 
 
 async def enroll(
@@ -210,3 +213,54 @@ async def enroll_many(
         if isinstance(outcome, BaseException):
             raise outcome
     return {c: results[c] for c in contact_ids}
+
+
+# --- one contact, asked for by the API ------------------------------------------------
+
+
+async def enroll_contact(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    workspace: str,
+    journey_id: str,
+    contact_id: str,
+) -> Enrolled:
+    """`POST …/enrollments`: enrolls the contact into an active journey, or raises the
+    refusal (`NotFound` for an unknown journey or contact, `Conflict` with the reason
+    and its explanation, `Unavailable` when Temporal does not take the start)."""
+    row = await journeys_store.journey(pool, workspace, journey_id)
+    if row is None:
+        raise NotFound("journey_not_found", f"No journey with id {journey_id!r}.")
+    if row["status"] != "active":
+        raise Conflict("journey_not_active", "Only an active journey accepts enrollments.")
+    try:
+        result = await enroll(
+            pool, temporal, settings, JourneyRecord.from_row(workspace, row), contact_id
+        )
+    except RPCError as exc:
+        raise Unavailable(
+            "temporal_unavailable", f"Temporal did not accept the enrollment: {exc.message}"
+        ) from exc
+    if isinstance(result, Enrolled):
+        return result
+    refused = NotFound if result.reason == "contact_not_found" else Conflict
+    raise refused(result.reason, result.message, explanation=result.explanation)
+
+
+async def unenroll_contact(
+    pool: asyncpg.Pool, temporal: Client, workspace: str, journey_id: str, contact_id: str
+) -> None:
+    """`DELETE …/enrollments/{contact}`: asks the running enrollment's workflow to end
+    (outcome `unenrolled`)."""
+    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
+    if row is None:
+        raise NotFound("enrollment_not_found", f"{contact_id!r} is not enrolled here.")
+    if row["status"] != "running":
+        raise Conflict("enrollment_ended", "The enrollment has already ended.")
+    try:
+        await temporal.get_workflow_handle(row["workflow_id"]).signal("unenroll", Unenroll())
+    except RPCError as exc:
+        raise Unavailable(
+            "temporal_unavailable", f"Temporal is unavailable: {exc.message}"
+        ) from exc

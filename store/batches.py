@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.activation import BatchKind
 from store.db import Queryable
 
 BATCH_COLUMNS = """
@@ -143,6 +144,7 @@ async def stop_activations(conn: Queryable, workspace: Any, journey_id: Any, rea
 
 
 async def latest(
-    conn: Queryable, workspace: Any, journey_id: Any, value: Any
+    conn: Queryable, workspace: str, journey_id: str, kind: BatchKind
 ) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_LATEST, workspace, journey_id, value)
+    """The journey's most recent batch of `kind`."""
+    return await conn.fetchrow(SELECT_LATEST, workspace, journey_id, kind.value)

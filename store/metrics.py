@@ -3,11 +3,16 @@ entries and paths, dated stage moves, conversions."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from shared.journey import Journey
+from shared.metrics import Tally
+from shared.metrics import Window as MetricsWindow
+from store.contacts import in_any_list
 from store.db import Queryable
 
 # The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
@@ -167,3 +172,68 @@ async def contacts(conn: Queryable, workspace: str) -> int:
 async def list_size(conn: Queryable, workspace: str, list_name: str) -> int:
     """Members of one list (from its counters)."""
     return int(await conn.fetchval(LIST_MEMBERS, workspace, list_name))
+
+
+# --- tallies for shared.metrics ----------------------------------------------------------
+
+
+async def tally(conn: Queryable, workspace: str, journey_id: str, epoch: int) -> Tally:
+    """The journey's counters: a handful of index lookups whatever its size."""
+    tally = Tally()
+    for key, n in await counters(conn, workspace, journey_id):
+        kind, _, rest = key.partition(":")
+        if kind == "enrolled":
+            tally.enrolled = n
+        elif kind == "status":
+            tally.by_status[rest] = n
+        elif kind == "ended":
+            tally.ended[rest] = n
+        elif kind == "refused":
+            tally.refused[rest] = n
+        elif key == f"epoch:{epoch}:enrolled":
+            tally.epoch_enrolled = n
+        elif key == f"epoch:{epoch}:conversions":
+            tally.conversions = n
+    for r in await stages(conn, workspace, journey_id):
+        tally.entered[r["stage"]], tally.active[r["stage"]] = r["entered"], r["active"]
+    for r in await paths(conn, workspace, journey_id):
+        tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] = r["count"]
+    return tally
+
+
+async def cohort_tally(
+    conn: Queryable, workspace: str, journey_id: str, epoch: int, window: MetricsWindow
+) -> Tally:
+    """The tally of the contacts enrolled in `window` (refusals: made in it)."""
+    tally = Tally()
+    bounds = (workspace, journey_id, window.since, window.until)
+    for r in await cohort(conn, bounds):
+        n = r["n"]
+        tally.enrolled += n
+        tally.by_status[r["status"]] += n
+        if r["outcome"] is not None:
+            tally.ended[r["outcome"]] += n
+        if r["goal_epoch"] == epoch:
+            tally.epoch_enrolled += n
+        if r["status"] == "running" and r["stage"] is not None:
+            tally.active[r["stage"]] += n
+    tally.conversions = await cohort_conversions(conn, bounds, epoch)
+    for r in await cohort_refusals(conn, bounds):
+        tally.refused[r["reason"]] = r["n"]
+    for r in await cohort_moves(conn, bounds):
+        tally.entered[r["to_node"]] += r["n"]
+        if r["from_stage"] is not None:
+            tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] += r["n"]
+    return tally
+
+
+async def eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
+    """Contacts now in the journey's eligible lists (every contact when it has none)."""
+    lists = journey.eligible_lists
+    if not lists:
+        n = await contacts(conn, workspace)
+    elif len(lists) == 1:
+        n = await list_size(conn, workspace, lists[0])
+    else:
+        n = await in_any_list(conn, workspace, lists)
+    return int(n)

@@ -10,14 +10,11 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict
-from temporalio.service import RPCError
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
-from api.routes.journeys import fetch_journey
-from services.enrolling import enroll
-from shared.enrollment import Outcome, Phase, Unenroll
-from shared.entry import Enrolled, JourneyRecord
+from services import enrolling, journeys
+from shared.enrollment import Outcome, Phase
 from store import enrollments as enrollments_store
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/enrollments", tags=["enrollments"])
@@ -148,21 +145,10 @@ async def enroll_contact(
     workspace: WorkspaceDep,
 ) -> EnrollResponse:
     """Enrolls a contact (409 with the refusal reason when it may not enter)."""
-    row = await fetch_journey(pool, workspace, journey_id)
-    if row["status"] != "active":
-        raise ApiError(409, "journey_not_active", "Only an active journey accepts enrollments.")
-    try:
-        result = await enroll(
-            pool, temporal, settings, JourneyRecord.from_row(workspace, row), body.contact_id
-        )
-    except RPCError as exc:
-        raise ApiError(
-            503, "temporal_unavailable", f"Temporal did not accept the enrollment: {exc.message}"
-        ) from exc
-    if isinstance(result, Enrolled):
-        return EnrollResponse(workflow_id=result.workflow_id)
-    status = 404 if result.reason == "contact_not_found" else 409
-    raise ApiError(status, result.reason, result.message, explanation=result.explanation)
+    enrolled = await enrolling.enroll_contact(
+        pool, temporal, settings, workspace, journey_id, body.contact_id
+    )
+    return EnrollResponse(workflow_id=enrolled.workflow_id)
 
 
 @router.get("", operation_id="list_enrollments")
@@ -181,7 +167,7 @@ async def list_enrollments(
     _choice("status", status, [p.value for p in Phase])
     _choice("outcome", outcome, [o.value for o in Outcome])
     after = decode_cursor(cursor)
-    await fetch_journey(pool, workspace, journey_id)
+    await journeys.get(pool, workspace, journey_id)
     rows = await enrollments_store.select_page(
         pool, workspace, journey_id, after, status, outcome, limit
     )
@@ -196,7 +182,7 @@ async def get_enrollment(
 ) -> EnrollmentDetail:
     """The enrollment log of one contact: every step with time, stage, action and result;
     exits, ends and refusals with their reason and criteria explanation."""
-    await fetch_journey(pool, workspace, journey_id)
+    await journeys.get(pool, workspace, journey_id)
     row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
     refusals = [
         _refusal(r)
@@ -218,15 +204,5 @@ async def unenroll_contact(
     journey_id: str, contact_id: str, pool: PoolDep, temporal: ClientDep, workspace: WorkspaceDep
 ) -> Response:
     """Ends the enrollment with outcome `unenrolled` (through the workflow)."""
-    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
-    if row is None:
-        raise ApiError(404, "enrollment_not_found", f"{contact_id!r} is not enrolled here.")
-    if row["status"] != "running":
-        raise ApiError(409, "enrollment_ended", "The enrollment has already ended.")
-    try:
-        await temporal.get_workflow_handle(row["workflow_id"]).signal("unenroll", Unenroll())
-    except RPCError as exc:
-        raise ApiError(
-            503, "temporal_unavailable", f"Temporal is unavailable: {exc.message}"
-        ) from exc
+    await enrolling.unenroll_contact(pool, temporal, workspace, journey_id, contact_id)
     return Response(status_code=202)

@@ -1,0 +1,233 @@
+"""Journeys and their life cycle (docs/design.md, "Journey life cycle"): create, edit,
+activate, deactivate, delete. Run by the API process.
+
+States: `draft → active ⇄ inactive`, and delete from any of them. Only a draft or an
+inactive journey can be edited; each edit that changes the definition is a new version,
+and running enrollments keep the version they started on (it travels in their workflow
+input). Activating starts an activation batch that enrolls every contact already eligible;
+deactivating stops it (and, with `unenroll`, ends the running enrollments through their
+workflows).
+
+Every state change locks the journey row first; creation, owner changes and activation
+also take a per-workspace lock, so the limits (`shared.limits`) hold under concurrent
+requests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from temporalio.client import Client
+
+from services.audience import bulk_enrolls
+from services.batches import start_batch, stop_activations
+from shared import limits
+from shared.activation import BatchKind
+from shared.errors import Conflict, NotFound
+from shared.journey import Journey
+from shared.settings import Settings
+from shared.versions import changes_between
+from store import batches as batches_store
+from store import enrollments as enrollments_store
+from store import journeys as journeys_store
+from store.db import Queryable
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A journey after a life-cycle step, and the batch the step started, if any."""
+
+    journey: asyncpg.Record
+    batch: asyncpg.Record | None = None
+
+
+async def get(
+    conn: Queryable, workspace: str, journey_id: str, *, lock: bool = False
+) -> asyncpg.Record:
+    """The journey's row (locked for update with `lock`), or `NotFound`."""
+    row = await journeys_store.journey(conn, workspace, journey_id, "update" if lock else "")
+    if row is None:
+        raise NotFound("journey_not_found", f"No journey with id {journey_id!r}.")
+    return row
+
+
+async def _check_owner(
+    conn: Queryable, settings: Settings, workspace: str, owner: str, journey_id: str
+) -> None:
+    await journeys_store.lock_workspace(conn, workspace)
+    owned = await journeys_store.count_by_owner(conn, workspace, owner, journey_id)
+    if refused := limits.owner_limit(owner, owned, settings.max_journeys_per_owner):
+        raise refused
+
+
+async def create(
+    pool: asyncpg.Pool, settings: Settings, workspace: str, journey: Journey, actor: str | None
+) -> asyncpg.Record:
+    """Saves a draft, version 1."""
+    journey_id = f"jrn_{uuid.uuid4().hex[:12]}"
+    definition = journey.model_dump(mode="json")
+    created = [{"path": "", "change": "created"}]
+    async with pool.acquire() as conn, conn.transaction():
+        await _check_owner(conn, settings, workspace, journey.owner, journey_id)
+        await journeys_store.insert_journey(
+            conn, workspace, journey_id, journey.name, journey.owner, definition
+        )
+        await journeys_store.insert_version(
+            conn, workspace, journey_id, 1, definition, actor or journey.owner, created
+        )
+        return await get(conn, workspace, journey_id)
+
+
+async def edit(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    workspace: str,
+    journey_id: str,
+    journey: Journey,
+    actor: str | None,
+) -> asyncpg.Record:
+    """A new version of a draft or inactive journey (`Conflict` while active); an edit
+    that changes nothing makes none."""
+    definition = journey.model_dump(mode="json")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get(conn, workspace, journey_id, lock=True)
+        if row["status"] == "active":
+            raise Conflict(
+                "journey_active", "An active journey cannot be edited; deactivate it first."
+            )
+        if row["definition"] == definition:
+            return row
+        if journey.owner != row["owner"]:
+            await _check_owner(conn, settings, workspace, journey.owner, journey_id)
+        version = row["version"] + 1
+        epoch = limits.goal_epoch_after_edit(row["definition"], journey, row["goal_epoch"])
+        await journeys_store.update_definition(
+            conn, workspace, journey_id, journey.name, journey.owner, definition, version, epoch
+        )
+        changes = changes_between(row["definition"], definition)
+        await journeys_store.insert_version(
+            conn, workspace, journey_id, version, definition, actor or journey.owner, changes
+        )
+        return await get(conn, workspace, journey_id)
+
+
+async def activate(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    workspace: str,
+    journey_id: str,
+    actor: str | None,
+) -> Changed:
+    """Accepts enrollments from now on and starts the activation batch; activating an
+    active journey changes nothing (its latest activation is returned)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get(conn, workspace, journey_id, lock=True)
+        if row["status"] == "active":
+            latest = await batches_store.latest(conn, workspace, journey_id, BatchKind.ACTIVATE)
+            return Changed(row, latest)
+        journey = Journey.model_validate(row["definition"])
+        await journeys_store.lock_workspace(conn, workspace)
+        others = await journeys_store.active_audiences(conn, workspace, journey_id)
+        active = [(o["id"], o["lists"], o["property"]) for o in others]
+        if refused := limits.audience_conflict(journey, active):
+            raise refused
+        await journeys_store.set_status(conn, workspace, journey_id, "active")
+        row = await get(conn, workspace, journey_id)
+        batch = None
+        if bulk_enrolls(journey):
+            batch = await start_batch(
+                conn, temporal, settings, BatchKind.ACTIVATE, workspace, row, actor
+            )
+        return Changed(row, batch)
+
+
+async def deactivate(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    workspace: str,
+    journey_id: str,
+    actor: str | None,
+    unenroll: bool,
+) -> Changed:
+    """Stops new enrollments and a running activation (before its next chunk); with
+    `unenroll`, a batch ends the running enrollments too. A draft: `Conflict`."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get(conn, workspace, journey_id, lock=True)
+        if row["status"] == "draft":
+            raise Conflict(
+                "journey_not_active", "A draft journey was never active; nothing to stop."
+            )
+        if row["status"] == "active":
+            await journeys_store.set_status(conn, workspace, journey_id, "inactive")
+            await stop_activations(conn, workspace, journey_id, "journey_deactivated")
+            row = await get(conn, workspace, journey_id)
+        batch = None
+        if unenroll:
+            running, _ = await _open(conn, workspace, journey_id)
+            batch = await _unenroll(conn, temporal, settings, workspace, row, actor, running, False)
+        return Changed(row, batch)
+
+
+async def delete(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    workspace: str,
+    journey_id: str,
+    actor: str | None,
+    unenroll: bool,
+) -> asyncpg.Record | None:
+    """Deletes the journey and its versions (the enrollment logs stay); while enrollments
+    run or wait in their attribution window, only with `unenroll` (the batch ending them
+    is returned), else `Conflict`."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await get(conn, workspace, journey_id, lock=True)
+        running, in_window = await _open(conn, workspace, journey_id)
+        count = running + in_window
+        if count and not unenroll:
+            raise Conflict(
+                "enrollments_running",
+                f"{count} enrollment(s) of this journey have not ended; "
+                "deactivate with unenroll=true, or delete with unenroll=true.",
+                running=running,
+                in_attribution_window=in_window,
+            )
+        await stop_activations(conn, workspace, journey_id, "journey_deleted")
+        batch = await _unenroll(conn, temporal, settings, workspace, row, actor, count, True)
+        await journeys_store.delete(conn, workspace, journey_id)
+        return batch
+
+
+async def _open(conn: Queryable, workspace: str, journey_id: str) -> tuple[int, int]:
+    """(running, in their attribution window) enrollments of the journey."""
+    row = await enrollments_store.count_open(conn, workspace, journey_id)
+    return (row["running"], row["in_window"]) if row else (0, 0)
+
+
+async def _unenroll(
+    conn: Queryable,
+    temporal: Client,
+    settings: Settings,
+    workspace: str,
+    row: asyncpg.Record,
+    actor: str | None,
+    count: int,
+    include_attribution_window: bool,
+) -> asyncpg.Record | None:
+    if count == 0:
+        return None
+    return await start_batch(
+        conn,
+        temporal,
+        settings,
+        BatchKind.UNENROLL,
+        workspace,
+        row,
+        actor,
+        total=count,
+        include_attribution_window=include_attribution_window,
+    )

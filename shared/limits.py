@@ -1,0 +1,81 @@
+"""The limits a journey is saved and activated under (docs/design.md, "Journey life
+cycle"): a valid definition with at most so many eligible lists, so many journeys per
+owner, and no two active journeys on one audience. Pure: the journeys service reads the
+counts under a lock and asks these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.errors import Conflict, Invalid
+from shared.journey import Journey
+from shared.validation import JourneyValidation, Problem, validate_journey
+
+
+def checked(payload: Any, max_eligible_lists: int) -> tuple[Journey, JourneyValidation]:
+    """The journey a payload defines, or `Invalid` (422 `invalid_journey`) with every
+    problem by JSON path and reason, the eligible list limit included."""
+    result = validate_journey(payload)
+    problems = list(result.problems)
+    journey = result.journey
+    if (
+        journey is not None
+        and len(journey.eligible_lists) > max_eligible_lists
+        and not any(p.reason == "too_many_eligible_lists" for p in problems)
+    ):
+        problems.append(
+            Problem(
+                path="eligible_lists",
+                reason="too_many_eligible_lists",
+                message=f"A journey has at most {max_eligible_lists} eligible lists; "
+                f"this one has {len(journey.eligible_lists)}.",
+            )
+        )
+    if journey is None or problems:
+        raise Invalid(
+            "invalid_journey",
+            f"The journey has {len(problems)} problem(s); see problems.",
+            problems=[p.model_dump() for p in problems],
+            warnings=[w.model_dump() for w in result.warnings],
+        )
+    return journey, result
+
+
+def owner_limit(owner: str, owned: int, limit: int) -> Conflict | None:
+    """`owned`: the owner's other journeys, whatever their state."""
+    if owned < limit:
+        return None
+    return Conflict(
+        "journey_limit_reached",
+        f"{owner!r} already owns {owned} journeys, the most one owner may have "
+        f"({limit}); delete one first.",
+        owner=owner,
+        limit=limit,
+    )
+
+
+def audience_conflict(
+    journey: Journey, active: Iterable[tuple[str, list[str] | None, str | None]]
+) -> Conflict | None:
+    """No two active journeys share the same eligible lists (as a set) and stage property:
+    their contacts would be moved through the same stages by both. `active`: (id, eligible
+    lists, stage property) of the workspace's other active journeys."""
+    lists = set(journey.eligible_lists)
+    for other_id, other_lists, prop in active:
+        if prop == journey.stage_property and set(other_lists or []) == lists:
+            return Conflict(
+                "journey_conflict",
+                f"Active journey {other_id!r} already has the same eligible lists and stage "
+                f"property {journey.stage_property!r}; deactivate it first.",
+                conflicting_journey_id=other_id,
+            )
+    return None
+
+
+def goal_epoch_after_edit(before: dict[str, Any], after: Journey, epoch: int) -> int:
+    """Removing the goal starts a new goal epoch (the conversion count restarts); editing
+    its criteria does not."""
+    if before.get("goal") is not None and after.goal is None:
+        return epoch + 1
+    return epoch

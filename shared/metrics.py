@@ -1,0 +1,200 @@
+"""Journey metrics from their tallies: percentages, the goal against its target, every
+stage's paths out (docs/design.md, "Metrics"). Pure: `store.metrics` reads a `Tally` from
+the read models (counters, or a cohort of enrollment dates); these shape the answer."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from shared.errors import Invalid
+from shared.journey import Goal, Journey
+
+
+class Window(BaseModel):
+    since: datetime | None
+    until: datetime | None
+
+
+class Share(BaseModel):
+    count: int
+    percent: float
+
+
+class PathOut(BaseModel):
+    to: str
+    """A stage key, `end:success`, `end:failure:<value>` or `exit:<outcome>`."""
+    count: int
+    percent: float
+    """Of those who left the stage."""
+
+
+class StageMetrics(BaseModel):
+    key: str
+    entered: int
+    """Stage entries (a contact that loops back counts once per entry)."""
+    active: int
+    left: int
+    paths: list[PathOut]
+
+
+class GoalMetrics(BaseModel):
+    epoch: int
+    enrolled: int
+    """Enrollments of this goal epoch: the base of the conversion rate."""
+    conversions: int
+    conversion_rate: float
+    target: dict[str, float] | None = None
+    target_met: bool | None = None
+    progress: float | None = None
+    """How far towards the target, in percent of it (100 = met; may exceed 100)."""
+    conversions_needed: int | None = None
+    """More conversions that would meet the target, at the current enrollment count."""
+
+
+class JourneyMetrics(BaseModel):
+    journey_id: str
+    window: Window | None
+    eligible: int
+    enrolled: int
+    active: int
+    in_attribution_window: int
+    refused: dict[str, int]
+    refused_total: int
+    ended: dict[str, Share]
+    goal: GoalMetrics | None
+    stages: list[StageMetrics]
+
+
+@dataclass
+class Tally:
+    """What the metrics are computed from, read from counters or from a cohort."""
+
+    enrolled: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    ended: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    epoch_enrolled: int = 0
+    conversions: int = 0
+    entered: Counter[str] = field(default_factory=Counter)
+    active: Counter[str] = field(default_factory=Counter)
+    paths: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def parse_instant(name: str, value: str | None) -> datetime | None:
+    """An ISO-8601 timestamp with a time zone; 422 `invalid_window` otherwise."""
+    if value is None or value == "":
+        return None
+    # An unencoded '+' of an offset arrives as a space.
+    text = value.replace(" ", "+") if "T" in value else value
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(
+            "invalid_window", f"{name} must be an ISO-8601 timestamp, got {value!r}."
+        ) from None
+    if instant.tzinfo is None:
+        raise Invalid("invalid_window", f"{name} needs a time zone (e.g. Z or +02:00): {value!r}.")
+    return instant
+
+
+def window_of(since: str | None, until: str | None) -> Window | None:
+    """The cohort window `?since=&until=` asks for, None for all enrollments."""
+    start, end = parse_instant("since", since), parse_instant("until", until)
+    if start is not None and end is not None and start >= end:
+        raise Invalid("invalid_window", "since must be earlier than until.")
+    return Window(since=start, until=end) if start or end else None
+
+
+def goal_metrics(goal: Goal, epoch: int, enrolled: int, conversions: int) -> GoalMetrics:
+    """The conversion rate against the goal's target (if it has one): met or not, how far."""
+    metrics = GoalMetrics(
+        epoch=epoch,
+        enrolled=enrolled,
+        conversions=conversions,
+        conversion_rate=pct(conversions, enrolled),
+    )
+    target = goal.target
+    if target is None:
+        return metrics
+    if target.count is not None:
+        wanted = target.count
+        progress = 100.0 * conversions / wanted
+    else:
+        percent = float(target.percent or 0)
+        # the smallest count whose rate reaches the target (exact for 2-decimal percents)
+        wanted = max(1, math.ceil(round(percent * enrolled, 6) / 100))
+        progress = 100.0 * conversions / enrolled / percent * 100 if enrolled else 0.0
+    needed = max(0, wanted - conversions)
+    return metrics.model_copy(
+        update={
+            "target": target.model_dump(exclude_none=True),
+            "target_met": needed == 0,
+            "progress": round(progress, 2),
+            "conversions_needed": needed,
+        }
+    )
+
+
+def stage_metrics(journey: Journey, tally: Tally) -> list[StageMetrics]:
+    keys = [stage.key for stage in journey.stages]
+    # stages an earlier version had and this one dropped still show what happened there
+    keys += sorted((set(tally.entered) | set(tally.paths)) - set(keys) - _end_nodes(tally))
+    stages = []
+    for key in keys:
+        out = tally.paths.get(key, Counter())
+        left = sum(out.values())
+        paths = [PathOut(to=to, count=n, percent=pct(n, left)) for to, n in sorted(out.items())]
+        stages.append(
+            StageMetrics(
+                key=key,
+                entered=tally.entered[key],
+                active=tally.active[key],
+                left=left,
+                paths=[p for p in paths if p.count],
+            )
+        )
+    return stages
+
+
+def _end_nodes(tally: Tally) -> set[str]:
+    return {node for node in tally.entered if node.startswith(("end:", "exit:"))}
+
+
+def journey_metrics(
+    journey_id: str,
+    journey: Journey,
+    epoch: int,
+    tally: Tally,
+    eligible: int,
+    window: Window | None,
+) -> JourneyMetrics:
+    """The metrics of a journey (or of the cohort `window` selects) from its tally."""
+    goal = None
+    if journey.goal is not None:
+        goal = goal_metrics(journey.goal, epoch, tally.epoch_enrolled, tally.conversions)
+    return JourneyMetrics(
+        journey_id=journey_id,
+        window=window,
+        eligible=eligible,
+        enrolled=tally.enrolled,
+        active=tally.by_status["running"],
+        in_attribution_window=tally.by_status["in_attribution_window"],
+        refused={k: n for k, n in sorted(tally.refused.items()) if n},
+        refused_total=sum(tally.refused.values()),
+        ended={
+            k: Share(count=n, percent=pct(n, tally.enrolled))
+            for k, n in sorted(tally.ended.items())
+            if n
+        },
+        goal=goal,
+        stages=stage_metrics(journey, tally),
+    )
