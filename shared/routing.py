@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
 from pydantic import ValidationError
 
 from shared.criteria import EventLeaf, ListLeaf, PropertyLeaf, iter_leaves
@@ -81,7 +80,8 @@ class Change:
     created: bool = False
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> Change:
+    def from_row(cls, row: Any) -> Change:
+        """From a row of `change_queue` (any mapping with its columns)."""
         return cls(**dict(row))
 
     @property
@@ -103,7 +103,8 @@ class OpenEnrollment:
     end_value: str | None
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> OpenEnrollment:
+    def from_row(cls, row: Any) -> OpenEnrollment:
+        """From a row of `enrollments` (any mapping with its columns)."""
         return cls(**dict(row))
 
     @property

@@ -22,6 +22,19 @@ from store.db import create_pool, migrate
 
 TEMPLATE_DB = "nurture_template"
 
+SERVERS = frozenset({"postgres", "database_url", "pool", "dev_env", "ts_env"})
+"""Fixtures that start a real server: a test in tests/shared/ that uses none is `unit`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier: tests of the pure domain (tests/shared/) that start no server."""
+    shared = Path(__file__).parent / "shared"
+    for item in items:
+        if item.path.is_relative_to(shared) and not SERVERS & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.unit)
+
 
 def _bin(name: str) -> str:
     here = Path(sys.executable).parent / name

@@ -22,9 +22,9 @@ from shared.activation import BatchProgress, BatchStatus
 from shared.enrollment import workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused
 from shared.settings import Settings
-from tests.api.conftest import eventually, running_stack
-from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, waiting
-from tests.workers.conftest import journey, stage, wait
+from tests.helpers.journeys import journey, stage, wait
+from tests.helpers.lifecycle import SEED_MEMBERS, activation_done, create, seed, waiting
+from tests.helpers.stack import eventually, running_stack
 from workers.worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from shared.settings import Settings
 from store.api_keys import create_key
-from tests.api.relaying import journey
+from tests.helpers.journeys import definition
 
 EXAMPLES_PER_OPERATION = 40
 """The fuzz budget: examples per operation and generation mode (valid and invalid)."""
@@ -107,9 +107,9 @@ def test_no_request_gets_a_5xx_and_every_4xx_has_a_reason(
 
 
 VALID_BODIES: dict[str, Any] = {
-    "validate_journey": journey(),
-    "create_journey": journey(),
-    "edit_journey": journey(),
+    "validate_journey": definition(),
+    "create_journey": definition(),
+    "edit_journey": definition(),
     "enroll_contact": {"contact_id": "ada"},
     "upsert_contact": {"properties": {"plan": "gold"}},
     "change_members": {"add": ["ada"]},

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import eventually, running_stack
-from tests.channel_servers import smtp_sink
+from tests.helpers.channels import smtp_sink
+from tests.helpers.stack import eventually, running_stack
 
 WELCOME = {
     "subject": "Welcome, {{ contact.first_name | default('there') }}",

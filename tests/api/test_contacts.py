@@ -10,8 +10,9 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, enrollment, journey, relay_running, relayed, signals
+from tests.helpers.journeys import definition
+from tests.helpers.relay import activate, enrollment, relay_running, relayed, signals
+from tests.helpers.stack import eventually, running_stack
 
 
 async def _enrolled(http: httpx.AsyncClient, journey_id: str, contact_id: str) -> str:
@@ -33,7 +34,7 @@ async def _ends_with(
     await eventually(ended)
 
 
-TRIAL = journey(
+TRIAL = definition(
     eligible_lists=["trial"],
     suppression_lists=["competitors"],
     enroll_empty_stage=False,

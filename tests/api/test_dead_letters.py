@@ -16,8 +16,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.stack import free_port, start_temporal, stop_process
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, journey, relayed, signals
+from tests.helpers.journeys import definition
+from tests.helpers.relay import activate, relayed, signals
+from tests.helpers.stack import eventually, running_stack
 
 BLOB_LIMIT = 64_000
 """Bytes Temporal accepts in one payload here (its default is 2 MiB)."""
@@ -46,7 +47,7 @@ async def test_an_event_temporal_refuses_is_a_dead_letter_listed_and_sent_again(
         temporal = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
         goal = {"criteria": {"event": "page_viewed", "min_count": 5}}
         async with running_stack(pool, temporal, task_queue) as http:
-            journey_id = await activate(http, journey(goal=goal, enroll_empty_stage=False))
+            journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
             assert (await http.put("/v1/contacts/ada", json={"properties": {}})).status_code == 200
             enrolled = await http.post(
                 f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"}

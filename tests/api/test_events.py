@@ -13,8 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 from services.relay import Relay
 from shared.enrollment import EnrollmentView
 from shared.settings import Settings
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, enrollment, journey, relay_running, signals
+from tests.helpers.journeys import definition
+from tests.helpers.relay import activate, enrollment, relay_running, signals
+from tests.helpers.stack import eventually, running_stack
 
 
 async def _enroll(http: Any, journey_id: str, contact_id: str) -> str:
@@ -38,12 +39,12 @@ async def test_event_posted_during_a_wait_ends_with_goal_met_and_the_next_action
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     goal = {"criteria": {"event": "form_submitted", "target": "pricing", "min_count": 1}}
-    definition = journey(goal=goal, enroll_empty_stage=False)
+    body = definition(goal=goal, enroll_empty_stage=False)
     async with (
         running_stack(pool, dev_env.client, task_queue) as http,
         relay_running(pool, dev_env.client, task_queue),
     ):
-        journey_id = await activate(http, definition)
+        journey_id = await activate(http, body)
         workflow_id = await _enroll(http, journey_id, "ada")
 
         async def waiting() -> None:
@@ -87,7 +88,7 @@ async def test_same_event_posted_three_times_is_stored_and_counted_once(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     goal = {"criteria": {"event": "purchase", "min_count": 2}}
-    definition = journey(goal=goal, enroll_empty_stage=False)
+    body = definition(goal=goal, enroll_empty_stage=False)
     event = {
         "contact_id": "bob",
         "type": "purchase",
@@ -99,7 +100,7 @@ async def test_same_event_posted_three_times_is_stored_and_counted_once(
         running_stack(pool, dev_env.client, task_queue) as http,
         relay_running(pool, dev_env.client, task_queue),
     ):
-        journey_id = await activate(http, definition)
+        journey_id = await activate(http, body)
         workflow_id = await _enroll(http, journey_id, "bob")
         answers = [await http.post("/v1/events", json=event) for _ in range(3)]
         assert [a.status_code for a in answers] == [202, 202, 202]
@@ -131,13 +132,13 @@ async def test_same_event_posted_three_times_is_stored_and_counted_once(
 async def test_events_go_only_to_enrollments_whose_journey_reads_their_type(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    reads_purchases = journey(
+    reads_purchases = definition(
         name="Reads purchases",
         goal={"criteria": {"event": "purchase", "min_count": 5}},
         enroll_empty_stage=False,
     )
     # another stage property: two active journeys may not share lists and stage property
-    reads_nothing = journey(
+    reads_nothing = definition(
         name="Reads nothing", enroll_empty_stage=False, stage_property="other_stage"
     )
     async with (
@@ -303,11 +304,11 @@ async def test_a_batch_of_1000_events_for_1000_contacts_is_routed_in_one_pass_of
     # no background relay (nor sender): this test routes by hand and counts every statement
     async with running_stack(pool, dev_env.client, task_queue, relay=False, sender=False) as http:
         reads_views = await activate(
-            http, journey(goal={"criteria": {"event": "page_viewed", "min_count": 3}})
+            http, definition(goal={"criteria": {"event": "page_viewed", "min_count": 3}})
         )
         reads_purchases = await activate(
             http,
-            journey(
+            definition(
                 name="Purchases",
                 stage_property="purchase_stage",
                 goal={"criteria": {"event": "purchase", "min_count": 1}},

@@ -19,8 +19,8 @@ from cli.stack import EmbeddedPostgres
 from shared.settings import Settings
 from store.api_keys import create_key
 from store.db import create_pool
-from tests.api.relaying import journey
 from tests.conftest import TEMPLATE_DB
+from tests.helpers.journeys import definition
 
 OPEN = {("GET", "/healthz")}
 """The only operation that answers without a key (besides the docs)."""
@@ -101,7 +101,7 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
         base_url="http://nurture.test",
         headers={"Authorization": f"Bearer {key}"},
     ) as http:
-        created = await http.post("/v1/journeys", json=journey(eligible_lists=[LIST]))
+        created = await http.post("/v1/journeys", json=definition(eligible_lists=[LIST]))
         assert created.status_code == 201, created.text
         journey_id = created.json()["id"]
         assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
@@ -145,9 +145,9 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
 def _body(operation_id: str) -> Any:
     """A well-formed body for each operation that takes one, aimed at the owner's data."""
     return {
-        "validate_journey": journey(),
-        "create_journey": journey(),
-        "edit_journey": journey(name="Hijacked"),
+        "validate_journey": definition(),
+        "create_journey": definition(),
+        "edit_journey": definition(name="Hijacked"),
         "enroll_contact": {"contact_id": CONTACT},
         "upsert_contact": {"properties": {"plan": "hijacked"}},
         "change_members": {"remove": [CONTACT]},

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import running_stack
+from tests.helpers.stack import running_stack
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 TRIAL = json.loads((EXAMPLES[0].parent / "trial_to_paid.json").read_text())

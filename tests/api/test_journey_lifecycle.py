@@ -9,20 +9,20 @@ from typing import Any
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.conftest import eventually, running_stack
-from tests.api.lifecycle import SEED_MEMBERS, activation_done, create, seed, statuses, waiting
-from tests.api.relaying import journey, send
+from tests.helpers.journeys import definition, send
+from tests.helpers.lifecycle import SEED_MEMBERS, activation_done, create, seed, statuses, waiting
+from tests.helpers.stack import eventually, running_stack
 
 
 async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_edits(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     async with running_stack(pool, dev_env.client, task_queue) as http:
-        definition = waiting()
-        journey_id = await create(http, definition)
+        body = waiting()
+        journey_id = await create(http, body)
         never = await http.post(f"/v1/journeys/{journey_id}/deactivate")
         assert never.status_code == 409 and never.json()["reason"] == "journey_not_active"
-        unchanged = await http.put(f"/v1/journeys/{journey_id}", json=definition)
+        unchanged = await http.put(f"/v1/journeys/{journey_id}", json=body)
         assert unchanged.status_code == 200 and unchanged.json()["version"] == 1
 
         activated = await http.post(f"/v1/journeys/{journey_id}/activate")
@@ -87,7 +87,7 @@ def gated(after: str) -> dict[str, Any]:
             send(after),
         ],
     }
-    return journey([stage], eligible_lists=["trial"])
+    return definition([stage], eligible_lists=["trial"])
 
 
 async def test_an_enrollment_started_on_v1_finishes_v1_after_v2_is_activated(

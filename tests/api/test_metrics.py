@@ -16,7 +16,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import EnrollmentView
-from tests.api.conftest import eventually, running_stack
+from tests.helpers.stack import eventually, running_stack
 
 PURCHASE = {"event": "purchase", "min_count": 1}
 

@@ -10,37 +10,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from shared import search_attributes as sa
-from tests.api.conftest import eventually, running_stack
-
-
-def skeleton_journey(wait: str) -> dict:
-    return {
-        "name": "Skeleton",
-        "owner": "marketing@acme.test",
-        "stage_property": "journey_stage",
-        "eligible_lists": [],
-        "start_stage": "welcome",
-        # enrolled by the test's POST alone: a contact created with an empty stage would
-        # otherwise be enrolled by the journey's trigger, racing that POST
-        "enroll_empty_stage": False,
-        "stages": [
-            {
-                "key": "welcome",
-                "value": "welcome",
-                "actions": [
-                    {
-                        "type": "send_message",
-                        "channels": ["email"],
-                        "template": "welcome",
-                        "marketing": True,
-                    },
-                    {"type": "wait", "duration": wait},
-                    {"type": "go_to", "target": "success"},
-                ],
-            }
-        ],
-        "ends": {"success": {"value": "customer"}, "failure": []},
-    }
+from tests.helpers.journeys import skeleton_journey
+from tests.helpers.stack import eventually, running_stack
 
 
 async def _start_journey(http: httpx.AsyncClient, wait: str) -> str:

@@ -6,8 +6,8 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from store.api_keys import create_key
-from tests.api.conftest import running_stack
-from tests.api.test_walking_skeleton import skeleton_journey
+from tests.helpers.journeys import skeleton_journey
+from tests.helpers.stack import running_stack
 
 
 async def test_requests_without_a_valid_key_are_refused(

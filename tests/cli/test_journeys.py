@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from cli.journeys import follow_activation
 from cli.main import app
-from tests.api.conftest import running_stack
-from tests.api.lifecycle import create, seed, waiting
+from tests.helpers.lifecycle import create, seed, waiting
+from tests.helpers.stack import running_stack
 
 
 async def test_activate_shows_the_activation_to_its_end(

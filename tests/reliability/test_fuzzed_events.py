@@ -13,9 +13,10 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import EnrollmentView
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, journey
-from tests.reliability.histories import interrupted
+from tests.helpers.histories import interrupted
+from tests.helpers.journeys import definition
+from tests.helpers.relay import activate
+from tests.helpers.stack import eventually, running_stack
 
 EXAMPLES = 80
 """The fuzz budget: events generated (fixed seed)."""
@@ -25,7 +26,7 @@ READ = {"form_submitted", "purchase"}
 """The event types the journey below reads."""
 
 WHERE = {"plan": "gold", "amount": 5, "vip": True, "coupon": None}
-FUZZ_JOURNEY = journey(
+FUZZ_JOURNEY = definition(
     [
         {
             "key": "waiting",

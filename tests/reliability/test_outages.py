@@ -21,11 +21,13 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process
 from shared.enrollment import EnrollmentView, Outcome
 from store.db import create_pool, migrate
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, journey, send, signals
-from tests.reliability.histories import interrupted
-from tests.reliability.processes import kill, start
-from tests.workers import conftest as direct
+from tests.helpers import enrollments as direct
+from tests.helpers import journeys as build
+from tests.helpers.histories import interrupted
+from tests.helpers.journeys import definition, send
+from tests.helpers.processes import kill, start
+from tests.helpers.relay import activate, signals
+from tests.helpers.stack import eventually, running_stack
 
 FULL = os.environ.get("NURTURE_FAULT_FULL") == "1"
 RUNNING, LISTENING, EVENTS_EACH = (200, 50, 40) if FULL else (60, 20, 25)
@@ -89,13 +91,13 @@ async def test_temporal_restarted_mid_run_all_complete_and_events_sent_meanwhile
         temporal = await _connect(port)
         async with running_stack(pool, temporal, task_queue) as http:
             running_id = await activate(
-                http, journey(SEND_WAIT_SEND, name="Running", enroll_empty_stage=False)
+                http, definition(SEND_WAIT_SEND, name="Running", enroll_empty_stage=False)
             )
             # never met: the listening enrollments count every page view until the test ends
             goal = {"criteria": {"event": "page_viewed", "min_count": 1_000_000}}
             listening_id = await activate(
                 http,
-                journey(
+                definition(
                     [
                         {
                             "key": "wait",
@@ -199,14 +201,14 @@ async def test_postgres_restarted_mid_run_activities_retry_and_all_complete(
             task_queue=task_queue,
             log=tmp_path / "worker.log",
         )
-        flow = direct.journey(
+        flow = build.journey(
             [
-                direct.stage(
+                build.stage(
                     "onboarding",
-                    direct.send("welcome"),
-                    direct.wait("PT2S"),
-                    direct.send("follow_up"),
-                    direct.go_to("success"),
+                    build.send("welcome"),
+                    build.wait("PT2S"),
+                    build.send("follow_up"),
+                    build.go_to("success"),
                 )
             ]
         )

@@ -32,11 +32,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import EnrollmentView, Outcome
-from tests.api.conftest import eventually
-from tests.channel_servers import WebhookReceiver, put_template, smtp_sink, webhook_receiver
-from tests.reliability.histories import interrupted
-from tests.reliability.processes import kill, smtp, start
-from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, wait
+from tests.helpers.channels import WebhookReceiver, put_template, smtp_sink, webhook_receiver
+from tests.helpers.enrollments import Enrollment, enroll
+from tests.helpers.histories import interrupted
+from tests.helpers.journeys import go_to, journey, send, stage, wait
+from tests.helpers.processes import kill, smtp, start
+from tests.helpers.stack import eventually
 
 FULL = os.environ.get("NURTURE_FAULT_FULL") == "1"
 ENROLLMENTS, KILLS = (500, 20) if FULL else (100, 5)

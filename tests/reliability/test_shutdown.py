@@ -19,10 +19,11 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from cli.stack import free_port, port_open
 from shared.enrollment import Outcome
 from store.api_keys import create_key
-from tests.api.conftest import eventually
-from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
-from tests.reliability.processes import kill, smtp, start
-from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage
+from tests.helpers.channels import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
+from tests.helpers.enrollments import Enrollment, enroll
+from tests.helpers.journeys import go_to, journey, send, stage
+from tests.helpers.processes import kill, smtp, start
+from tests.helpers.stack import eventually
 from workers.activities import JourneyActivities
 from workers.worker import build_worker
 

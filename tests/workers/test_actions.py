@@ -6,18 +6,8 @@ import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import Outcome, Phase, Unenroll
-from tests.workers.conftest import (
-    enroll,
-    event,
-    go_to,
-    journey,
-    send,
-    stage,
-    until_state,
-    wait,
-    wait_for_event,
-    waiting,
-)
+from tests.helpers.enrollments import enroll, until_state, waiting
+from tests.helpers.journeys import event, go_to, journey, send, stage, wait, wait_for_event
 from workers.worker import build_worker
 
 

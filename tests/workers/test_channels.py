@@ -23,7 +23,7 @@ from services.sender import Sender
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord
 from shared.journey import SendMessage
 from shared.settings import Settings
-from tests.channel_servers import (
+from tests.helpers.channels import (
     WebhookReceiver,
     email_request,
     mailbox,
@@ -31,7 +31,8 @@ from tests.channel_servers import (
     smtp_sink,
     webhook_receiver,
 )
-from tests.workers.conftest import enroll, go_to, journey, send, stage
+from tests.helpers.enrollments import enroll
+from tests.helpers.journeys import go_to, journey, send, stage
 from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker

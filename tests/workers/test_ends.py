@@ -10,18 +10,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared import search_attributes as sa
 from shared.enrollment import Outcome, Phase
-from tests.workers.conftest import (
-    Enrollment,
-    enroll,
-    event,
-    go_to,
-    journey,
-    send,
-    stage,
-    until_state,
-    wait,
-    waiting,
-)
+from tests.helpers.enrollments import Enrollment, enroll, until_state, waiting
+from tests.helpers.journeys import event, go_to, journey, send, stage, wait
 from workers.worker import build_worker
 
 GOAL = {

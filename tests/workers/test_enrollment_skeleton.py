@@ -11,7 +11,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared import search_attributes as sa
 from shared.enrollment import Outcome, Phase
-from tests.workers.conftest import enroll, go_to, journey, send, stage, wait
+from tests.helpers.enrollments import enroll
+from tests.helpers.journeys import go_to, journey, send, stage, wait
 from workers.worker import build_worker
 
 

@@ -17,17 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from shared import search_attributes as sa
 from shared.contact import ContactState
 from shared.enrollment import ContactChanged, EnrollmentInput, Outcome, Phase, Unenroll
-from tests.workers.conftest import (
-    enroll,
-    event,
-    go_to,
-    journey,
-    send,
-    stage,
-    until_state,
-    wait,
-    waiting,
-)
+from tests.helpers.enrollments import enroll, until_state, waiting
+from tests.helpers.journeys import event, go_to, journey, send, stage, wait
 from workers.activities import JourneyActivities
 from workers.steps import SEND_MESSAGE, SendMessageRequest, StepResult
 from workers.worker import build_worker

@@ -11,7 +11,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import Outcome
-from tests.workers.conftest import enroll, event, journey, send, stage, until_state, waiting
+from tests.helpers.enrollments import enroll, until_state, waiting
+from tests.helpers.journeys import event, journey, send, stage
 from workers.worker import build_worker
 
 EVENTS = 12

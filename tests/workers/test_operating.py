@@ -18,7 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.enrollment import Outcome, Phase
 from shared.journey import Journey
-from tests.workers.conftest import Enrollment, enroll, event, until_state
+from tests.helpers.enrollments import Enrollment, enroll, until_state
+from tests.helpers.journeys import event
 from workers.worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,15 +16,16 @@ from shared.channels import ChannelSettings
 from shared.enrollment import EnrollmentRef, Outcome, StepRecord, Unenroll
 from shared.journey import SendMessage
 from store import workspaces as workspaces_store
-from tests.api.conftest import eventually
-from tests.channel_servers import (
+from tests.helpers.channels import (
     WebhookReceiver,
     mailbox,
     put_template,
     smtp_sink,
     webhook_receiver,
 )
-from tests.workers.conftest import Enrollment, enroll, go_to, journey, send, stage, until_state
+from tests.helpers.enrollments import Enrollment, enroll, until_state
+from tests.helpers.journeys import go_to, journey, send, stage
+from tests.helpers.stack import eventually
 from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest
 from workers.worker import build_worker

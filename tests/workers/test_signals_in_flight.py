@@ -22,19 +22,9 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from shared.enrollment import ContactChanged, EnrollmentRef, Outcome, StepRecord, WriteProperty
 from store import contacts as contacts_store
-from tests.workers.conftest import (
-    WORKSPACE,
-    Enrollment,
-    enroll,
-    event,
-    go_to,
-    journey,
-    send,
-    stage,
-    until_state,
-    wait,
-    wait_for_event,
-)
+from tests.helpers import WORKSPACE
+from tests.helpers.enrollments import Enrollment, enroll, until_state
+from tests.helpers.journeys import event, go_to, journey, send, stage, wait, wait_for_event
 from workers.activities import JourneyActivities
 from workers.steps import SEND_MESSAGE, SendMessageRequest, StepRequest, StepResult
 from workers.worker import build_worker

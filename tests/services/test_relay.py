@@ -22,8 +22,9 @@ from shared.journey import Journey
 from shared.routing import Change, InterestCache, OpenEnrollment, by_contact, route
 from shared.settings import Settings
 from store.api_keys import create_key
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, enrollment, journey, relay_running, signals
+from tests.helpers.journeys import definition
+from tests.helpers.relay import activate, enrollment, relay_running, signals
+from tests.helpers.stack import eventually, running_stack
 
 
 @pytest.mark.fault
@@ -42,7 +43,7 @@ async def test_with_temporal_stopped_100_events_are_accepted_then_delivered_and_
             running_stack(pool, temporal, task_queue) as http,
             relay_running(pool, temporal, task_queue, max_backoff=1.0),
         ):
-            journey_id = await activate(http, journey(goal=goal, enroll_empty_stage=False))
+            journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
             await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
             enrolled = await http.post(
                 f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"}
@@ -116,7 +117,7 @@ async def test_a_signal_to_an_enrollment_not_started_yet_waits_and_a_finished_on
         temporal = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
         goal = {"criteria": {"event": "purchase", "min_count": 1}}
         async with running_stack(pool, temporal, task_queue) as http:
-            journey_id = await activate(http, journey(goal=goal, enroll_empty_stage=False))
+            journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
             await pool.execute(
                 """
                 INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id,
@@ -157,13 +158,13 @@ async def _empty(pool: asyncpg.Pool) -> None:
 
 
 def _journey(**overrides: Any) -> Journey:
-    return Journey.model_validate(journey(**overrides))
+    return Journey.model_validate(definition(**overrides))
 
 
 def _cache(**journeys: Journey) -> InterestCache:
     cache = InterestCache()
-    for journey_id, definition in journeys.items():
-        cache.add(("w", journey_id, 1), definition.model_dump(mode="json"))
+    for journey_id, parsed in journeys.items():
+        cache.add(("w", journey_id, 1), parsed.model_dump(mode="json"))
     return cache
 
 

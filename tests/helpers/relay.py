@@ -1,5 +1,5 @@
-"""What the ingestion tests share: the relay running next to `running_stack` (which serves
-the app without its lifespan), small journeys, and reads of a workflow's history."""
+"""The relay running next to `running_stack` (which serves the app without its lifespan),
+journeys activated over HTTP, and reads of a workflow's history."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from services.relay import Relay, RelayOptions
 from shared.settings import Settings
-from tests.api.conftest import eventually
+from tests.helpers.stack import eventually
 
 
 @asynccontextmanager
@@ -41,38 +41,6 @@ async def relayed(pool: asyncpg.Pool) -> None:
         assert await pool.fetchval("SELECT count(*) FROM deliveries WHERE failed_at IS NULL") == 0
 
     await eventually(drained)
-
-
-def journey(stages: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
-    """A valid journey definition: by default one stage that sends a marketing email,
-    waits an hour, then sends a follow-up."""
-    definition: dict[str, Any] = {
-        "name": "Ingestion test",
-        "owner": "marketing@acme.test",
-        "stage_property": "journey_stage",
-        "eligible_lists": [],
-        "start_stage": "onboarding",
-        "enroll_empty_stage": True,
-        "stages": stages
-        or [
-            {
-                "key": "onboarding",
-                "value": "onboarding",
-                "actions": [
-                    send("welcome"),
-                    {"type": "wait", "duration": "PT1H"},
-                    send("follow_up"),
-                ],
-            }
-        ],
-        "ends": {"success": {"value": "customer"}, "failure": [{"value": "churned"}]},
-    }
-    definition.update(overrides)
-    return definition
-
-
-def send(template: str) -> dict[str, Any]:
-    return {"type": "send_message", "channels": ["email"], "template": template, "marketing": True}
 
 
 async def activate(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:

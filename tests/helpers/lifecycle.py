@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.api.conftest import eventually
-from tests.api.relaying import journey, send
+from tests.helpers.journeys import definition, send
+from tests.helpers.stack import eventually
 
 SEED_CONTACTS = """
 INSERT INTO contacts (workspace, id) SELECT 'default', unnest($1::text[])
@@ -26,7 +26,7 @@ def waiting(wait: str = "PT1H", after: str = "follow_up", **overrides: Any) -> d
         "value": "onboarding",
         "actions": [{"type": "wait", "duration": wait}, send(after)],
     }
-    return journey([stage], **{"eligible_lists": ["trial"], **overrides})
+    return definition([stage], **{"eligible_lists": ["trial"], **overrides})
 
 
 async def create(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:

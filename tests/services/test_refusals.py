@@ -15,7 +15,8 @@ from services.enrolling import enroll
 from shared.enrollment import workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused
 from shared.settings import Settings
-from tests.workers.conftest import WORKSPACE, go_to, journey, stage
+from tests.helpers import WORKSPACE
+from tests.helpers.journeys import go_to, journey, stage
 from workers.worker import build_worker
 
 

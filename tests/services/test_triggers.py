@@ -11,8 +11,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.entry import ContactView, enters, touches_entry
 from shared.routing import Change
-from tests.api.conftest import eventually, running_stack
-from tests.api.relaying import activate, enrollment, journey, relay_running, relayed, send
+from tests.helpers.journeys import definition, send
+from tests.helpers.relay import activate, enrollment, relay_running, relayed
+from tests.helpers.stack import eventually, running_stack
 
 
 async def _status(http: httpx.AsyncClient, journey_id: str, contact_id: str) -> int:
@@ -33,7 +34,7 @@ async def _quiet(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
 
 
-STAGED = journey(
+STAGED = definition(
     name="Trial onboarding",
     eligible_lists=["trial"],
     suppression_lists=["employees"],
@@ -84,12 +85,12 @@ async def _enrolled_ok(http: httpx.AsyncClient, journey_id: str, contact_id: str
 async def test_joining_an_eligible_list_with_an_empty_stage_enrolls_when_the_journey_says_so(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    definition = {**STAGED, "enroll_empty_stage": True}
+    body = {**STAGED, "enroll_empty_stage": True}
     async with (
         running_stack(pool, dev_env.client, task_queue) as http,
         relay_running(pool, dev_env.client, task_queue),
     ):
-        journey_id = await activate(http, definition)
+        journey_id = await activate(http, body)
         await http.put("/v1/contacts/cy", json={"properties": {"journey_stage": "elsewhere"}})
         await http.post("/v1/lists/trial/members", json={"add": ["cy", "dee", "eve"]})
         await eventually(lambda: _enrolled_ok(http, journey_id, "dee"))
@@ -102,12 +103,12 @@ async def test_trigger_refusals_are_recorded_and_counted(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     goal = {"criteria": {"property": "plan", "op": "eq", "value": "paid"}}
-    definition = {**STAGED, "enroll_empty_stage": True, "goal": goal}
+    body = {**STAGED, "enroll_empty_stage": True, "goal": goal}
     async with (
         running_stack(pool, dev_env.client, task_queue) as http,
         relay_running(pool, dev_env.client, task_queue),
     ):
-        journey_id = await activate(http, definition)
+        journey_id = await activate(http, body)
         await http.put("/v1/lists/employees/members/sam")
         await http.put("/v1/contacts/pat", json={"properties": {"plan": "paid"}})
         await http.post("/v1/lists/trial/members", json={"add": ["sam", "pat"]})
@@ -140,7 +141,7 @@ def _refusals(metrics: dict[str, Any]) -> dict[str, int]:
 async def test_goal_achieved_in_journey_x_enrolls_into_the_journey_that_names_it(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    x = journey(
+    x = definition(
         name="Trial",
         enroll_empty_stage=False,
         goal={"criteria": {"event": "purchase", "min_count": 1}},
@@ -150,7 +151,7 @@ async def test_goal_achieved_in_journey_x_enrolls_into_the_journey_that_names_it
         relay_running(pool, dev_env.client, task_queue),
     ):
         x_id = await activate(http, x)
-        y = journey(
+        y = definition(
             name="Customer welcome",
             stage_property="welcome_stage",
             start_stage="welcome",
@@ -188,7 +189,7 @@ def test_the_list_stage_rule() -> None:
     from shared.journey import Journey
 
     staged = Journey.model_validate(STAGED)
-    anyone = Journey.model_validate(journey(enroll_empty_stage=True))
+    anyone = Journey.model_validate(definition(enroll_empty_stage=True))
 
     def view(lists: list[str], **properties: Any) -> ContactView:
         return ContactView(properties, frozenset(lists))

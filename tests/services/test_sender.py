@@ -18,8 +18,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from services.sender import Sender, SenderOptions
 from shared.settings import Settings
-from tests.api.conftest import eventually, running_stack
-from tests.channel_servers import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
+from tests.helpers.channels import GatedMailbox, ada_and_welcome, gated_smtp, mailbox
+from tests.helpers.stack import eventually, running_stack
 from workers.activities import JourneyActivities
 from workers.steps import SendMessageRequest, StepResult
 

@@ -1,4 +1,5 @@
-"""The API served for real (uvicorn on a loopback port) next to a real worker."""
+"""The API served for real (uvicorn on a loopback port) next to a real worker, and waiting
+for what the real servers do in real time."""
 
 from __future__ import annotations
 
