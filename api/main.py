@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 from fastapi import Depends, FastAPI
@@ -14,6 +13,7 @@ from temporalio.client import Client
 from api.deps import get_workspace
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.openapi import document_journey_schema, serve_docs
 from api.routes import (
     activation,
     channels,
@@ -30,7 +30,6 @@ from api.routes import (
 from services.relay import run_relay
 from services.sender import SenderOptions, run_sender
 from services.temporal import connect
-from shared.journey import Journey
 from shared.settings import Settings
 from store.db import create_pool
 
@@ -87,6 +86,8 @@ def create_app(
         version="1",
         summary="Durable customer journeys on Temporal",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.pool = pool
@@ -94,28 +95,11 @@ def create_app(
     app.state.key_cache = {}
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    _document_journey_schema(app)
+    document_journey_schema(app)
+    serve_docs(app)
     app.include_router(health.router)
     routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
     for module in (*routers, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app
-
-
-def _document_journey_schema(app: FastAPI) -> None:
-    """Journey bodies are validated by our own validator (every problem at once, by path),
-    so FastAPI does not see their model: put its JSON Schema into the OpenAPI document."""
-    base = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = base()
-            journey = Journey.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(journey.pop("$defs", {}))
-            components["Journey"] = journey
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

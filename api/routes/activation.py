@@ -114,7 +114,11 @@ def unenroll_out(row: asyncpg.Record) -> UnenrollOut:
     )
 
 
-@router.get("/{journey_id}/activation", operation_id="get_activation")
+@router.get(
+    "/{journey_id}/activation",
+    operation_id="get_activation",
+    summary="The latest activation's progress",
+)
 async def get_activation(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> ActivationOut:
     """The latest activation's progress: eligible, processed, started, refused by reason."""
     await journeys.get(pool, workspace, journey_id)
@@ -124,7 +128,11 @@ async def get_activation(journey_id: str, pool: PoolDep, workspace: WorkspaceDep
     return activation_out(row)
 
 
-@router.get("/{journey_id}/unenroll", operation_id="get_unenroll")
+@router.get(
+    "/{journey_id}/unenroll",
+    operation_id="get_unenroll",
+    summary="The latest bulk unenroll's progress",
+)
 async def get_unenroll(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> UnenrollOut:
     """The latest bulk unenroll's progress (deactivate with `unenroll=true`)."""
     await journeys.get(pool, workspace, journey_id)
@@ -134,7 +142,11 @@ async def get_unenroll(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) 
     return unenroll_out(row)
 
 
-@router.post("/{journey_id}/preview", operation_id="preview_journey")
+@router.post(
+    "/{journey_id}/preview",
+    operation_id="preview_journey",
+    summary="Who activating would enroll or refuse, now",
+)
 async def preview_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> PreviewOut:
     """How many contacts are eligible now, and how many activation would enroll or see
     refused (by reason), without enrolling anyone."""

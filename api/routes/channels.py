@@ -40,12 +40,22 @@ def _out(settings: ChannelSettings) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=ChannelSettingsOut, operation_id="get_channel_settings")
+@router.get(
+    "",
+    response_model=ChannelSettingsOut,
+    operation_id="get_channel_settings",
+    summary="The workspace's channel settings",
+)
 async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
     return _out(await workspaces_store.channel_settings(pool, workspace))
 
 
-@router.put("", response_model=ChannelSettingsOut, operation_id="put_channel_settings")
+@router.put(
+    "",
+    response_model=ChannelSettingsOut,
+    operation_id="put_channel_settings",
+    summary="Replace the workspace's channel settings",
+)
 async def put_channel_settings(
     body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
 ) -> Any:

@@ -84,7 +84,9 @@ async def _contact_out(conn: Queryable, workspace: str, contact_id: str) -> Cont
     return ContactOut(**dict(row), lists=lists, enrollments=active)
 
 
-@router.put("/v1/contacts/{contact_id}", operation_id="upsert_contact")
+@router.put(
+    "/v1/contacts/{contact_id}", operation_id="upsert_contact", summary="Create or update a contact"
+)
 async def upsert_contact(
     contact_id: ContactIdPath, body: ContactIn, pool: PoolDep, workspace: WorkspaceDep
 ) -> ContactOut:
@@ -103,7 +105,11 @@ async def upsert_contact(
     return await with_retry(write)
 
 
-@router.get("/v1/contacts/{contact_id}", operation_id="get_contact")
+@router.get(
+    "/v1/contacts/{contact_id}",
+    operation_id="get_contact",
+    summary="Get a contact with its lists and enrollments",
+)
 async def get_contact(
     contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> ContactOut:
@@ -143,7 +149,10 @@ async def change_members(
 
 
 @router.put(
-    "/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="add_member"
+    "/v1/lists/{list_name}/members/{contact_id}",
+    status_code=204,
+    operation_id="add_member",
+    summary="Add a contact to a list",
 )
 async def add_member(
     list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
@@ -155,7 +164,10 @@ async def add_member(
 
 
 @router.delete(
-    "/v1/lists/{list_name}/members/{contact_id}", status_code=204, operation_id="remove_member"
+    "/v1/lists/{list_name}/members/{contact_id}",
+    status_code=204,
+    operation_id="remove_member",
+    summary="Remove a contact from a list",
 )
 async def remove_member(
     list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
@@ -166,7 +178,11 @@ async def remove_member(
     return Response(status_code=204)
 
 
-@router.post("/v1/lists/{list_name}/members", operation_id="change_members")
+@router.post(
+    "/v1/lists/{list_name}/members",
+    operation_id="change_members",
+    summary="Add and remove list members in one batch",
+)
 async def change_members_batch(
     list_name: ListPath, body: MembersIn, pool: PoolDep, workspace: WorkspaceDep
 ) -> MembersOut:
@@ -185,7 +201,9 @@ async def change_members_batch(
     return await change_members(pool, workspace, list_name, body.add, body.remove)
 
 
-@router.get("/v1/lists/{list_name}/members", operation_id="list_members")
+@router.get(
+    "/v1/lists/{list_name}/members", operation_id="list_members", summary="List a list's members"
+)
 async def list_members(
     list_name: ListPath,
     pool: PoolDep,

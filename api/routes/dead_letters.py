@@ -45,7 +45,12 @@ class RetriedOut(DeadLetterOut):
     status: str = "queued"
 
 
-@router.get("", response_model=list[DeadLetterOut], operation_id="list_dead_letters")
+@router.get(
+    "",
+    response_model=list[DeadLetterOut],
+    operation_id="list_dead_letters",
+    summary="List deliveries Temporal refused for good",
+)
 async def list_dead_letters(
     pool: PoolDep,
     workspace: WorkspaceDep,
@@ -62,6 +67,7 @@ async def list_dead_letters(
     status_code=202,
     response_model=RetriedOut,
     operation_id="retry_dead_letter",
+    summary="Send a dead letter again",
 )
 async def retry_dead_letter(
     pool: PoolDep,

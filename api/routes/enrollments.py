@@ -29,7 +29,9 @@ REFUSAL_MESSAGES = {
 
 
 class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"contact_id": "ada"}]}
+    )
     contact_id: str
 
 
@@ -135,7 +137,7 @@ def _refusal(row: asyncpg.Record) -> StepOut:
     )
 
 
-@router.post("", status_code=201, operation_id="enroll_contact")
+@router.post("", status_code=201, operation_id="enroll_contact", summary="Enroll a contact")
 async def enroll_contact(
     journey_id: str,
     body: EnrollRequest,
@@ -151,7 +153,7 @@ async def enroll_contact(
     return EnrollResponse(workflow_id=enrolled.workflow_id)
 
 
-@router.get("", operation_id="list_enrollments")
+@router.get("", operation_id="list_enrollments", summary="List a journey's enrollments")
 async def list_enrollments(
     journey_id: str,
     pool: PoolDep,
@@ -176,7 +178,7 @@ async def list_enrollments(
     return EnrollmentPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{contact_id}", operation_id="get_enrollment")
+@router.get("/{contact_id}", operation_id="get_enrollment", summary="A contact's enrollment log")
 async def get_enrollment(
     journey_id: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
 ) -> EnrollmentDetail:
@@ -199,7 +201,9 @@ async def get_enrollment(
     return EnrollmentDetail(**dict(row), steps=steps)
 
 
-@router.delete("/{contact_id}", status_code=202, operation_id="unenroll_contact")
+@router.delete(
+    "/{contact_id}", status_code=202, operation_id="unenroll_contact", summary="Unenroll a contact"
+)
 async def unenroll_contact(
     journey_id: str, contact_id: str, pool: PoolDep, temporal: ClientDep, workspace: WorkspaceDep
 ) -> Response:

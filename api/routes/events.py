@@ -30,7 +30,21 @@ Target = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern
 class EventIn(BaseModel):
     """One activity of a contact."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "contact_id": "ada",
+                    "type": "form_submitted",
+                    "target": "demo-request",
+                    "properties": {"plan": "team"},
+                    "occurred_at": "2026-11-29T10:00:00Z",
+                    "idempotency_key": "crm-4711",
+                }
+            ]
+        },
+    )
 
     contact_id: Name
     type: Name = Field(description="`form_submitted`, `page_viewed`, ... or any custom name.")
@@ -49,6 +63,14 @@ class EventIn(BaseModel):
 class EventBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+BATCH_EXAMPLE = {
+    "events": [
+        {"contact_id": "ada", "type": "page_viewed", "target": "/pricing"},
+        {"contact_id": "grace", "type": "purchase", "properties": {"sku": "pro"}},
+    ]
+}
 
 
 class EventOut(BaseModel):
@@ -79,6 +101,7 @@ def _events_body() -> dict[str, Any]:
         "properties": {"events": {"type": "array", "items": event, "maxItems": MAX_BATCH}},
         "required": ["events"],
         "additionalProperties": False,
+        "examples": [BATCH_EXAMPLE],
     }
     schema = {"oneOf": [event, batch]}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
@@ -88,6 +111,7 @@ def _events_body() -> dict[str, Any]:
     "",
     status_code=202,
     operation_id="post_events",
+    summary="Record events (one or a batch)",
     openapi_extra=_events_body(),
     response_model=EventOut | EventBatchOut,
 )

@@ -21,7 +21,9 @@ async def _check(coro: Any) -> dict[str, Any]:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-@router.get("/healthz", operation_id="healthz")
+@router.get(
+    "/healthz", operation_id="healthz", summary="Is the API up, are Temporal and Postgres reachable"
+)
 async def healthz(pool: PoolDep, temporal: ClientDep) -> JSONResponse:
     """Reports whether Temporal and Postgres are reachable (503 if either is not), and
     the messages due for a sender: how many, and how long the oldest has waited (a number

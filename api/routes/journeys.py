@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
+from api.openapi import JOURNEY_BODY
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
 from services import journeys
 from shared.errors import NotFound
@@ -21,13 +22,6 @@ from shared.validation import Problem, validate_journey
 from store import journeys as journeys_store
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
-
-JOURNEY_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Journey"}}},
-    }
-}
 
 ActorHeader = Annotated[
     str | None,
@@ -104,13 +98,18 @@ def journey_out(
     return JourneyOut(**dict(row), warnings=warnings or [], **extra)
 
 
-@router.get("/schema", operation_id="journey_schema")
+@router.get("/schema", operation_id="journey_schema", summary="The JSON Schema of a journey")
 async def journey_schema() -> dict[str, Any]:
     """The JSON Schema of a journey definition."""
     return Journey.model_json_schema()
 
 
-@router.post("/validate", operation_id="validate_journey", openapi_extra=JOURNEY_BODY)
+@router.post(
+    "/validate",
+    operation_id="validate_journey",
+    summary="Validate a journey without saving it",
+    openapi_extra=JOURNEY_BODY,
+)
 async def validate(payload: Any = Body(None)) -> ValidationOut:
     """Validates a journey without saving it; every problem at once."""
     result = validate_journey(payload)
@@ -121,7 +120,13 @@ async def validate(payload: Any = Body(None)) -> ValidationOut:
     )
 
 
-@router.post("", status_code=201, operation_id="create_journey", openapi_extra=JOURNEY_BODY)
+@router.post(
+    "",
+    status_code=201,
+    operation_id="create_journey",
+    summary="Create a draft journey",
+    openapi_extra=JOURNEY_BODY,
+)
 async def create_journey(
     pool: PoolDep,
     workspace: WorkspaceDep,
@@ -136,17 +141,22 @@ async def create_journey(
     return journey_out(row, result.warnings)
 
 
-@router.get("", operation_id="list_journeys")
+@router.get("", operation_id="list_journeys", summary="List the workspace's journeys")
 async def list_journeys(pool: PoolDep, workspace: WorkspaceDep) -> list[JourneyOut]:
     return [journey_out(r) for r in await journeys_store.journeys(pool, workspace)]
 
 
-@router.get("/{journey_id}", operation_id="get_journey")
+@router.get("/{journey_id}", operation_id="get_journey", summary="Get a journey")
 async def get_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> JourneyOut:
     return journey_out(await journeys.get(pool, workspace, journey_id))
 
 
-@router.put("/{journey_id}", operation_id="edit_journey", openapi_extra=JOURNEY_BODY)
+@router.put(
+    "/{journey_id}",
+    operation_id="edit_journey",
+    summary="Edit a draft or inactive journey (a new version)",
+    openapi_extra=JOURNEY_BODY,
+)
 async def edit_journey(
     journey_id: str,
     pool: PoolDep,
@@ -164,7 +174,11 @@ async def edit_journey(
     return journey_out(row, result.warnings)
 
 
-@router.get("/{journey_id}/versions", operation_id="list_journey_versions")
+@router.get(
+    "/{journey_id}/versions",
+    operation_id="list_journey_versions",
+    summary="List a journey's versions",
+)
 async def list_versions(
     journey_id: str, pool: PoolDep, workspace: WorkspaceDep
 ) -> list[VersionOut]:
@@ -177,7 +191,11 @@ async def list_versions(
     ]
 
 
-@router.get("/{journey_id}/versions/{version}", operation_id="get_journey_version")
+@router.get(
+    "/{journey_id}/versions/{version}",
+    operation_id="get_journey_version",
+    summary="Get one version of a journey",
+)
 async def get_version(
     journey_id: str, version: int, pool: PoolDep, workspace: WorkspaceDep
 ) -> VersionDetail:
@@ -189,7 +207,11 @@ async def get_version(
     return VersionDetail(**dict(row))
 
 
-@router.post("/{journey_id}/activate", operation_id="activate_journey")
+@router.post(
+    "/{journey_id}/activate",
+    operation_id="activate_journey",
+    summary="Activate a journey (enrolls who is eligible)",
+)
 async def activate_journey(
     journey_id: str,
     pool: PoolDep,
@@ -208,7 +230,9 @@ async def activate_journey(
     return journey_out(done.journey, activation=batch)
 
 
-@router.post("/{journey_id}/deactivate", operation_id="deactivate_journey")
+@router.post(
+    "/{journey_id}/deactivate", operation_id="deactivate_journey", summary="Deactivate a journey"
+)
 async def deactivate_journey(
     journey_id: str,
     pool: PoolDep,
@@ -236,6 +260,7 @@ async def deactivate_journey(
 @router.delete(
     "/{journey_id}",
     operation_id="delete_journey",
+    summary="Delete a journey",
     status_code=204,
     responses={202: {"model": DeleteOut, "description": "Deleted; enrollments are ending."}},
 )

@@ -28,7 +28,12 @@ class MessageOut(BaseModel):
     headers: dict[str, str]
 
 
-@router.get("", response_model=list[MessageOut], operation_id="list_messages")
+@router.get(
+    "",
+    response_model=list[MessageOut],
+    operation_id="list_messages",
+    summary="The dev mailbox: emails the local SMTP sink received",
+)
 async def list_messages(
     pool: PoolDep,
     settings: SettingsDep,

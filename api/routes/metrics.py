@@ -20,7 +20,7 @@ from store import metrics as metrics_store
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
 
-@router.get("", operation_id="journey_metrics")
+@router.get("", operation_id="journey_metrics", summary="A journey's metrics")
 async def get_metrics(
     journey_id: str,
     pool: PoolDep,

@@ -38,7 +38,12 @@ def _check_name(name: str) -> None:
         )
 
 
-@router.put("/{name}", response_model=TemplateOut, operation_id="put_template")
+@router.put(
+    "/{name}",
+    response_model=TemplateOut,
+    operation_id="put_template",
+    summary="Save a message template",
+)
 async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: WorkspaceDep) -> Any:
     """Saves the template once every part renders (against `sample`)."""
     _check_name(name)
@@ -67,12 +72,22 @@ async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: Wo
     return dict(row) if row is not None else None
 
 
-@router.get("", response_model=list[TemplateOut], operation_id="list_templates")
+@router.get(
+    "",
+    response_model=list[TemplateOut],
+    operation_id="list_templates",
+    summary="List the message templates",
+)
 async def list_templates(pool: PoolDep, workspace: WorkspaceDep) -> Any:
     return [dict(r) for r in await templates_store.templates(pool, workspace)]
 
 
-@router.get("/{name}", response_model=TemplateOut, operation_id="get_template")
+@router.get(
+    "/{name}",
+    response_model=TemplateOut,
+    operation_id="get_template",
+    summary="Get a message template",
+)
 async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any:
     row = await templates_store.template(pool, workspace, name)
     if row is None:
@@ -80,7 +95,9 @@ async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any
     return dict(row)
 
 
-@router.delete("/{name}", status_code=204, operation_id="delete_template")
+@router.delete(
+    "/{name}", status_code=204, operation_id="delete_template", summary="Delete a message template"
+)
 async def delete_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> None:
     if not await templates_store.delete(pool, workspace, name):
         raise ApiError(404, "template_not_found", f"No template named {name!r}.")
