@@ -16,7 +16,7 @@ import asyncpg
 from rich.console import Console
 
 from cli.stack import EmbeddedPostgres, port_open, start_temporal, stop_process
-from shared.settings import Settings
+from shared.settings import DEV_ENV, Settings
 from store.api_keys import create_key, workspace_for
 from store.db import create_database, migrate
 
@@ -145,6 +145,7 @@ def run_dev(settings: Settings) -> int:
             env["NURTURE_SMTP_SECURITY"] = "none"
             env["NURTURE_DEV_MAILBOX"] = "true"
         procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
+        _write_dev_env(data_dir, env)
         _print_urls(settings, data_dir, dev_key)
         restarts = dict.fromkeys(supervised, 0)
         while not stopping:
@@ -167,9 +168,18 @@ def run_dev(settings: Settings) -> int:
             stop_process(proc, grace=25)
         return 0
     finally:
+        (data_dir / DEV_ENV).unlink(missing_ok=True)
         for _, proc in reversed(children):
             stop_process(proc, grace=20)
         lock.close()
+
+
+def _write_dev_env(data_dir: Path, env: dict[str, str]) -> None:
+    """Where this stack's parts listen, for `nurture keys`, `journeys` and `replay` run
+    in another terminal (`Settings.with_dev_stack`); removed when the stack stops."""
+    names = ("NURTURE_TEMPORAL_ADDRESS", "NURTURE_DATABASE_URL", "NURTURE_API_PORT")
+    lines = [f"{name}={env[name]}" for name in names if env.get(name)]
+    (data_dir / DEV_ENV).write_text("\n".join(lines) + "\n")
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -120,7 +120,7 @@ def activate(
 
     async def run() -> dict[str, Any] | None:
         async with httpx.AsyncClient(
-            base_url=api_url or _api_url(Settings()),
+            base_url=api_url or _api_url(Settings.with_dev_stack()),
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         ) as http:

@@ -27,7 +27,7 @@ async def _create(url: str, workspace: str) -> str:
 def create(workspace: str = typer.Option(..., "--workspace", help="The workspace name.")) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     try:
-        key = asyncio.run(_create(Settings().require_database_url(), workspace))
+        key = asyncio.run(_create(Settings.with_dev_stack().require_database_url(), workspace))
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

@@ -118,7 +118,8 @@ def replay(
     nondeterminism (an unguarded workflow change), naming the workflow and the event."""
     from cli.replay import run_replay
 
-    raise typer.Exit(asyncio.run(run_replay(files or [], query, Settings(), console)))
+    settings = Settings.with_dev_stack()
+    raise typer.Exit(asyncio.run(run_replay(files or [], query, settings, console)))
 
 
 if __name__ == "__main__":

@@ -258,7 +258,9 @@ class Relay:
         self, gate: asyncio.Semaphore, wf_id: str, queue: list[Signal], outcome: Outcome
     ) -> None:
         """Signals one enrollment, in order; stops at the first failure (the rest wait for
-        the retry, so the enrollment never sees a later change before an earlier one)."""
+        the retry, so the enrollment never sees a later change before an earlier one). A
+        signal Temporal refuses for good (too large) becomes a dead letter alone: the ones
+        behind it go on, still in order."""
         async with gate:
             handle = self.temporal.get_workflow_handle(wf_id)
             for index, signal in enumerate(queue):
@@ -269,6 +271,12 @@ class Relay:
                     await handle.signal(
                         signal.name, signal.payload, rpc_timeout=self.options.rpc_timeout
                     )
+                except RPCError as exc:
+                    if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                        self._failed([signal], exc, outcome)
+                        continue
+                    self._failed(queue[index:], exc, outcome)
+                    return
                 except Exception as exc:
                     self._failed(queue[index:], exc, outcome)
                     return

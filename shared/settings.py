@@ -12,6 +12,11 @@ DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_TASK_QUEUE = "nurture"
 
 
+DEV_ENV = "dev.env"
+"""Written by `nurture dev` under the data directory while it runs: the addresses of its
+Temporal, Postgres and API, for the commands run in a second terminal."""
+
+
 class Settings(BaseSettings):
     """Production settings; an unset Temporal address or database URL means "embedded" to
     `nurture dev`."""
@@ -87,6 +92,14 @@ class Settings(BaseSettings):
     @property
     def temporal_target(self) -> str:
         return self.temporal_address or DEFAULT_TEMPORAL_ADDRESS
+
+    @classmethod
+    def with_dev_stack(cls) -> Settings:
+        """Settings for a command that talks to a running stack (`nurture keys`,
+        `journeys`, `replay`): the environment first, then the addresses of the stack
+        `nurture dev` runs in this directory, if it runs (`.nurture/dev.env`)."""
+        dev_env = cls().data_dir / DEV_ENV
+        return cls(_env_file=dev_env) if dev_env.exists() else cls()
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.stack import free_port, start_temporal, stop_process
 from tests.helpers.journeys import definition
-from tests.helpers.relay import activate, relayed, signals
+from tests.helpers.relay import activate, relay_running, relayed, signals
 from tests.helpers.stack import eventually, running_stack
 
 BLOB_LIMIT = 64_000
@@ -46,7 +46,8 @@ async def test_an_event_temporal_refuses_is_a_dead_letter_listed_and_sent_again(
     try:
         temporal = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
         goal = {"criteria": {"event": "page_viewed", "min_count": 5}}
-        async with running_stack(pool, temporal, task_queue) as http:
+        # no relay yet: both events wait in one batch, the big one ahead of the small one
+        async with running_stack(pool, temporal, task_queue, relay=False) as http:
             journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
             assert (await http.put("/v1/contacts/ada", json={"properties": {}})).status_code == 200
             enrolled = await http.post(
@@ -65,48 +66,51 @@ async def test_an_event_temporal_refuses_is_a_dead_letter_listed_and_sent_again(
             small = {"contact_id": "ada", "type": "page_viewed", "idempotency_key": "view-small"}
             accepted = [await http.post("/v1/events", json=event) for event in (big, small)]
             assert [a.status_code for a in accepted] == [202, 202]
-            await relayed(pool)
+            async with relay_running(pool, temporal, task_queue):
+                await relayed(pool)
 
-            # the small event behind the big one reached the enrollment; the big one did not
-            assert (await signals(temporal, workflow_id)).count("contact_event") == 1
-            [letter] = await _dead(http)
-            assert letter["kind"] == "event"
-            assert letter["event_id"] == accepted[0].json()["id"]
-            assert (letter["event_idempotency_key"], letter["event_type"]) == (
-                "view-big",
-                "page_viewed",
-            )
-            assert (letter["contact_id"], letter["journey_id"]) == ("ada", journey_id)
-            assert letter["workflow_id"] == workflow_id
-            assert "size" in letter["last_error"].lower(), letter["last_error"]
-            assert await _dead(http, journey_id=journey_id) == [letter]
-            assert await _dead(http, contact_id="bob") == []
-
-            # sent again with the limit unchanged: tried again, so dead again, later
-            retried = await http.post(f"/v1/dead-letters/{letter['id']}/retry")
-            assert retried.status_code == 202, retried.text
-            assert (retried.json()["status"], retried.json()["id"]) == ("queued", letter["id"])
-
-            async def dead_again() -> None:
-                letters = await _dead(http)
-                assert [again["id"] for again in letters] == [letter["id"]]
-                assert datetime.fromisoformat(letters[0]["failed_at"]) > datetime.fromisoformat(
-                    letter["failed_at"]
+                # the small event behind the big one reached the enrollment; the big one did not
+                assert (await signals(temporal, workflow_id)).count("contact_event") == 1
+                [letter] = await _dead(http)
+                assert letter["kind"] == "event"
+                assert letter["event_id"] == accepted[0].json()["id"]
+                assert (letter["event_idempotency_key"], letter["event_type"]) == (
+                    "view-big",
+                    "page_viewed",
                 )
+                assert (letter["contact_id"], letter["journey_id"]) == ("ada", journey_id)
+                assert letter["workflow_id"] == workflow_id
+                assert "size" in letter["last_error"].lower(), letter["last_error"]
+                assert await _dead(http, journey_id=journey_id) == [letter]
+                assert await _dead(http, contact_id="bob") == []
 
-            await eventually(dead_again)
+                # sent again with the limit unchanged: tried again, so dead again, later
+                retried = await http.post(f"/v1/dead-letters/{letter['id']}/retry")
+                assert retried.status_code == 202, retried.text
+                assert (retried.json()["status"], retried.json()["id"]) == ("queued", letter["id"])
 
-            # the operator raises the limit and sends it again: delivered, once
-            stop_process(server)
-            server = start_temporal(db_file, port, None, log, _limits(4 * BLOB_LIMIT))
-            assert (await http.post(f"/v1/dead-letters/{letter['id']}/retry")).status_code == 202
-            await relayed(pool)
-            assert await _dead(http) == []
-            assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
-            assert (await signals(temporal, workflow_id)).count("contact_event") == 2
+                async def dead_again() -> None:
+                    letters = await _dead(http)
+                    assert [again["id"] for again in letters] == [letter["id"]]
+                    assert datetime.fromisoformat(letters[0]["failed_at"]) > datetime.fromisoformat(
+                        letter["failed_at"]
+                    )
 
-            unknown = await http.post(f"/v1/dead-letters/{letter['id']}/retry")
-            assert unknown.status_code == 404, unknown.text
-            assert unknown.json()["reason"] == "dead_letter_not_found"
+                await eventually(dead_again)
+
+                # the operator raises the limit and sends it again: delivered, once
+                stop_process(server)
+                server = start_temporal(db_file, port, None, log, _limits(4 * BLOB_LIMIT))
+                assert (
+                    await http.post(f"/v1/dead-letters/{letter['id']}/retry")
+                ).status_code == 202
+                await relayed(pool)
+                assert await _dead(http) == []
+                assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
+                assert (await signals(temporal, workflow_id)).count("contact_event") == 2
+
+                unknown = await http.post(f"/v1/dead-letters/{letter['id']}/retry")
+                assert unknown.status_code == 404, unknown.text
+                assert unknown.json()["reason"] == "dead_letter_not_found"
     finally:
         stop_process(server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) >= 4  # temporal, postgres (+ its workers), worker, api
         _a_journeys_email_shows_at_v1_messages(tmp_path / "state" / "dev-api-key")
+        _a_second_terminal_needs_nothing_exported(tmp_path, env)
 
         second = subprocess.run(
             [sys.executable, "-m", "cli.main", "dev"],
@@ -69,6 +71,7 @@ def test_dev_starts_everything_refuses_a_second_and_stops_cleanly(tmp_path: Path
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {alive}"
     assert (tmp_path / "state" / "temporal.db").exists()
+    assert not (tmp_path / "state" / "dev.env").exists()
 
 
 WELCOME_JOURNEY = {
@@ -120,3 +123,67 @@ def _a_journeys_email_shows_at_v1_messages(key_file: Path) -> None:
         assert message["subject"] == "Welcome, Ada"
         assert message["rcpt_to"] == ["ada@example.test"]
         assert message["idempotency_key"] == f"{workflow_id}:2:email"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readme_try_it() -> str:
+    """The README's "Try it" commands, exactly as printed."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Try it", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def _a_second_terminal_needs_nothing_exported(tmp_path: Path, env: dict[str, str]) -> None:
+    """What a newcomer does in a second terminal while `nurture dev` runs, in a checkout
+    (here: a directory with the checkout's examples and the stack's .nurture): create a key
+    with nothing exported, and run the README's "Try it" twice, verbatim; each run enrolls a
+    fresh contact, sends the welcome email and ends with the goal met and counted."""
+    if not (shutil.which("curl") and shutil.which("jq")):
+        pytest.skip("the README's Try it needs curl and jq")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".nurture").symlink_to(tmp_path / "state")
+    (checkout / "examples").symlink_to(ROOT / "examples")
+    bare = {k: v for k, v in env.items() if k != "NURTURE_DATA_DIR"}
+    created = subprocess.run(
+        [sys.executable, "-m", "cli.main", "keys", "create", "--workspace", "acme"],
+        cwd=checkout,
+        env={**bare, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    acme = {"Authorization": f"Bearer {key}"}
+    assert httpx.get("http://127.0.0.1:8000/v1/journeys", headers=acme).status_code == 200
+    script = checkout / "try-it.sh"
+    script.write_text(_readme_try_it())
+    for _ in range(2):
+        ran = subprocess.run(
+            ["bash", "-e", str(script)],
+            cwd=checkout,
+            env=bare,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Welcome, Ada" in ran.stdout, ran.stdout
+    headers = {
+        "Authorization": f"Bearer {(tmp_path / 'state' / 'dev-api-key').read_text().strip()}"
+    }
+    with httpx.Client(base_url="http://127.0.0.1:8000", headers=headers, timeout=10) as http:
+        tried = [j for j in http.get("/v1/journeys").json() if j["owner"].startswith("try-")]
+        assert len(tried) == 2
+        for journey in tried:
+            deadline = time.monotonic() + 60
+            while True:
+                metrics = http.get(f"/v1/journeys/{journey['id']}/metrics").json()
+                if metrics["goal"]["conversions"] == 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert metrics["enrolled"] == 1 and metrics["goal"]["conversions"] == 1, metrics
+            assert metrics["ended"]["goal_met"]["count"] == 1

@@ -79,11 +79,11 @@ def event(seq: int, type_: str, target: str | None = None, id: str | None = None
     )
 
 
-def skeleton_journey(wait: str) -> dict[str, Any]:
+def skeleton_journey(waiting: str) -> dict[str, Any]:
     """The walking skeleton: send a marketing email, wait, succeed; enrolled only by an
     explicit POST (an empty stage does not enroll)."""
     return definition(
-        [stage("welcome", send("welcome"), wait(wait), go_to("success"))],
+        [stage("welcome", send("welcome"), wait(waiting), go_to("success"))],
         name="Skeleton",
         # enrolled by the test's POST alone: a contact created with an empty stage would
         # otherwise be enrolled by the journey's trigger, racing that POST
