@@ -53,12 +53,12 @@ def create_app(
         if getattr(app.state, "temporal", None) is None:
             # lazy: the API starts (and /healthz answers) even while Temporal is down
             app.state.temporal = await connect(settings, lazy=True)
-        # the relay delivers committed changes to the workflows (issue 5)
+        # the relay delivers committed changes to the workflows
         stop_relay = asyncio.Event()
         relay = asyncio.create_task(
             run_relay(app.state.pool, app.state.temporal, stop_relay, settings)
         )
-        # the sender hands queued messages to the providers (issue 10): here, not in the
+        # the sender hands queued messages to the providers: here, not in the
         # worker, so a worker that dies never cuts a hand-over short
         sender = None
         if settings.send_from_api:

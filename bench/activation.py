@@ -1,4 +1,4 @@
-"""Activation at scale (issue 7): one journey activated over N eligible contacts on a fresh
+"""Activation at scale: one journey activated over N eligible contacts on a fresh
 stack of its own (`bench.stack`: Temporal dev server, Postgres, the worker and the API as
 processes), the worker killed (SIGKILL) part-way and started again, and each contact
 checked to be enrolled exactly once. Next to it, the raw Temporal start rate measured in

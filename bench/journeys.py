@@ -2,7 +2,8 @@
 
 Every benchmark journey has a stage property of its own and does not enroll empty stages:
 creating the contacts, or another journey's stage writes, never triggers an enrollment
-the benchmark did not ask for (DESIGN §3.9), so each run measures exactly the POSTs it makes.
+the benchmark did not ask for (docs/design.md, "Triggers"), so each run measures exactly the
+POSTs it makes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ END = {"type": "go_to", "target": "success"}
 
 
 def three_actions(wait: str = "PT1S") -> dict[str, Any]:
-    """Issue 9's throughput journey: send_message, a short wait, go_to success."""
+    """The throughput journey: send_message, a short wait, go_to success."""
     return journey([SEND, {"type": "wait", "duration": wait}, END])
 
 

@@ -30,12 +30,12 @@ from cli.stack import temporal_binary
 OPTIONAL = {
     "6. metrics latency": ("bench.metrics_scale", 2500),
     "7. activation": ("bench.activation", 2.5),
-    "soak (issue 10)": ("bench.soak", 1),
-    "sender (issue 10)": ("bench.sender", 5),
+    "soak": ("bench.soak", 1),
+    "sender": ("bench.sender", 5),
 }
 """Section → (module, its size per unit of ours): metrics over 1,000,000 enrollments and
 activation of 1,000 contacts at the default size (1,000 took 72 s on the shared 2-core
-machine; `python -m bench.activation 100000` is issue 7's own figure); the soak scales its
+machine; `python -m bench.activation 100000` is the activation's own figure); the soak scales its
 rates by our size; the sender hands over 2,000 queued emails."""
 
 

@@ -1,4 +1,4 @@
-"""`nurture journeys`: journey life cycle commands over the HTTP API (issue 7).
+"""`nurture journeys`: journey life cycle commands over the HTTP API.
 
 `nurture journeys activate JOURNEY_ID` activates the journey and follows its activation
 (`GET /v1/journeys/{id}/activation`) with a progress bar until it has handled every

@@ -1,5 +1,6 @@
 """A journey's audience: the contacts activation would enroll, read in pages by contact
-id, and a preview of who would be refused and why (DESIGN §3.2, §3.8).
+id, and a preview of who would be refused and why (docs/design.md, "Entry and refusals" and
+"Journey life cycle").
 
 "Eligible" is the list/stage rule the triggers use (`shared.entry.enters`): in one of
 the journey's eligible lists (any contact when it names none), with the stage property at
@@ -58,7 +59,8 @@ class Preview:
 
 async def preview(conn: Queryable, workspace: str, journey_id: str, journey: Journey) -> Preview:
     """What activating would do now: every eligible contact, classified as activation
-    would (already in the journey first, then the refusals of DESIGN §3.2 in order),
+    would (already in the journey first, then the refusals of docs/design.md, "Entry and
+    refusals", in order),
     from a few queries per thousand contacts. Enrolls nobody, records nothing."""
     result = Preview()
     if not bulk_enrolls(journey):

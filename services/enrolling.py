@@ -63,7 +63,7 @@ async def enroll(
             ):
                 # From the row on, the relay routes this contact's changes to the enrollment;
                 # a change committed between the snapshot and the row would reach neither,
-                # so start from a snapshot taken after the row (issue 5: nothing is lost).
+                # so start from a snapshot taken after the row (nothing is lost).
                 state = (
                     await contacts_store.snapshot_state(conn, record.workspace, contact_id, journey)
                     or state

@@ -1,4 +1,5 @@
-"""Enrollment triggers (DESIGN §3.9): which contacts a change enrolls, and enrolling them.
+"""Enrollment triggers (docs/design.md, "Triggers"): which contacts a change enrolls, and
+enrolling them.
 
 Two rules:
 
@@ -12,7 +13,8 @@ Two rules:
 
 The relay finds candidates in its routing pass (`candidates()`, pure, over rows fetched
 once for the whole batch), keeps each as a delivery, and `enter()` enrolls it when it is
-delivered, through `services.enrolling.enroll`: the refusals of DESIGN §3.2 apply and are
+delivered, through `services.enrolling.enroll`: the refusals of docs/design.md, "Entry and
+refusals", apply and are
 recorded like any other. A contact already in the journey (running or inside its
 attribution window) is not a candidate: the journey's own stage writes must not read as
 attempts to enter again.

@@ -18,7 +18,7 @@ from shared.journey import Journey
 
 
 def workflow_id(workspace: str, journey_id: str, contact_id: str) -> str:
-    """The one id an enrollment ever has (DESIGN §3.1)."""
+    """The one id an enrollment ever has (docs/design.md, "One enrollment per contact")."""
     return f"enrollment/{workspace}/{journey_id}/{contact_id}"
 
 
@@ -113,7 +113,7 @@ class AddToList(BaseModel):
 
 
 class Convert(BaseModel):
-    """Count a goal conversion, if the rules of DESIGN §3.6 allow it."""
+    """Count a goal conversion, if the rules of docs/design.md, "Goal conversions" allow it."""
 
     kind: Literal["convert"] = "convert"
     after_end: bool

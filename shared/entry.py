@@ -143,7 +143,8 @@ def _lists_explained(lists: list[str], state: ContactState) -> dict[str, Any]:
 
 
 def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
-    """The first of DESIGN §3.2's refusals that applies (already_enrolled is checked apart)."""
+    """The first of refusals of docs/design.md, "Entry and refusals", that applies
+    (already_enrolled is checked apart)."""
     lists = set(state.lists)
     if journey.eligible_lists and not lists & set(journey.eligible_lists):
         return Refused(

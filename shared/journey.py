@@ -1,4 +1,4 @@
-"""The journey definition: pydantic models in exactly the JSON shape of DESIGN §2.
+"""The journey definition: pydantic models in exactly the JSON shape of docs/journeys.md.
 
 The field names are the public contract. Every model forbids unknown fields; durations
 are ISO-8601 strings on the wire ("P3D", "PT30S") and `timedelta` in Python, and
@@ -290,7 +290,7 @@ class SendWindow(DefinitionModel):
 
 
 class DeliveryOptions(DefinitionModel):
-    """How this journey's messages, tasks and notifications go out (issue 8)."""
+    """How this journey's messages, tasks and notifications go out."""
 
     send_window: SendWindow | None = None
     """None: the workspace's send window, if it has one."""
@@ -304,7 +304,7 @@ class DeliveryOptions(DefinitionModel):
 
 class Trigger(DefinitionModel):
     """What enrolls contacts besides the list/stage rule: `{"goal_achieved_in": journey_id}`
-    enrolls a contact when it meets the goal of that other journey (DESIGN §3.9)."""
+    enrolls a contact when it meets the goal of that other journey (docs/design.md, "Triggers")."""
 
     goal_achieved_in: str = Field(min_length=1)
 

@@ -1,4 +1,5 @@
-"""Which enrollments care about a change of a contact (DESIGN §4: keep histories small).
+"""Which enrollments care about a change of a contact (docs/design.md, "The enrollment
+workflow": keep histories small).
 
 Each journey has an *interest set* derived from its definition: the event types, properties
 and lists it reads. A running enrollment hears about a change only when the change touches

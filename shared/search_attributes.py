@@ -1,4 +1,5 @@
-"""Custom search attributes operators query in the Temporal UI (DESIGN §4)."""
+"""Custom search attributes operators query in the Temporal UI (docs/design.md, "The enrollment
+workflow")."""
 
 from __future__ import annotations
 

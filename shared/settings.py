@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     max_stage_entries: int = 100
     """Stage entries per enrollment before it ends with ``loop_limit``."""
 
-    # email over SMTP (issue 8); unset host: email is recorded in the outbox, not sent
+    # email over SMTP; unset host: email is recorded in the outbox, not sent
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     """`nurture dev`: GET /v1/messages shows what the local SMTP sink received."""
     dev_smtp_port: int = 1025
 
-    # journey life cycle (issue 7)
+    # journey life cycle
     max_journeys_per_owner: int = 10
     max_eligible_lists: int = 5
     activation_rate: float = 200.0

@@ -70,7 +70,7 @@ PROBLEM_REASONS = frozenset(
         "unknown_start_stage", "unknown_stage_value", "busy_loop", "duration_not_positive",
         "duration_too_long", "invalid_template_name", "invalid_template",
         "list_eligible_and_suppressed",
-        # delivery options (issue 8)
+        # delivery options
         "invalid_timezone", "empty_send_window",
     }
 )  # fmt: skip

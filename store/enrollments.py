@@ -284,7 +284,8 @@ SELECT marketing_sent, outcome FROM enrollments WHERE workflow_id = $1
 
 
 # Other enrollments of the same contact that could take the credit for a goal met after
-# this one ended (DESIGN §3.6): still running, or left with goal_met at the same change.
+# this one ended (docs/design.md, "Goal conversions"): still running, or left with goal_met at
+# the same change.
 SELECT_RIVALS = """
 SELECT e.journey_id, v.definition
 FROM enrollments e

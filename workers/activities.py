@@ -294,7 +294,8 @@ class JourneyActivities:
     async def _convert(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, effect: Convert
     ) -> None:
-        """Counts the conversion when DESIGN §3.6 allows it. `marketing_sent` is read from
+        """Counts the conversion when docs/design.md, "Goal conversions" allows it.
+        `marketing_sent` is read from
         the row, not trusted from the workflow: it is set in the same transaction as the
         outbox row, so even a send that raced an exit's cancellation is seen right."""
         row = await enrollments_store.conversion_facts(conn, ref.workflow_id)

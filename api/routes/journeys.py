@@ -167,7 +167,8 @@ async def edit_journey(
 ) -> JourneyOut:
     """Edits a draft or inactive journey (409 `journey_active` otherwise). A change makes
     a new version; enrollments keep running on the version they started on. Removing the
-    goal starts a new goal epoch (the conversion count restarts, DESIGN §3.7). An edit
+    goal starts a new goal epoch (the conversion count restarts, docs/design.md, "Goal
+    conversions"). An edit
     that changes nothing makes no version."""
     journey, result = checked(payload, settings.max_eligible_lists)
     row = await journeys.edit(pool, settings, workspace, journey_id, journey, actor)

@@ -1,4 +1,4 @@
-"""Activation as a durable batch (issue 7 point 4): a worker killed in the middle of an
+"""Activation as a durable batch: a worker killed in the middle of an
 activation (SIGKILL, no goodbye) and another started in its place; every eligible contact
 ends up enrolled exactly once, and the progress adds up, in the API and in Temporal. A
 chunk enrolled at once gives each contact what `enroll` would."""

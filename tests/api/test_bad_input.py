@@ -1,4 +1,4 @@
-"""Issue 10 point 3: whatever a caller sends, the answer is never a 5xx and every 4xx says
+"""Whatever a caller sends, the answer is never a 5xx and every 4xx says
 why in JSON (`reason`). Schemathesis generates valid and invalid requests from the app's
 own OpenAPI and sends them to the app in-process (ASGI), with a fixed seed and budget."""
 

@@ -1,5 +1,5 @@
 """Contacts and lists over HTTP: what the caller changes reaches running enrollments as
-exits and stage moves (issue 5 point 5), and only the enrollments that read it."""
+exits and stage moves, and only the enrollments that read it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10 point 1: every route of the app's OpenAPI, called with another workspace's key
+"""Every route of the app's OpenAPI, called with another workspace's key
 over the resources of the first, neither reads nor changes them (404, not 403: existence
 does not leak). The routes come from the app itself, so a new route is walked too."""
 

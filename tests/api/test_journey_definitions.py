@@ -1,4 +1,5 @@
-"""Issue 3 over HTTP: the schema, validate-without-saving, and 422s that name path and reason."""
+"""Journey definitions over HTTP: the schema, validate-without-saving, and 422s that name path
+and reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Journey life cycle over HTTP on the real dev server (issue 7): states, the edit
+"""Journey life cycle over HTTP on the real dev server: states, the edit
 refusal, versions and pinning, limits, deactivate/delete with and without unenroll,
 activation progress and preview."""
 

@@ -1,4 +1,4 @@
-"""Issue 6: goals, attribution and metrics over the API, on the time-skipping server.
+"""Goals, attribution and metrics over the API, on the time-skipping server.
 
 One scenario drives contacts through a journey with branches, a loop, goal exits, a
 suppression exit, refusals, conversions inside and outside the attribution window, a
@@ -342,7 +342,7 @@ async def test_metrics_of_a_journey_match_the_hand_count(
 
 
 async def _enrollment_log(s: Scenario, trial: str) -> None:
-    """Issue 6 point 4: the log explains every number, refusals included."""
+    """The log explains every number, refusals included."""
     supp = await s.http.get(f"/v1/journeys/{trial}/enrollments/c_supp")
     exit_step = next(st for st in supp.json()["steps"] if st["action"] == "exit")
     assert exit_step["result"] == "suppressed"
@@ -386,7 +386,8 @@ async def _enrollment_log(s: Scenario, trial: str) -> None:
 
 
 async def _goal_epochs(s: Scenario, trial: str, mid: datetime) -> None:
-    """DESIGN §3.7: editing the criteria keeps the count; clearing the goal restarts it."""
+    """docs/design.md, "Goal conversions": editing the criteria keeps the count; clearing the
+    goal restarts it."""
 
     async def edit(goal: dict[str, Any] | None) -> dict[str, Any]:
         assert (await s.http.post(f"/v1/journeys/{trial}/deactivate")).status_code == 200

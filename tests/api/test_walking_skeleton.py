@@ -1,4 +1,4 @@
-"""Issue 2 point 6: one real enrollment, end to end, through the HTTP API."""
+"""One real enrollment, end to end, through the HTTP API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10 point 1: every endpoint but /healthz and the docs needs a key; workspaces never mix."""
+"""Every endpoint but /healthz and the docs needs a key; workspaces never mix."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10 point 2: Temporal (file-backed dev server) and Postgres stopped and restarted in
+"""Temporal (file-backed dev server) and Postgres stopped and restarted in
 the middle of a run. Enrollments all complete; events posted while Temporal is down are
 accepted, then delivered by the relay, each exactly once."""
 

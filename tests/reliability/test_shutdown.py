@@ -1,4 +1,4 @@
-"""Issue 10 point 5: SIGTERM to the worker finishes in-flight activities (or, past its grace
+"""SIGTERM to the worker finishes in-flight activities (or, past its grace
 period, hands them back to Temporal for another worker); SIGTERM to the API drains the
 requests in flight; SIGTERM to the sender lets the hand-over under way finish. Real
 processes; the "in flight" work is held by a real Postgres lock (or a real SMTP server)."""

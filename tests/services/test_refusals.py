@@ -1,4 +1,5 @@
-"""DESIGN §3.2: enrollment refuses, in order, with a reason code; a refused contact never
+"""docs/design.md, "Entry and refusals": enrollment refuses, in order, with a reason code; a
+refused contact never
 gets a workflow (time-skipping server, services.enrolling as the API uses it)."""
 
 from __future__ import annotations

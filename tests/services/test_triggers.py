@@ -1,4 +1,4 @@
-"""Enrollment triggers (issue 5 point 4): the list/stage rule and "goal achieved in journey
+"""Enrollment triggers: the list/stage rule and "goal achieved in journey
 X", over HTTP with the relay, on the real dev server; refusals are counted."""
 
 from __future__ import annotations

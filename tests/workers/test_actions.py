@@ -1,4 +1,4 @@
-"""One test per action type (issue 4 point 1), on the time-skipping server."""
+"""One test per action type, on the time-skipping server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DESIGN §3.5 and §3.6: ends with add_to_list, the attribution window and the `state`
+"""docs/design.md, "Ends" and "Goal conversions": ends with add_to_list, the attribution window
+and the `state`
 query's phases, and which goals count as a conversion (time-skipping server)."""
 
 from __future__ import annotations

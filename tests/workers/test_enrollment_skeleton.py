@@ -1,4 +1,4 @@
-"""The walking skeleton's journey (issue 2 point 6) run by the workflow directly:
+"""The walking skeleton's journey run by the workflow directly:
 send_message, a three-day wait, go_to success, on the time-skipping server."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def test_send_wait_go_to_success_writes_outbox_and_read_models(
     assert description.typed_search_attributes.get(sa.ENROLLMENT_OUTCOME) == "success"
     assert description.typed_search_attributes.get(sa.JOURNEY_STAGE) == "welcome"
 
-    # history events per action near the minimum (issue 4 point 4): one activity for the
+    # history events per action near the minimum: one activity for the
     # send (the stage entry's bookkeeping rides along), one timer for the wait, and one
     # local-activity marker writing the end; no bookkeeping activities
     # (what workflow.patched writes, a marker and a TemporalChangeVersion upsert once per

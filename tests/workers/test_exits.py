@@ -1,4 +1,5 @@
-"""DESIGN §3.1 and §3.3: one enrollment ever; exits on signals and between actions, each
+"""docs/design.md, "One enrollment per contact" and "Exits": one enrollment ever; exits on
+signals and between actions, each
 with its outcome code and the evaluator's explanation (time-skipping server)."""
 
 from __future__ import annotations

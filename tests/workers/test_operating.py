@@ -1,4 +1,4 @@
-"""Issue 4 point 7: the DESIGN example journey (durations shortened) on the real dev
+"""the example journey (durations shortened) on the real dev
 server, seen the way an operator sees it: `temporal workflow describe` shows the search
 attributes and what the contact is doing in words; `nurture replay --query` replays it."""
 
@@ -27,7 +27,8 @@ SHORTER = {"P2D": "PT1S", "P5D": "PT60S", "P3D": "PT1S", "P7D": "PT1S"}
 
 
 def example_journey() -> Journey:
-    """examples/trial_to_paid.json (the DESIGN example) with seconds instead of days."""
+    """examples/trial_to_paid.json (the example of docs/journeys.md) with seconds instead of
+    days."""
     definition: dict[str, Any] = json.loads((ROOT / "examples" / "trial_to_paid.json").read_text())
     for stage in definition["stages"]:
         for action in stage["actions"]:

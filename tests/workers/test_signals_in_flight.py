@@ -1,6 +1,7 @@
 """Signals that arrive while an activity is in flight (time-skipping server).
 
-DESIGN §3.4 under a race: the caller sets the stage property while the journey's own
+docs/design.md, "Stage moves" under a race: the caller sets the stage property while the
+journey's own
 write of it is in flight. Whichever commits first, the caller's move must win in the
 database and in the workflow. And an event during the action before a `wait_for_event`
 does not answer that wait (DECISIONS: it counts events from the moment it starts).
