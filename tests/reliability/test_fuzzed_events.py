@@ -1,4 +1,4 @@
-"""events with arbitrary (hypothesis-generated) types, targets and
+"""Events with arbitrary (hypothesis-generated) types, targets and
 properties, posted to running enrollments whose journey filters and counts events by
 property, never crash the workflow: zero workflow task failures in the histories."""
 

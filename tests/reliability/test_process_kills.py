@@ -1,4 +1,4 @@
-"""a process is SIGKILLed again and again while enrollments of a
+"""A process is SIGKILLed again and again while enrollments of a
 journey with sends and waits run; every enrollment still completes, every send left
 exactly one outbox row, and the providers got each message: the email through a real SMTP
 server (the dev sink, which keeps every message it accepts and drops none as a duplicate)

@@ -1,4 +1,4 @@
-"""continue-as-new carries the whole state; signals that arrive while the
+"""Continue-as-new carries the whole state; signals that arrive while the
 run switches are not lost (time-skipping server, a small history threshold)."""
 
 from __future__ import annotations

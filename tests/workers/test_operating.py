@@ -1,4 +1,4 @@
-"""the example journey (durations shortened) on the real dev
+"""The example journey (durations shortened) on the real dev
 server, seen the way an operator sees it: `temporal workflow describe` shows the search
 attributes and what the contact is doing in words; `nurture replay --query` replays it."""
 
