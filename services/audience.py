@@ -1,6 +1,6 @@
 """A journey's audience: the contacts activation would enroll, read in pages by contact
 id, and a preview of who would be refused and why (docs/design.md, "Entry and refusals" and
-"Journey life cycle").
+"Journey life cycle"). Used by the API process (preview) and the worker (activation pages).
 
 "Eligible" is the list/stage rule the triggers use (`shared.entry.enters`): in one of
 the journey's eligible lists (any contact when it names none), with the stage property at

@@ -1,5 +1,5 @@
 """The channels that take a message out of the building: email over SMTP, and an HTTP
-webhook for SMS, WhatsApp, tasks and notifications.
+webhook for SMS, WhatsApp, tasks and notifications. Used by the sender only.
 
 Each send carries the outbox row's idempotency key (email: `Message-ID` and
 `X-Nurture-Idempotency-Key`; webhook: `Idempotency-Key` and `X-Nurture-Idempotency-Key`),

@@ -1,5 +1,5 @@
 """The relay: delivers what Postgres committed to the enrollment workflows, until Temporal
-accepts it.
+accepts it. Run by the API process (any number of them share the work).
 
 Ingestion never talks to Temporal: the API commits a change (and the triggers of
 `003_delivery.sql` queue it in the same transaction), answers, and the relay takes it
@@ -47,8 +47,6 @@ from store import journeys as journeys_store
 from store.db import listen, wait_any
 
 log = logging.getLogger("nurture.relay")
-
-CHANNEL = "nurture_changes"
 
 
 # Temporal itself is unreachable or overloaded: retry, and do not count it against the
@@ -125,7 +123,13 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         listening = asyncio.create_task(
-            listen(self.pool, CHANNEL, self.wake.set, stop, self.options.max_backoff)
+            listen(
+                self.pool,
+                changes_store.CHANGES_CHANNEL,
+                self.wake.set,
+                stop,
+                self.options.max_backoff,
+            )
         )
         try:
             while not stop.is_set():

@@ -1,4 +1,5 @@
-"""Connecting to Temporal the same way everywhere: pydantic payloads, settings-driven TLS."""
+"""Connecting to Temporal the same way everywhere: pydantic payloads, settings-driven TLS.
+Used by every process that talks to Temporal (API, worker, CLI)."""
 
 from __future__ import annotations
 

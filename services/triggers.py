@@ -1,5 +1,5 @@
 """Enrollment triggers (docs/design.md, "Triggers"): which contacts a change enrolls, and
-enrolling them.
+enrolling them. Run by the relay, in the API process.
 
 Two rules:
 

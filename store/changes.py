@@ -133,11 +133,22 @@ LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq =
 """
 
 
+CHANGES_CHANNEL = "nurture_changes"
+"""What the relay LISTENs on; committed changes NOTIFY it (migration 003)."""
+
+
+async def requeue_dead_letter(
+    conn: Queryable, workspace: str, dead_letter_id: int
+) -> asyncpg.Record | None:
+    """A dead letter back in the relay's queue (attempts reset), and the relay woken; None
+    if there is no such dead letter in the workspace."""
+    row = await conn.fetchrow(REQUEUE, workspace, dead_letter_id)
+    if row is not None:
+        await conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
+    return row
+
+
 async def dead_letters(
     conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any, limit: Any
 ) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_DEAD, workspace, journey_id, contact_id, limit)
-
-
-async def requeue(conn: Queryable, workspace: Any, dead_letter_id: Any) -> asyncpg.Record | None:
-    return await conn.fetchrow(REQUEUE, workspace, dead_letter_id)

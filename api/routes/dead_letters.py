@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
 from api.errors import ApiError
-from services.relay import CHANNEL
 from store import changes as changes_store
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
@@ -75,7 +74,7 @@ async def retry_dead_letter(
     dead_letter_id: int = Path(ge=1, le=2**63 - 1),
 ) -> Any:
     async with pool.acquire() as conn, conn.transaction():
-        row = await changes_store.requeue(conn, workspace, dead_letter_id)
+        row = await changes_store.requeue_dead_letter(conn, workspace, dead_letter_id)
         if row is None:
             raise ApiError(
                 404,
@@ -83,5 +82,4 @@ async def retry_dead_letter(
                 f"No dead letter {dead_letter_id} in this workspace (delivered, retried or "
                 "never there).",
             )
-        await conn.execute(f"NOTIFY {CHANNEL}")
     return dict(row)
