@@ -25,6 +25,7 @@ from api.routes import (
     journeys,
     messages,
     metrics,
+    records,
     templates,
 )
 from services.relay import run_relay
@@ -99,7 +100,7 @@ def create_app(
     serve_docs(app)
     app.include_router(health.router)
     routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
-    for module in (*routers, messages, dead_letters):
+    for module in (*routers, records, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])
     return app

@@ -4,7 +4,7 @@ id, and a preview of who would be refused and why (docs/design.md, "Entry and re
 
 "Eligible" is the list/stage rule the triggers use (`shared.entry.enters`): in one of
 the journey's eligible lists (any contact when it names none), with the stage property at
-the start stage's value, or empty with `enroll_empty_stage`. A journey entered by trigger
+any stage's value, or empty with `enroll_empty_stage`. A journey entered by trigger
 (`goal_achieved_in`) has no audience to activate. Does I/O: never imported by workflows.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from shared.entry import refusal_for, start_value
+from shared.entry import refusal_for, stage_values
 from shared.journey import Journey
 from store import contacts as contacts_store
 from store.db import Queryable
@@ -26,11 +26,11 @@ def bulk_enrolls(journey: Journey) -> bool:
     return journey.trigger is None
 
 
-def _rule(journey: Journey) -> tuple[list[str], str, str | None, bool]:
+def _rule(journey: Journey) -> tuple[list[str], str, list[str], bool]:
     return (
         sorted(set(journey.eligible_lists)),
         journey.stage_property,
-        start_value(journey),
+        stage_values(journey),
         journey.enroll_empty_stage,
     )
 

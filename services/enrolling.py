@@ -16,8 +16,9 @@ from temporalio.service import RPCError
 
 from shared import search_attributes as sa
 from shared.contact import ContactState
+from shared.eligibility import Eligibility, eligibility
 from shared.enrollment import EnrollmentInput, Unenroll, workflow_id
-from shared.entry import Enrolled, JourneyRecord, Refused, refusal_for
+from shared.entry import Enrolled, JourneyRecord, Refused, entry_stage, refusal_for
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.settings import Settings
 from store import contacts as contacts_store
@@ -52,7 +53,7 @@ async def enroll(
                 wf_id,
                 record.version,
                 record.goal_epoch,
-                journey.start_stage,
+                entry_stage(journey, state.properties),
             )
             if inserted.endswith(" 0"):
                 refusal = Refused(
@@ -93,6 +94,7 @@ async def _start(
     """Starts the enrollment's workflow (its row is committed): once, by its id."""
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
+    entry = entry_stage(journey, state.properties)
     payload = EnrollmentInput(
         workspace=record.workspace,
         journey_id=record.id,
@@ -102,6 +104,7 @@ async def _start(
         contact=state,
         goal_epoch=record.goal_epoch,
         max_stage_entries=settings.max_stage_entries,
+        entry_stage=entry,
     )
     try:
         await temporal.start_workflow(
@@ -116,7 +119,7 @@ async def _start(
                     SearchAttributePair(sa.JOURNEY_ID, record.id),
                     SearchAttributePair(sa.CONTACT_ID, contact_id),
                     SearchAttributePair(sa.JOURNEY_VERSION, record.version),
-                    SearchAttributePair(sa.JOURNEY_STAGE, journey.start_stage),
+                    SearchAttributePair(sa.JOURNEY_STAGE, entry),
                 ]
             ),
             static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})",
@@ -170,7 +173,7 @@ async def enroll_many(
                 record.id,
                 record.version,
                 record.goal_epoch,
-                journey.start_stage,
+                [entry_stage(journey, states[c].properties) for c in candidates],
                 candidates,
                 ids,
             )
@@ -264,3 +267,20 @@ async def unenroll_contact(
         raise Unavailable(
             "temporal_unavailable", f"Temporal is unavailable: {exc.message}"
         ) from exc
+
+
+async def eligibility_of(
+    pool: asyncpg.Pool, workspace: str, journey_id: str, contact_id: str
+) -> Eligibility:
+    """`GET …/eligibility/{contact}`: every entry rule checked for the contact as it is
+    now (`shared.eligibility`); enrolls nobody, records nothing."""
+    row = await journeys_store.journey(pool, workspace, journey_id)
+    if row is None:
+        raise NotFound("journey_not_found", f"No journey with id {journey_id!r}.")
+    journey = JourneyRecord.from_row(workspace, row).journey
+    async with pool.acquire() as conn:
+        state = await contacts_store.snapshot_state(conn, workspace, contact_id, journey)
+    if state is None:
+        raise NotFound("contact_not_found", f"No contact with id {contact_id!r}.")
+    status = await enrollments_store.status_of(pool, workspace, journey_id, contact_id)
+    return eligibility(journey_id, journey, row["status"], contact_id, state, status)

@@ -225,6 +225,9 @@ class EnrollmentInput(BaseModel):
     contact: ContactState
     goal_epoch: int = 1
     max_stage_entries: int = 100
+    entry_stage: str | None = None
+    """The stage the enrollment begins in: the one whose value the contact's stage property
+    held (None: the start stage, as every run before this field existed)."""
     carried: EnrollmentState | None = None
     """Set by continue-as-new: the previous run's whole state."""
     continue_as_new_after: int | None = Field(default=None, ge=20)

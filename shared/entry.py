@@ -4,14 +4,16 @@ Pure: the enrolling service, the relay's triggers, activation and the API's prev
 decide with these functions over what they read from the store.
 
 - **list/stage**: a contact enters an active journey without a `trigger` when it is in one
-  of the journey's eligible lists (or the journey has none) and its stage property equals
-  the start stage's value (or is empty and `enroll_empty_stage` is set). It is checked when
+  of the journey's eligible lists (or the journey has none) and its stage property holds
+  any stage's value (it enters that stage), or is empty and `enroll_empty_stage` is set
+  (it enters the start stage). It is checked when
   a change touches what the rule reads: the contact is new, its stage property changed, or
   it joined or left one of the eligible lists.
 - **goal achieved**: a contact that met the goal of journey X enters every active journey
   whose `trigger` is `{"goal_achieved_in": X}`.
-- **refusals**, in order: not in an eligible list, in a suppression list, goal already met
-  (`already_enrolled` is decided by the enrollment row's uniqueness).
+- **refusals**, in order: not in an eligible list, the stage property at an end's value
+  (`already_at_end`: it has been through the journey), in a suppression list, goal already
+  met (`already_enrolled` is decided by the enrollment row's uniqueness).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contact import ContactState
-from shared.criteria import AnyNode, ListLeaf, evaluate, explain
+from shared.criteria import AnyNode, ListLeaf, PropertyLeaf, evaluate, explain
 from shared.enrollment import workflow_id
 from shared.journey import Journey
 from shared.routing import Change, Delivery
@@ -69,22 +71,27 @@ class ContactView:
     lists: frozenset[str]
 
 
-def start_value(journey: Journey) -> str | None:
-    try:
-        return journey.stage_by_key(journey.start_stage).value
-    except KeyError:
-        return None
+def stage_values(journey: Journey) -> list[str]:
+    """The values of the journey's stages: a contact holding one of them may enter there."""
+    return sorted({stage.value for stage in journey.stages})
 
 
 def enters(journey: Journey, contact: ContactView) -> bool:
     """The list/stage rule: in an eligible list (or none are set), and the stage property
-    at the start stage's value, or empty (missing, null or "") with `enroll_empty_stage`."""
+    at any stage's value, or empty (missing, null or "") with `enroll_empty_stage`."""
     if journey.eligible_lists and not contact.lists.intersection(journey.eligible_lists):
         return False
     value = contact.properties.get(journey.stage_property)
     if value is None or value == "":
         return journey.enroll_empty_stage
-    return value == start_value(journey)
+    return journey.stage_by_value(value) is not None
+
+
+def entry_stage(journey: Journey, properties: Mapping[str, Any]) -> str:
+    """Where an enrollment begins: the stage whose value the contact's stage property
+    holds, else (empty, or a value of no stage) the start stage."""
+    stage = journey.stage_by_value(properties.get(journey.stage_property))
+    return stage.key if stage is not None else journey.start_stage
 
 
 def touches_entry(journey: Journey, change: Change) -> bool:
@@ -142,28 +149,77 @@ def _lists_explained(lists: list[str], state: ContactState) -> dict[str, Any]:
     return explain(criteria, state).model_dump(mode="json")
 
 
-def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
-    """The first of refusals of docs/design.md, "Entry and refusals", that applies
-    (already_enrolled is checked apart)."""
+@dataclass(frozen=True)
+class Check:
+    """One entry rule, checked for one contact: `refused` is what fails it, or None."""
+
+    check: str
+    """`eligible_lists`, `stage_value`, `suppression_lists`, `goal`, `not_enrolled_before`,
+    `journey_active`."""
+    refused: Refused | None
+
+
+def entry_checks(journey: Journey, state: ContactState) -> list[Check]:
+    """The entry rules the contact's own data decides, in their order: the eligible lists,
+    the stage value (an end's value: it has been through the journey), the suppression
+    lists, the goal (met already). Each with its reason and its explanation, leaf by leaf.
+    """
     lists = set(state.lists)
+    found = [Check("eligible_lists", None)]
     if journey.eligible_lists and not lists & set(journey.eligible_lists):
-        return Refused(
-            "not_eligible",
-            "The contact is in none of the journey's eligible lists.",
-            _lists_explained(journey.eligible_lists, state),
+        found[0] = Check(
+            "eligible_lists",
+            Refused(
+                "not_eligible",
+                "The contact is in none of the journey's eligible lists.",
+                _lists_explained(journey.eligible_lists, state),
+            ),
         )
+    value = state.properties.get(journey.stage_property)
+    at_end = journey.end_for_value(value) if value is not None else None
+    stage_check = Check("stage_value", None)
+    if at_end is not None:
+        kind, end = at_end
+        leaf = PropertyLeaf(property=journey.stage_property, op="eq", value=end.value)
+        stage_check = Check(
+            "stage_value",
+            Refused(
+                "already_at_end",
+                f"The contact's {journey.stage_property} is {end.value!r}, the journey's "
+                f"{kind} end: it has been through this journey already.",
+                explain(leaf, state).model_dump(mode="json"),
+            ),
+        )
+    found.append(stage_check)
     suppressed = sorted(lists & set(journey.suppression_lists))
-    if suppressed:
-        return Refused(
-            "suppressed",
-            f"The contact is in suppression list {suppressed[0]!r}.",
-            _lists_explained(journey.suppression_lists, state),
+    found.append(
+        Check(
+            "suppression_lists",
+            Refused(
+                "suppressed",
+                f"The contact is in suppression list {suppressed[0]!r}.",
+                _lists_explained(journey.suppression_lists, state),
+            )
+            if suppressed
+            else None,
         )
+    )
+    goal_check = Check("goal", None)
     if journey.goal is not None and evaluate(journey.goal.criteria, state):
         why = explain(journey.goal.criteria, state)
-        return Refused(
-            "goal_already_met",
-            "The contact already meets the journey's goal.",
-            why.model_dump(mode="json"),
+        goal_check = Check(
+            "goal",
+            Refused(
+                "goal_already_met",
+                "The contact already meets the journey's goal.",
+                why.model_dump(mode="json"),
+            ),
         )
-    return None
+    found.append(goal_check)
+    return found
+
+
+def refusal_for(journey: Journey, state: ContactState) -> Refused | None:
+    """The first of the refusals of docs/design.md, "Entry and refusals", that applies
+    (already_enrolled is checked apart)."""
+    return next((c.refused for c in entry_checks(journey, state) if c.refused), None)

@@ -66,6 +66,11 @@ class JourneyMetrics(BaseModel):
     refused: dict[str, int]
     refused_total: int
     ended: dict[str, Share]
+    """By outcome (`success`, `failure`, `goal_met`, `suppressed`, ...)."""
+    ends: dict[str, Share]
+    """Every end of the journey, reached or not: `end:success`, `end:failure:<value>`."""
+    exits: dict[str, Share]
+    """Every exit taken: `exit:<outcome>`. With `ends`, the sums of the stages' paths."""
     goal: GoalMetrics | None
     stages: list[StageMetrics]
 
@@ -181,6 +186,7 @@ def journey_metrics(
     goal = None
     if journey.goal is not None:
         goal = goal_metrics(journey.goal, epoch, tally.epoch_enrolled, tally.conversions)
+    ends, exits = left_by_node(journey, tally)
     return JourneyMetrics(
         journey_id=journey_id,
         window=window,
@@ -195,6 +201,27 @@ def journey_metrics(
             for k, n in sorted(tally.ended.items())
             if n
         },
+        ends={node: Share(count=n, percent=pct(n, tally.enrolled)) for node, n in ends.items()},
+        exits={node: Share(count=n, percent=pct(n, tally.enrolled)) for node, n in exits.items()},
         goal=goal,
         stages=stage_metrics(journey, tally),
     )
+
+
+def left_by_node(journey: Journey, tally: Tally) -> tuple[dict[str, int], dict[str, int]]:
+    """(ends, exits): how many enrollments left by each end and each exit, summed over the
+    stages they left from, so they agree with the stages' paths. Every end of the journey
+    is listed, reached or not; exits only when taken."""
+    reached: Counter[str] = Counter()
+    for out in tally.paths.values():
+        for node, n in out.items():
+            if node.startswith(("end:", "exit:")):
+                reached[node] += n
+    ends = {"end:success": 0, **{f"end:failure:{end.value}": 0 for end in journey.ends.failure}}
+    exits: dict[str, int] = {}
+    for node, n in sorted(reached.items()):
+        if node.startswith("end:"):
+            ends[node] = n
+        elif n:
+            exits[node] = n
+    return ends, exits

@@ -148,7 +148,8 @@ SELECT c.id, greatest(c.seq, (SELECT coalesce(max(e.seq), 0) FROM events e
 FROM contacts c WHERE c.workspace = $1 AND c.id = ANY($2::text[])
 """
 
-# $1 workspace, $2 eligible lists, $3 stage property, $4 start value, $5 enroll_empty_stage
+# $1 workspace, $2 eligible lists, $3 stage property, $4 the stages' values,
+# $5 enroll_empty_stage
 _ELIGIBLE = """
 c.workspace = $1
 AND (cardinality($2::text[]) = 0 OR EXISTS (
@@ -156,7 +157,8 @@ AND (cardinality($2::text[]) = 0 OR EXISTS (
     WHERE m.workspace = c.workspace AND m.contact_id = c.id AND m.list = ANY($2::text[])))
 AND CASE WHEN coalesce(c.properties -> $3::text, 'null') IN ('null'::jsonb, '""'::jsonb)
          THEN $5::boolean
-         ELSE coalesce(c.properties -> $3 = to_jsonb($4::text), false) END
+         ELSE coalesce(c.properties -> $3 IN (SELECT to_jsonb(v) FROM unnest($4::text[]) v),
+                       false) END
 """
 
 COUNT_ELIGIBLE = f"SELECT count(*) FROM contacts c WHERE {_ELIGIBLE}"
@@ -391,8 +393,8 @@ async def _events_of(
 
 # --- a journey's audience ---------------------------------------------------------------
 
-AudienceRule = tuple[list[str], str, str | None, bool]
-"""(eligible lists, stage property, start stage value, enroll_empty_stage)."""
+AudienceRule = tuple[list[str], str, list[str], bool]
+"""(eligible lists, stage property, the stages' values, enroll_empty_stage)."""
 
 
 async def count_eligible(conn: Queryable, workspace: str, rule: AudienceRule) -> int:

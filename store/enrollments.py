@@ -59,8 +59,8 @@ ON CONFLICT (workspace, journey_id, contact_id, reason) WHERE once DO NOTHING
 INSERT_ENROLLMENTS = """
 INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
                          goal_epoch, stage)
-SELECT $1, $2, contact_id, workflow_id, $3, $4, $5
-FROM unnest($6::text[], $7::text[]) AS new (contact_id, workflow_id)
+SELECT $1, $2, contact_id, workflow_id, $3, $4, stage
+FROM unnest($6::text[], $7::text[], $5::text[]) AS new (contact_id, workflow_id, stage)
 ORDER BY contact_id
 ON CONFLICT DO NOTHING
 RETURNING contact_id
@@ -113,12 +113,14 @@ async def insert_enrollments(
     id: Any,
     version: Any,
     goal_epoch: Any,
-    start_stage: Any,
-    candidates: Any,
-    ids: Any,
+    stages: list[str],
+    candidates: list[str],
+    ids: list[str],
 ) -> list[asyncpg.Record]:
+    """Enrollment rows for `candidates` (workflow `ids`, entering `stages`), each once
+    ever; returns the contact ids that were new."""
     return await conn.fetch(
-        INSERT_ENROLLMENTS, workspace, id, version, goal_epoch, start_stage, candidates, ids
+        INSERT_ENROLLMENTS, workspace, id, version, goal_epoch, stages, candidates, ids
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -17,9 +18,12 @@ id, name, owner, status, version, ever_active, goal_epoch, definition, created_a
 
 SELECT_JOURNEY = f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 AND id = $2"
 
-SELECT_JOURNEYS = (
-    f"SELECT {JOURNEY_COLUMNS} FROM journeys WHERE workspace = $1 ORDER BY created_at, id"
-)
+# $2, $3: the (created_at, id) the page starts after; NULL for the first page
+SELECT_JOURNEYS = f"""
+SELECT {JOURNEY_COLUMNS} FROM journeys
+WHERE workspace = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+ORDER BY created_at, id LIMIT $4
+"""
 
 SELECT_ACTIVE_JOURNEYS = f"""
 SELECT workspace, {JOURNEY_COLUMNS} FROM journeys
@@ -99,9 +103,12 @@ async def journey(
     return await conn.fetchrow(SELECT_JOURNEY + suffix, workspace, journey_id)
 
 
-async def journeys(conn: Queryable, workspace: str) -> list[asyncpg.Record]:
-    """Every journey of the workspace, oldest first."""
-    return await conn.fetch(SELECT_JOURNEYS, workspace)
+async def journeys(
+    conn: Queryable, workspace: str, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the workspace's journeys, oldest first, after (created_at, id)."""
+    since, after_id = after if after is not None else (None, None)
+    return await conn.fetch(SELECT_JOURNEYS, workspace, since, after_id, limit)
 
 
 async def active_journeys(conn: Queryable, workspaces: list[str]) -> list[asyncpg.Record]:

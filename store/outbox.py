@@ -232,3 +232,34 @@ async def attempt_failed(
 async def due_summary(conn: Queryable) -> asyncpg.Record | None:
     """due, oldest: how many rows wait for a sender, and the oldest's wait in seconds."""
     return await conn.fetchrow(OUTBOX_DUE)
+
+
+# --- what the API lists -----------------------------------------------------------------
+
+# $5, $6: the (created_at, idempotency_key) the page starts after, newest first
+SELECT_OF_KIND = """
+SELECT idempotency_key, journey_id, contact_id, workflow_id, payload, status, attempts,
+       last_error, created_at, delivered_at, failed_at
+FROM outbox
+WHERE workspace = $1 AND kind = $2
+  AND ($3::text IS NULL OR journey_id = $3) AND ($4::text IS NULL OR contact_id = $4)
+  AND ($5::timestamptz IS NULL OR (created_at, idempotency_key) < ($5, $6))
+ORDER BY created_at DESC, idempotency_key DESC LIMIT $7
+"""
+
+
+async def of_kind(
+    conn: Queryable,
+    workspace: str,
+    kind: str,
+    journey_id: str | None,
+    contact_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of the tasks (`task`) or notifications (`notification`) the journeys
+    produced, newest first, with their delivery state."""
+    since, key = after if after is not None else (None, None)
+    return await conn.fetch(
+        SELECT_OF_KIND, workspace, kind, journey_id, contact_id, since, key, limit
+    )

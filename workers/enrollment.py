@@ -90,7 +90,8 @@ class EnrollmentWorkflow:
 
     async def _run_journey(self) -> None:
         if self.s.stage is None:
-            self._enter_stage(self.journey.start_stage, reason="enrolled")
+            entry = self.input.entry_stage or self.journey.start_stage
+            self._enter_stage(entry, reason="enrolled")
         while self.s.leaving is None:
             self._check_exits()
             if self.s.leaving is not None:

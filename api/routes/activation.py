@@ -10,9 +10,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
-from services import journeys
+from services import enrolling, journeys
 from services.audience import bulk_enrolls, preview
 from shared.activation import BatchKind, BatchStatus
+from shared.eligibility import Eligibility
 from shared.errors import NotFound
 from shared.journey import Journey
 from store import batches as batches_store
@@ -164,3 +165,18 @@ async def preview_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDe
         would_enroll=found.would_enroll,
         refused=dict(found.refused),
     )
+
+
+@router.get(
+    "/{journey_id}/eligibility/{contact_id}",
+    operation_id="get_eligibility",
+    summary="Why a contact is (not) in the journey",
+)
+async def get_eligibility(
+    journey_id: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
+) -> Eligibility:
+    """Whether the contact would enroll now, into which stage, and every entry rule in the
+    order enrollment checks them (eligible lists, stage value, suppression, goal already
+    met with its criteria explained, enrolled before, journey active), with the reasons
+    the enrollment log records."""
+    return await enrolling.eligibility_of(pool, workspace, journey_id, contact_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
+from api.paging import decode_cursor, encode_cursor
 from services import enrolling, journeys
 from shared.enrollment import Outcome, Phase
 from store import enrollments as enrollments_store
@@ -89,23 +88,6 @@ class EnrollmentPage(BaseModel):
     next_cursor: str | None
 
 
-def encode_cursor(contact_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": contact_id}).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> str:
-    """The contact id a page starts after; 400 `invalid_cursor` for anything not ours."""
-    if not cursor:
-        return ""
-    try:
-        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
-    except (ValueError, TypeError, KeyError, UnicodeError):
-        after = None
-    if not isinstance(after, str):
-        raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.")
-    return after
-
-
 def _choice(name: str, value: str | None, allowed: list[str]) -> str | None:
     if value is not None and value not in allowed:
         raise ApiError(
@@ -168,7 +150,7 @@ async def list_enrollments(
     (400 `invalid_cursor` for a cursor this API did not return)."""
     _choice("status", status, [p.value for p in Phase])
     _choice("outcome", outcome, [o.value for o in Outcome])
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor) or ""
     await journeys.get(pool, workspace, journey_id)
     rows = await enrollments_store.select_page(
         pool, workspace, journey_id, after, status, outcome, limit

@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
+from api.errors import ApiError
 from api.openapi import JOURNEY_BODY
+from api.paging import decode_cursor, encode_cursor
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
 from services import journeys
 from shared.errors import NotFound
@@ -141,9 +143,34 @@ async def create_journey(
     return journey_out(row, result.warnings)
 
 
+class JourneyPage(BaseModel):
+    items: list[JourneyOut]
+    next_cursor: str | None
+
+
 @router.get("", operation_id="list_journeys", summary="List the workspace's journeys")
-async def list_journeys(pool: PoolDep, workspace: WorkspaceDep) -> list[JourneyOut]:
-    return [journey_out(r) for r in await journeys_store.journeys(pool, workspace)]
+async def list_journeys(
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    cursor: str = Query("", max_length=512),
+    limit: int = Query(100, ge=1, le=1000),
+) -> JourneyPage:
+    """The workspace's journeys, oldest first, a page at a time (`next_cursor` gets the
+    next page; 400 `invalid_cursor` for a cursor this API did not return)."""
+    after = decode_cursor(cursor, list)
+    start = None
+    if after is not None:
+        try:
+            start = (datetime.fromisoformat(after[0]), after[1])
+        except (ValueError, IndexError):
+            raise ApiError(
+                400, "invalid_cursor", "The cursor is not one this API returned."
+            ) from None
+    rows = await journeys_store.journeys(pool, workspace, start, limit)
+    items = [journey_out(r) for r in rows]
+    last = items[-1] if len(items) == limit else None
+    next_cursor = encode_cursor([last.created_at.isoformat(), last.id]) if last else None
+    return JourneyPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{journey_id}", operation_id="get_journey", summary="Get a journey")

@@ -129,7 +129,7 @@ async def test_malformed_journey_gets_422_naming_path_and_reason(
     assert body["reason"] == "invalid_journey"
     found = {(p["path"], p["reason"]) for p in body["problems"]}
     assert any(p.startswith(path) and r == reason for p, r in found), found
-    assert (await http.get("/v1/journeys")).json() == []  # nothing saved
+    assert (await http.get("/v1/journeys")).json()["items"] == []  # nothing saved
 
 
 async def test_all_problems_come_at_once(http: Any) -> None:

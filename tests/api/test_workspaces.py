@@ -44,7 +44,7 @@ async def test_a_key_never_sees_another_workspace(
         ):
             response = await http.get(path, headers=other)
             assert response.status_code == 404, path
-        assert (await http.get("/v1/journeys", headers=other)).json() == []
+        assert (await http.get("/v1/journeys", headers=other)).json()["items"] == []
         hijack = await http.post(f"/v1/journeys/{journey_id}/activate", headers=other)
         assert hijack.status_code == 404
         assert (await http.get(f"/v1/journeys/{journey_id}")).json()["status"] == "draft"

@@ -178,7 +178,8 @@ def _a_second_terminal_needs_nothing_exported(tmp_path: Path, env: dict[str, str
         "Authorization": f"Bearer {(tmp_path / 'state' / 'dev-api-key').read_text().strip()}"
     }
     with httpx.Client(base_url="http://127.0.0.1:8000", headers=headers, timeout=10) as http:
-        tried = [j for j in http.get("/v1/journeys").json() if j["owner"].startswith("try-")]
+        journeys = http.get("/v1/journeys").json()["items"]
+        tried = [j for j in journeys if j["owner"].startswith("try-")]
         assert len(tried) == 2
         for journey in tried:
             deadline = time.monotonic() + 60

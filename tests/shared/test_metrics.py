@@ -59,6 +59,11 @@ def test_ends_and_paths_as_counts_and_percentages() -> None:
     ]
     assert (b.entered, b.active, b.left) == (3, 1, 2)
     assert gone.key == "gone"  # a stage an earlier version had still shows
+    assert {k: (s.count, s.percent) for k, s in found.ends.items()} == {
+        "end:success": (2, 50.0),
+        "end:failure:churned": (0, 0.0),
+    }
+    assert {k: (s.count, s.percent) for k, s in found.exits.items()} == {"exit:goal_met": (1, 25.0)}
 
 
 def test_a_window_needs_zones_and_order() -> None:

@@ -265,3 +265,29 @@ async def test_go_to_a_failure_end_records_its_value(
     assert (row["outcome"], row["end_value"], row["status"]) == ("failure", "lost", "completed")
     assert await enrollment.stage_paths() == {("a", "end:failure:lost"): 1}
     assert (await enrollment.contact_properties())["journey_stage"] == "lost"
+
+
+async def test_an_enrollment_entering_a_later_stage_runs_that_stages_actions_from_the_first(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    j = journey(
+        [
+            stage("a", send("welcome"), go_to("success")),
+            stage("b", wait("P1D"), send("nudge"), go_to("failure:churned")),
+        ]
+    )
+    async with build_worker(ts_env.client, pool, task_queue):
+        enrollment = await enroll(
+            ts_env.client, pool, task_queue, j, properties={"journey_stage": "b"}, entry_stage="b"
+        )
+        view = await enrollment.result()
+    assert (view.outcome, view.end_value) == (Outcome.FAILURE, "churned")
+    steps = await enrollment.steps()
+    assert [(r["stage"], r["action"]) for r in steps][:3] == [
+        ("b", "enter_stage"),
+        ("b", "wait"),
+        ("b", "send_message"),
+    ]
+    assert [r["payload"]["template"] for r in await enrollment.outbox()] == ["nudge"]
+    # the contact already held the value: entering writes no property
+    assert await enrollment.stage_stats() == {"b": (1, 0)}

@@ -1,0 +1,30 @@
+"""Pages of a list: `?cursor=&limit=` in, `{"items": [...], "next_cursor": ...}` out. A
+cursor is opaque to the caller (base64 of where the page ended); anything else is 400
+`invalid_cursor`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from api.errors import ApiError
+
+
+def encode_cursor(after: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+
+
+def decode_cursor(cursor: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Where a page starts after (None for the first page), checked to be a `kind`."""
+    if not cursor:
+        return None
+    try:
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+    except (ValueError, TypeError, KeyError, UnicodeError):
+        after = None
+    if not isinstance(after, kind) or (
+        isinstance(after, list) and not all(isinstance(part, str) for part in after)
+    ):
+        raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.")
+    return after
