@@ -34,9 +34,11 @@ async def enroll(
     contact_id: str,
     *,
     refuse_once: bool = False,
+    entered_by: str | None = None,
 ) -> Enrolled | Refused:
     """Enrolls once, ever; every refusal is recorded with its reason (with `refuse_once`,
-    the first refusal of this contact for each reason only: triggers)."""
+    the first refusal of this contact for each reason only: triggers). `entered_by`: what
+    enrolled the contact, in words, for its log (default: "enrolled")."""
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     async with pool.acquire() as conn:
@@ -80,7 +82,7 @@ async def enroll(
                 refuse_once,
             )
             return refusal
-    return await _start(pool, temporal, settings, record, contact_id, state)
+    return await _start(pool, temporal, settings, record, contact_id, state, entered_by)
 
 
 async def _start(
@@ -90,6 +92,7 @@ async def _start(
     record: JourneyRecord,
     contact_id: str,
     state: ContactState,
+    entered_by: str | None = None,
 ) -> Enrolled | Refused:
     """Starts the enrollment's workflow (its row is committed): once, by its id."""
     journey = record.journey
@@ -105,6 +108,7 @@ async def _start(
         goal_epoch=record.goal_epoch,
         max_stage_entries=settings.max_stage_entries,
         entry_stage=entry,
+        entered_by=entered_by,
     )
     try:
         await temporal.start_workflow(

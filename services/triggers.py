@@ -36,6 +36,7 @@ from shared.settings import Settings
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import journeys as journeys_store
+from store import metrics as metrics_store
 from store.db import Queryable
 
 log = logging.getLogger("nurture.relay")
@@ -104,6 +105,14 @@ async def enter(
             journey, ContactView(state.properties, frozenset(state.lists))
         ):
             return None
-    elif journey.trigger is None:
+        return await enroll(pool, temporal, settings, record, contact_id, refuse_once=True)
+    if journey.trigger is None:
         return None
-    return await enroll(pool, temporal, settings, record, contact_id, refuse_once=True)
+    source = journey.trigger.goal_achieved_in
+    converted = await metrics_store.converted_at(pool, ws, source, contact_id)
+    if converted is None:  # met the goal there, but it did not count: not a trigger
+        return None
+    because = f"converted in journey {source} at {converted.isoformat()}"
+    return await enroll(
+        pool, temporal, settings, record, contact_id, refuse_once=True, entered_by=because
+    )

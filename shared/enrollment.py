@@ -228,6 +228,9 @@ class EnrollmentInput(BaseModel):
     entry_stage: str | None = None
     """The stage the enrollment begins in: the one whose value the contact's stage property
     held (None: the start stage, as every run before this field existed)."""
+    entered_by: str | None = None
+    """What enrolled the contact, in words, for the log's first step (a trigger: the
+    conversion in the other journey); None: "enrolled"."""
     carried: EnrollmentState | None = None
     """Set by continue-as-new: the previous run's whole state."""
     continue_as_new_after: int | None = Field(default=None, ge=20)

@@ -240,6 +240,9 @@ class Goal(DefinitionModel):
     criteria: Criteria
     target: Target | None = None
     attribution_window: Duration = DEFAULT_ATTRIBUTION_WINDOW
+    add_to_list: str | None = Field(default=None, min_length=1)
+    """A list every contact counted as a conversion joins (also inside the attribution
+    window), to feed other journeys' eligible lists or criteria."""
 
 
 class ExitOptions(DefinitionModel):

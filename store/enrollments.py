@@ -427,26 +427,39 @@ WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3 ORDER BY refused_at
 """
 
 
+# converted: a conversion counted for the enrollment's goal epoch
 SELECT_PAGE = """
-SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
-       enrolled_at, ended_at, completed_at
-FROM enrollments
-WHERE workspace = $1 AND journey_id = $2 AND contact_id > $3
-  AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR outcome = $5)
-ORDER BY contact_id LIMIT $6
+SELECT e.contact_id, e.workflow_id, e.journey_version, e.status, e.stage, e.outcome,
+       e.end_value, e.enrolled_at, e.ended_at, e.completed_at,
+       EXISTS (SELECT 1 FROM conversions c
+               WHERE c.workspace = e.workspace AND c.journey_id = e.journey_id
+                 AND c.contact_id = e.contact_id AND c.goal_epoch = e.goal_epoch) AS converted
+FROM enrollments e
+WHERE e.workspace = $1 AND e.journey_id = $2 AND e.contact_id > $3
+  AND ($4::text IS NULL OR e.status = $4) AND ($5::text IS NULL OR e.outcome = $5)
+  AND ($7::boolean IS NULL OR EXISTS (
+        SELECT 1 FROM conversions c
+        WHERE c.workspace = e.workspace AND c.journey_id = e.journey_id
+          AND c.contact_id = e.contact_id AND c.goal_epoch = e.goal_epoch) = $7)
+ORDER BY e.contact_id LIMIT $6
 """
 
 
 async def select_page(
     conn: Queryable,
-    workspace: Any,
-    journey_id: Any,
-    after: Any,
-    status: Any,
-    outcome: Any,
-    limit: Any,
+    workspace: str,
+    journey_id: str,
+    after: str,
+    status: str | None,
+    outcome: str | None,
+    limit: int,
+    converted: bool | None = None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_PAGE, workspace, journey_id, after, status, outcome, limit)
+    """A page of the journey's enrollments by contact id, filtered by status, outcome and
+    whether a conversion was counted (None: any)."""
+    return await conn.fetch(
+        SELECT_PAGE, workspace, journey_id, after, status, outcome, limit, converted
+    )
 
 
 async def enrollment(

@@ -54,6 +54,22 @@ ON CONFLICT DO NOTHING
 """
 
 
+LATEST_CONVERSION = """
+SELECT max(converted_at) FROM conversions
+WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+"""
+
+
+async def converted_at(
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+) -> datetime | None:
+    """When the journey last counted the contact as a conversion, None if it never did."""
+    found: datetime | None = await conn.fetchval(
+        LATEST_CONVERSION, workspace, journey_id, contact_id
+    )
+    return found
+
+
 async def insert_conversion(
     conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any, goal_epoch: Any, at: Any
 ) -> str:

@@ -303,9 +303,16 @@ class JourneyActivities:
             return
         if effect.after_end and await self._credit_goes_elsewhere(conn, ref, effect):
             return
-        await metrics_store.insert_conversion(
+        counted = await metrics_store.insert_conversion(
             conn, ref.workspace, ref.journey_id, ref.contact_id, ref.goal_epoch, record.at
         )
+        if counted.endswith(" 1"):
+            own = await enrollments_store.select_own_goal(conn, ref.workflow_id)
+            goal = Journey.model_validate(own).goal if own is not None else None
+            if goal is not None and goal.add_to_list:
+                await contacts_store.join_list(
+                    conn, ref.workspace, goal.add_to_list, ref.contact_id
+                )
 
     async def _credit_goes_elsewhere(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, effect: Convert

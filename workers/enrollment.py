@@ -91,7 +91,7 @@ class EnrollmentWorkflow:
     async def _run_journey(self) -> None:
         if self.s.stage is None:
             entry = self.input.entry_stage or self.journey.start_stage
-            self._enter_stage(entry, reason="enrolled")
+            self._enter_stage(entry, reason=self.input.entered_by or "enrolled")
         while self.s.leaving is None:
             self._check_exits()
             if self.s.leaving is not None:

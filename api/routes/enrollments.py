@@ -49,6 +49,8 @@ class EnrollmentOut(BaseModel):
     enrolled_at: datetime
     ended_at: datetime | None
     completed_at: datetime | None
+    converted: bool = False
+    """Counted as a conversion of the journey's goal (its current epoch)."""
 
 
 class StepOut(BaseModel):
@@ -142,18 +144,21 @@ async def list_enrollments(
     workspace: WorkspaceDep,
     status: str | None = None,
     outcome: str | None = None,
+    converted: bool | None = Query(
+        None, description="Only enrollments counted (true) or not counted (false) as conversions."
+    ),
     cursor: str = "",
     limit: int = Query(100, ge=1, le=1000),
 ) -> EnrollmentPage:
     """Enrollments of a journey by contact id, filtered by `status` (running,
-    in_attribution_window, completed) and/or `outcome`; `next_cursor` gets the next page
-    (400 `invalid_cursor` for a cursor this API did not return)."""
+    in_attribution_window, completed), `outcome` and/or `converted`; `next_cursor` gets the
+    next page (400 `invalid_cursor` for a cursor this API did not return)."""
     _choice("status", status, [p.value for p in Phase])
     _choice("outcome", outcome, [o.value for o in Outcome])
     after = decode_cursor(cursor) or ""
     await journeys.get(pool, workspace, journey_id)
     rows = await enrollments_store.select_page(
-        pool, workspace, journey_id, after, status, outcome, limit
+        pool, workspace, journey_id, after, status, outcome, limit, converted
     )
     items = [EnrollmentOut(**dict(r)) for r in rows]
     next_cursor = encode_cursor(items[-1].contact_id) if len(items) == limit else None

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from shared.entry import ContactView, enters, touches_entry
 from shared.routing import Change
-from tests.helpers.journeys import definition, send
+from tests.helpers.journeys import definition, send, stage, wait
 from tests.helpers.relay import activate, enrollment, relay_running, relayed
 from tests.helpers.stack import eventually, running_stack
 
@@ -178,8 +178,50 @@ async def test_goal_achieved_in_journey_x_enrolls_into_the_journey_that_names_it
             assert (await enrollment(http, x_id, "kim"))["outcome"] == "goal_met"
             state = await enrollment(http, y_id, "kim")
             assert (state["status"], state["stage"]) == ("running", "welcome")
+            entered = state["steps"][0]
+            assert entered["action"] == "enter_stage"
+            assert entered["detail"]["reason"].startswith(f"converted in journey {x_id} at ")
 
         await eventually(in_y)
+
+
+async def test_a_goal_met_that_x_does_not_count_enrolls_nobody_into_the_journey_naming_x(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """No marketing message before the goal: X's goal exit is not a conversion, and only a
+    conversion enrolls into "goal achieved in X"."""
+    x = definition(
+        [stage("waiting", wait("PT1H"), send("welcome"))],
+        name="Trial without a message yet",
+        enroll_empty_stage=False,
+        goal={"criteria": {"event": "purchase", "min_count": 1}},
+    )
+    async with (
+        running_stack(pool, dev_env.client, task_queue) as http,
+        relay_running(pool, dev_env.client, task_queue),
+    ):
+        x_id = await activate(http, x)
+        y = definition(
+            [stage("welcome", send("thanks"), wait("PT1H"))],
+            name="Customer welcome",
+            stage_property="welcome_stage",
+            enroll_empty_stage=False,
+            trigger={"goal_achieved_in": x_id},
+        )
+        y_id = await activate(http, y)
+        await http.put("/v1/contacts/lou", json={"properties": {}})
+        enrolled = await http.post(f"/v1/journeys/{x_id}/enrollments", json={"contact_id": "lou"})
+        assert enrolled.status_code == 201, enrolled.text
+        await http.post("/v1/events", json={"contact_id": "lou", "type": "purchase"})
+
+        async def left_x() -> None:
+            assert (await enrollment(http, x_id, "lou"))["outcome"] == "goal_met"
+
+        await eventually(left_x)
+        await eventually(lambda: _quiet(pool))
+        metrics = (await http.get(f"/v1/journeys/{x_id}/metrics")).json()
+        assert metrics["goal"]["conversions"] == 0
+        assert await _status(http, y_id, "lou") == 404
 
 
 # --- the rule itself, pure -----------------------------------------------------------------
