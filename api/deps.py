@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import asyncpg
@@ -41,20 +42,26 @@ async def get_workspace(
             "Send an API key as `Authorization: Bearer <key>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    cache: dict[str, str] = request.app.state.key_cache
-    workspace = cache.get(credentials.credentials)
+    # a key is looked up again once its cached answer is older than the cache's lifetime, so
+    # a revoked key stops working within it
+    cache: dict[str, tuple[str, float]] = request.app.state.key_cache
+    now = time.monotonic()
+    cached = cache.get(credentials.credentials)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    workspace = await workspace_for(request.app.state.pool, credentials.credentials)
     if workspace is None:
-        workspace = await workspace_for(request.app.state.pool, credentials.credentials)
-        if workspace is None:
-            raise ApiError(
-                401,
-                "invalid_api_key",
-                "The API key is unknown or revoked.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[credentials.credentials] = workspace
+        cache.pop(credentials.credentials, None)
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "The API key is unknown or revoked.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if len(cache) > 10_000:
+        cache.clear()
+    lifetime = request.app.state.settings.api_key_cache_seconds
+    cache[credentials.credentials] = (workspace, now + lifetime)
     return workspace
 
 

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     dev_smtp_port: int = 1025
 
     # journey life cycle
+    api_key_cache_seconds: float = 5.0
+    """How long the API trusts a key it looked up: a revoked key stops working within it."""
     max_journeys_per_owner: int = 10
     max_eligible_lists: int = 5
     activation_rate: float = 200.0

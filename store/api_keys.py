@@ -14,6 +14,13 @@ WORKSPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 INSERT_KEY = "INSERT INTO api_keys (id, workspace, secret_hash) VALUES ($1, $2, $3)"
 SELECT_KEY = "SELECT workspace, secret_hash FROM api_keys WHERE id = $1 AND revoked_at IS NULL"
+LIST_KEYS = """
+SELECT id, workspace, created_at, revoked_at FROM api_keys
+WHERE ($1::text IS NULL OR workspace = $1) ORDER BY created_at, id
+"""
+REVOKE_KEY = """
+UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING workspace
+"""
 
 
 def _hash(secret: str) -> str:
@@ -41,3 +48,19 @@ async def workspace_for(conn: asyncpg.Pool | asyncpg.Connection, key: str) -> st
     if row is None or not hmac.compare_digest(row["secret_hash"], _hash(match.group(2))):
         return None
     return str(row["workspace"])
+
+
+async def list_keys(
+    conn: asyncpg.Pool | asyncpg.Connection, workspace: str | None = None
+) -> list[asyncpg.Record]:
+    """id, workspace, created_at, revoked_at of every key (of one workspace); never a
+    secret."""
+    return await conn.fetch(LIST_KEYS, workspace)
+
+
+async def revoke_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: str) -> str | None:
+    """Revokes the key with this id (`nk_<id>_…`); its workspace, None if there is no such
+    key or it was revoked already. APIs stop accepting it within their key cache's
+    lifetime (`NURTURE_API_KEY_CACHE_SECONDS`)."""
+    workspace: str | None = await conn.fetchval(REVOKE_KEY, key_id)
+    return workspace
