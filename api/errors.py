@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,6 +42,18 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.reason, exc.message, **extra),
             exc.status,
             headers=exc.extra.get("headers"),
+        )
+
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def _unstorable(_: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
+        # a value the request validation let through that Postgres cannot hold (a bug of
+        # ours, but the caller's request): still the caller's 4xx, never a 500
+        return JSONResponse(
+            error_body(
+                "unstorable_value",
+                f"A value in the request cannot be stored: {type(exc).__name__}.",
+            ),
+            422,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import Path
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
@@ -39,8 +40,41 @@ ContactIdPath = Annotated[
 ListPath = Annotated[
     str, Path(min_length=1, max_length=256, pattern=_NAME_PATTERN, description=_NAME_RULES)
 ]
+JourneyIdPath = Annotated[
+    str, Path(min_length=1, max_length=256, pattern=_NAME_PATTERN, description=_NAME_RULES)
+]
+"""Every id in a path follows one rule: the contact's, the list's, the journey's."""
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
+
+
+def storable_text(text: str) -> bool:
+    """Whether Postgres can store the string: no NUL, and valid UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 MAX_DEPTH = 32
+
+
+def _in_range(value: datetime) -> datetime:
+    """A moment Postgres and Python both hold once in UTC (9999-12-31T23:59-14:00 is
+    not: it is year 10000 in UTC)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "The moment is out of range once in UTC."
+        ) from None
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
+"""A moment with a time zone, within range in UTC."""
 
 
 def _storable(value: dict[str, Any]) -> dict[str, Any]:
@@ -54,15 +88,19 @@ def _storable(value: dict[str, Any]) -> dict[str, Any]:
                 "too_deep", "Values may nest at most {depth} levels.", {"depth": MAX_DEPTH}
             )
         if isinstance(item, str):
-            if "\x00" in item:
-                raise PydanticCustomError("invalid_string", "Strings may not contain NUL.")
+            if not storable_text(item):
+                raise PydanticCustomError(
+                    "invalid_string", "Strings may not contain NUL or lone surrogates."
+                )
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise PydanticCustomError("invalid_number", "Numbers must be finite.")
         elif isinstance(item, dict):
             for key, child in item.items():
-                if not isinstance(key, str) or "\x00" in key:
-                    raise PydanticCustomError("invalid_string", "Keys may not contain NUL.")
+                if not isinstance(key, str) or not storable_text(key):
+                    raise PydanticCustomError(
+                        "invalid_string", "Keys may not contain NUL or lone surrogates."
+                    )
                 pending.append((child, depth + 1))
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)

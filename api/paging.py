@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from api.errors import ApiError
+from api.ingest import storable_text
 
 
 def encode_cursor(after: Any) -> str:
@@ -23,8 +24,9 @@ def decode_cursor(cursor: str, kind: type | tuple[type, ...] = str) -> Any:
         after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
     except (ValueError, TypeError, KeyError, UnicodeError):
         after = None
-    if not isinstance(after, kind) or (
-        isinstance(after, list) and not all(isinstance(part, str) for part in after)
+    parts = after if isinstance(after, list) else [after]
+    if not isinstance(after, kind) or not all(
+        isinstance(part, str) and storable_text(part) for part in parts
     ):
         raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.")
     return after

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
+from api.ingest import ContactIdPath, JourneyIdPath
 from services import enrolling, journeys
 from services.audience import bulk_enrolls, preview
 from shared.activation import BatchKind, BatchStatus
@@ -120,7 +121,9 @@ def unenroll_out(row: asyncpg.Record) -> UnenrollOut:
     operation_id="get_activation",
     summary="The latest activation's progress",
 )
-async def get_activation(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> ActivationOut:
+async def get_activation(
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep
+) -> ActivationOut:
     """The latest activation's progress: eligible, processed, started, refused by reason."""
     await journeys.get(pool, workspace, journey_id)
     row = await batches_store.latest(pool, workspace, journey_id, BatchKind.ACTIVATE)
@@ -134,7 +137,9 @@ async def get_activation(journey_id: str, pool: PoolDep, workspace: WorkspaceDep
     operation_id="get_unenroll",
     summary="The latest bulk unenroll's progress",
 )
-async def get_unenroll(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> UnenrollOut:
+async def get_unenroll(
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep
+) -> UnenrollOut:
     """The latest bulk unenroll's progress (deactivate with `unenroll=true`)."""
     await journeys.get(pool, workspace, journey_id)
     row = await batches_store.latest(pool, workspace, journey_id, BatchKind.UNENROLL)
@@ -148,7 +153,9 @@ async def get_unenroll(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) 
     operation_id="preview_journey",
     summary="Who activating would enroll or refuse, now",
 )
-async def preview_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> PreviewOut:
+async def preview_journey(
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep
+) -> PreviewOut:
     """How many contacts are eligible now, and how many activation would enroll or see
     refused (by reason), without enrolling anyone."""
     row = await journeys.get(pool, workspace, journey_id)
@@ -173,7 +180,7 @@ async def preview_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDe
     summary="Why a contact is (not) in the journey",
 )
 async def get_eligibility(
-    journey_id: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
+    journey_id: JourneyIdPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> Eligibility:
     """Whether the contact would enroll now, into which stage, and every entry rule in the
     order enrollment checks them (eligible lists, stage value, suppression, goal already

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
+from api.ingest import ContactIdPath, JourneyIdPath
 from api.paging import decode_cursor, encode_cursor
 from services import enrolling, journeys
 from shared.enrollment import Outcome, Phase
@@ -123,7 +124,7 @@ def _refusal(row: asyncpg.Record) -> StepOut:
 
 @router.post("", status_code=201, operation_id="enroll_contact", summary="Enroll a contact")
 async def enroll_contact(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     body: EnrollRequest,
     pool: PoolDep,
     temporal: ClientDep,
@@ -139,7 +140,7 @@ async def enroll_contact(
 
 @router.get("", operation_id="list_enrollments", summary="List a journey's enrollments")
 async def list_enrollments(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     workspace: WorkspaceDep,
     status: str | None = None,
@@ -167,7 +168,7 @@ async def list_enrollments(
 
 @router.get("/{contact_id}", operation_id="get_enrollment", summary="A contact's enrollment log")
 async def get_enrollment(
-    journey_id: str, contact_id: str, pool: PoolDep, workspace: WorkspaceDep
+    journey_id: JourneyIdPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> EnrollmentDetail:
     """The enrollment log of one contact: every step with time, stage, action and result;
     exits, ends and refusals with their reason and criteria explanation."""
@@ -192,7 +193,11 @@ async def get_enrollment(
     "/{contact_id}", status_code=202, operation_id="unenroll_contact", summary="Unenroll a contact"
 )
 async def unenroll_contact(
-    journey_id: str, contact_id: str, pool: PoolDep, temporal: ClientDep, workspace: WorkspaceDep
+    journey_id: JourneyIdPath,
+    contact_id: ContactIdPath,
+    pool: PoolDep,
+    temporal: ClientDep,
+    workspace: WorkspaceDep,
 ) -> Response:
     """Ends the enrollment with outcome `unenrolled` (through the workflow)."""
     await enrolling.unenroll_contact(pool, temporal, workspace, journey_id, contact_id)

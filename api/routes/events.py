@@ -14,11 +14,19 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from api.deps import PoolDep, WorkspaceDep
-from api.ingest import MAX_BATCH, Name, Properties, batch_too_large, lock_contacts, with_retry
+from api.ingest import (
+    MAX_BATCH,
+    Instant,
+    Name,
+    Properties,
+    batch_too_large,
+    lock_contacts,
+    with_retry,
+)
 from store import events as events_store
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -50,7 +58,7 @@ class EventIn(BaseModel):
     type: Name = Field(description="`form_submitted`, `page_viewed`, ... or any custom name.")
     target: Target | None = Field(None, description="A form id, URL or CTA id.")
     properties: Properties = {}
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Instant | None = Field(
         None, description="With a time zone; default: when the API received it."
     )
     idempotency_key: Name | None = Field(

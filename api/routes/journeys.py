@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
+from api.ingest import JourneyIdPath, VersionPath
 from api.openapi import JOURNEY_BODY
 from api.paging import decode_cursor, encode_cursor
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
@@ -174,7 +175,9 @@ async def list_journeys(
 
 
 @router.get("/{journey_id}", operation_id="get_journey", summary="Get a journey")
-async def get_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -> JourneyOut:
+async def get_journey(
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep
+) -> JourneyOut:
     return journey_out(await journeys.get(pool, workspace, journey_id))
 
 
@@ -185,7 +188,7 @@ async def get_journey(journey_id: str, pool: PoolDep, workspace: WorkspaceDep) -
     openapi_extra=JOURNEY_BODY,
 )
 async def edit_journey(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     workspace: WorkspaceDep,
     settings: SettingsDep,
@@ -208,7 +211,7 @@ async def edit_journey(
     summary="List a journey's versions",
 )
 async def list_versions(
-    journey_id: str, pool: PoolDep, workspace: WorkspaceDep
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> list[VersionOut]:
     """Every version: who saved it, when, what it changed against the one before, and how
     many enrollments started on it (and still run)."""
@@ -225,7 +228,7 @@ async def list_versions(
     summary="Get one version of a journey",
 )
 async def get_version(
-    journey_id: str, version: int, pool: PoolDep, workspace: WorkspaceDep
+    journey_id: JourneyIdPath, version: VersionPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> VersionDetail:
     """One version with its definition (what its enrollments run)."""
     await journeys.get(pool, workspace, journey_id)
@@ -241,7 +244,7 @@ async def get_version(
     summary="Activate a journey (enrolls who is eligible)",
 )
 async def activate_journey(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     temporal: ClientDep,
     settings: SettingsDep,
@@ -262,7 +265,7 @@ async def activate_journey(
     "/{journey_id}/deactivate", operation_id="deactivate_journey", summary="Deactivate a journey"
 )
 async def deactivate_journey(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     temporal: ClientDep,
     settings: SettingsDep,
@@ -293,7 +296,7 @@ async def deactivate_journey(
     responses={202: {"model": DeleteOut, "description": "Deleted; enrollments are ending."}},
 )
 async def delete_journey(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     temporal: ClientDep,
     settings: SettingsDep,

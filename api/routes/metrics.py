@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import PoolDep, WorkspaceDep
+from api.ingest import JourneyIdPath
 from services import journeys
 from shared.journey import Journey
 from shared.metrics import JourneyMetrics, journey_metrics, window_of
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
 @router.get("", operation_id="journey_metrics", summary="A journey's metrics")
 async def get_metrics(
-    journey_id: str,
+    journey_id: JourneyIdPath,
     pool: PoolDep,
     workspace: WorkspaceDep,
     since: str | None = None,
