@@ -69,7 +69,7 @@ PROBLEM_REASONS = frozenset(
         "end_value_collides_with_stage", "duplicate_end_value", "unknown_go_to_target",
         "unknown_start_stage", "unknown_stage_value", "busy_loop", "duration_not_positive",
         "duration_too_long", "invalid_template_name", "invalid_template",
-        "list_eligible_and_suppressed",
+        "list_eligible_and_suppressed", "criteria_too_deep",
         # delivery options
         "invalid_timezone", "empty_send_window",
     }
@@ -105,9 +105,42 @@ class JourneyValidation(BaseModel):
         return self.journey is not None and not self.problems
 
 
+MAX_CRITERIA_DEPTH = 16
+"""Levels of `all`/`any` a criteria tree may nest: deeper trees are refused when saved,
+not left to fail the workflow later (its evaluator recurses)."""
+
+
+def _criteria_depth(node: object) -> int:
+    """How many `all`/`any` levels a raw criteria tree nests (iteratively: any input)."""
+    deepest, pending = 0, [(node, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            for tag in ("all", "any"):
+                children = item.get(tag)
+                if isinstance(children, list):
+                    deepest = max(deepest, depth)
+                    pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(payload: object) -> Problem | None:
+    goal = payload.get("goal") if isinstance(payload, dict) else None
+    criteria = goal.get("criteria") if isinstance(goal, dict) else None
+    if _criteria_depth(criteria) <= MAX_CRITERIA_DEPTH:
+        return None
+    return Problem(
+        path="goal.criteria",
+        reason="criteria_too_deep",
+        message=f"Criteria may nest `all`/`any` at most {MAX_CRITERIA_DEPTH} levels deep.",
+    )
+
+
 def validate_journey(payload: object) -> JourneyValidation:
     """Every problem and warning of a journey definition (a parsed JSON value or a
     `Journey`), all at once. Never raises on user input."""
+    if (deep := _too_deep(payload)) is not None:
+        return JourneyValidation(journey=None, problems=[deep], warnings=[])
     try:
         journey = Journey.model_validate(payload)
     except ValidationError as exc:

@@ -19,7 +19,18 @@ def _cursor(after: object) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
 
 
+def _deep_journey(levels: int) -> str:
+    """A journey whose goal nests `any` `levels` deep, written as text (too deep for
+    `json.dumps`)."""
+    leaf = '{"property": "plan", "op": "eq", "value": "paid"}'
+    criteria = '{"any": [' * levels + leaf + "]}" * levels
+    body = json.dumps(definition(goal={"criteria": "CRITERIA"}))
+    return body.replace('"CRITERIA"', criteria)
+
+
 ODD = [
+    ("POST", "/v1/journeys", _deep_journey(250)),
+    ("POST", "/v1/journeys", _deep_journey(3000)),
     ("PUT", "/v1/contacts/a%00b", '{"properties": {}}'),
     ("PUT", "/v1/contacts/ada", '{"properties": {"x": "\\ud800"}}'),
     ("PUT", "/v1/contacts/ada", '{"properties": {"\\udfff": 1}}'),

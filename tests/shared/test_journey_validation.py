@@ -25,6 +25,7 @@ from shared.journey import (
 )
 from shared.validation import (
     MAX_ATTRIBUTION_WINDOW,
+    MAX_CRITERIA_DEPTH,
     MAX_WAIT,
     PROBLEM_REASONS,
     WARNING_REASONS,
@@ -210,6 +211,14 @@ T = "trial_to_paid.json"
 A0 = "stages[0].actions"  # onboarding: send_message, wait, wait_for_event
 A2 = "stages[2].actions"  # engaged: create_task, set_property, send_notification, wait, go_to
 
+
+def _nested(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"property": "plan", "op": "eq", "value": "paid"}
+    for _ in range(levels):
+        node = {"any": [node]}
+    return node
+
+
 PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
     # (reason, journey, the path of the problem)
     ("missing_field", mutated(T, ("owner", DELETE)), "owner"),
@@ -359,6 +368,11 @@ PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
         "empty_send_window",
         mutated(T, ("delivery", {"send_window": {"start": "09:00", "end": "09:00"}})),
         "delivery.send_window",
+    ),
+    (
+        "criteria_too_deep",
+        mutated(T, ("goal.criteria", _nested(MAX_CRITERIA_DEPTH + 1))),
+        "goal.criteria",
     ),
 ]
 
@@ -640,3 +654,15 @@ def test_a_goal_on_contact_state_after_round_trip() -> None:
     state = ContactState(properties={"lifecycle_stage": "customer"})
     assert again.goal is not None and journey.goal is not None
     assert evaluate(again.goal.criteria, state) is evaluate(journey.goal.criteria, state) is True
+
+
+def test_criteria_nested_past_the_cap_are_refused_when_saved_not_when_run() -> None:
+    base = load(T)
+    ok = validate_journey({**base, "goal": {"criteria": _nested(MAX_CRITERIA_DEPTH)}})
+    assert ok.problems == [] and ok.journey is not None
+    for levels in (MAX_CRITERIA_DEPTH + 1, 250, 5000):
+        deep = validate_journey({**base, "goal": {"criteria": _nested(levels)}})
+        assert deep.journey is None
+        assert [(p.path, p.reason) for p in deep.problems] == [
+            ("goal.criteria", "criteria_too_deep")
+        ]
