@@ -28,6 +28,7 @@ import aiosmtplib
 import httpx
 from aiosmtplib.typing import Default
 
+from shared.channels import header_problem, one_address
 from shared.settings import Settings
 
 ANSWER_CHARS = 1000
@@ -103,10 +104,14 @@ class Email:
     def compose(
         self, key: str, sender: str, to: str, content: dict[str, Any], workspace: str
     ) -> EmailMessage:
+        subject = content.get("subject") or ""
+        # checked when queued; again here, so no interpreter's header folding can be fooled
+        if not one_address(to) or header_problem(subject) is not None:
+            raise PermanentFailure("the address or the subject cannot be an email header")
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = to
-        msg["Subject"] = content.get("subject") or ""
+        msg["Subject"] = subject
         domain = sender.rpartition("@")[2] or "nurture.local"
         msg["Message-ID"] = message_id(key, domain)
         msg["X-Nurture-Idempotency-Key"] = key

@@ -7,7 +7,9 @@ the step, so a time-skipping test and a replay see the same answers).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from email.header import decode_header
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -111,4 +113,39 @@ def unsubscribed(properties: dict[str, Any], channel: str) -> str | None:
         value = properties.get(name)
         if value is True or (isinstance(value, str) and value.lower() == "true"):
             return name
+    return None
+
+
+# --- what may go into an email's headers ------------------------------------------------
+
+_ADDRESS = re.compile(r"[^\s@,;:<>()\[\]\\\"]+@[^\s@,;:<>()\[\]\\\"]+\.[^\s@,;:<>()\[\]\\\"]+")
+MAX_HEADER = 998
+"""Characters of a header line (RFC 5322)."""
+
+
+def one_address(value: object) -> bool:
+    """Exactly one plain address (`ada@example.test`): no list, no display name, no
+    comment, no whitespace or line break, at most 254 characters. Checked here, not left
+    to the email library, so that a patched or unpatched interpreter sends the same."""
+    return isinstance(value, str) and len(value) <= 254 and _ADDRESS.fullmatch(value) is not None
+
+
+def header_problem(value: str) -> str | None:
+    """Why a rendered value cannot be a header (a subject), or None: a line break, raw or
+    inside an encoded word (`=?utf-8?q?=0D=0A?=`), or over a header line's length."""
+    if "\r" in value or "\n" in value:
+        return "it contains a line break"
+    if len(value) > MAX_HEADER:
+        return f"it is longer than {MAX_HEADER} characters"
+    if "=?" in value:
+        try:
+            parts = decode_header(value)
+        except (ValueError, LookupError):
+            return "it contains an encoded word that does not decode"
+        for text, charset in parts:
+            decoded = (
+                text.decode(charset or "ascii", "replace") if isinstance(text, bytes) else text
+            )
+            if "\r" in decoded or "\n" in decoded:
+                return "it contains an encoded line break"
     return None

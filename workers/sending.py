@@ -29,7 +29,9 @@ from shared.channels import (
     ChannelSettings,
     FrequencyCap,
     contact_zone,
+    header_problem,
     next_opening,
+    one_address,
     unsubscribed,
 )
 from shared.enrollment import EnrollmentRef, StepRecord
@@ -140,10 +142,14 @@ class Sending:
                 "marketing": action.marketing,
                 "properties": request.properties,
             }
-            status, error = await self._content(ws, channel, template, action.template, props)
+            status, error, reason = await self._content(
+                ws, channel, template, action.template, props
+            )
             if isinstance(status, dict):
                 payload.update(status)
                 status = "queued"
+            elif reason is not None:
+                payload["failure"] = reason
             await self._outbox(conn, ref, step, "message", channel, payload, status, error)
         outcome = SendOutcome(
             status="sending",
@@ -220,31 +226,40 @@ class Sending:
         template: TemplateBody | None,
         name: str,
         props: dict[str, Any],
-    ) -> tuple[dict[str, Any] | str, str | None]:
-        """The rendered message and its address, or ("kept"/"failed", why)."""
+    ) -> tuple[dict[str, Any] | str, str | None, str | None]:
+        """The rendered message and its address, or ("kept"/"failed", why, reason)."""
         configured = self.email.configured if channel == "email" else ws.webhook is not None
         if not configured:
-            return "kept", f"no {channel} channel is configured"
+            return "kept", f"no {channel} channel is configured", None
         if template is None:
-            return "failed", f"template {name!r} does not exist"
+            return "failed", f"template {name!r} does not exist", "template_missing"
         address_prop = CHANNEL_ADDRESS[channel]
         to = props.get(address_prop)
         if not isinstance(to, str) or not to:
-            return "failed", f"the contact has no {address_prop!r} property for {channel}"
+            why = f"the contact has no {address_prop!r} property for {channel}"
+            return "failed", why, "no_address"
+        if channel == "email" and not one_address(to):
+            why = f"the contact's {address_prop!r} is not exactly one email address"
+            return "failed", why, "invalid_address"
         if channel == "email" and not template.subject:
-            return "failed", f"template {name!r} has no subject for email"
+            return "failed", f"template {name!r} has no subject for email", "invalid_template"
         if channel == "email" and template.text is None and template.html is None:
-            return "failed", f"template {name!r} has no text or html for email"
+            why = f"template {name!r} has no text or html for email"
+            return "failed", why, "invalid_template"
         if channel != "email" and template.text is None:
-            return "failed", f"template {name!r} has no text for {channel}"
+            return "failed", f"template {name!r} has no text for {channel}", "invalid_template"
         try:
             rendered = render(template, props)
         except RenderError as exc:
-            return "failed", f"template {name!r} cannot render its {exc.part}: {exc.message}"
+            why = f"template {name!r} cannot render its {exc.part}: {exc.message}"
+            return "failed", why, "invalid_template"
+        if channel == "email" and (problem := header_problem(rendered.subject or "")):
+            why = f"template {name!r} renders a subject that cannot be a header: {problem}"
+            return "failed", why, "invalid_header"
         content = rendered.model_dump(exclude_none=True)
         if channel != "email":
             content = {"text": rendered.text}
-        return {"to": to, "content": content}, None
+        return {"to": to, "content": content}, None, None
 
     async def _outbox(
         self,
@@ -311,9 +326,11 @@ class Sending:
         failed = [name for name, c in channels.items() if c["status"] == "failed"]
         if failed:
             why = "; ".join(f"{n}: {channels[n].get('error')}" for n in failed)
-            outcome = SendOutcome(
-                status="failed", reason="provider_refused", message=why, channels=channels
+            reason = next(
+                (channels[n]["reason"] for n in failed if channels[n].get("reason")),
+                "provider_refused",
             )
+            outcome = SendOutcome(status="failed", reason=reason, message=why, channels=channels)
         elif statuses <= {"kept"}:
             outcome = SendOutcome(
                 status="queued",
@@ -342,6 +359,9 @@ def _entry(row: asyncpg.Record) -> dict[str, Any]:
             entry["resends"] = answer["resends"]
     if row["last_error"] and row["status"] != "delivered":
         entry["error"] = row["last_error"]
+    failure = (row["payload"] or {}).get("failure")
+    if failure and row["status"] == "failed":
+        entry["reason"] = failure
     return entry
 
 

@@ -374,3 +374,51 @@ async def test_smtp_over_starttls_and_tls_trusts_the_configured_ca(
             await server.wait_closed()
     keys = sorted(m["idempotency_key"] for m in await mailbox(pool))
     assert keys == ["enrollment/starttls:1:email", "enrollment/tls:1:email"]
+
+
+async def test_an_address_list_or_a_header_in_a_property_sends_nothing_and_says_why(
+    ts_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """A property that would add recipients (`a@x, b@y`) or headers (a line break, raw or
+    encoded, rendered into the subject) fails the step for good: nothing reaches SMTP."""
+    await put_template(pool, "welcome", **WELCOME)
+    flow = journey([stage("welcome", send("welcome", "email"), go_to("success"))])
+    evil = {
+        "two": {"email": "a@example.test, b@example.test"},
+        "named": {"email": "Ada <ada@example.test>"},
+        "raw": {"email": "c@example.test", "first_name": "x\r\nBcc: evil@example.test"},
+        "encoded": {
+            "email": "d@example.test",
+            "first_name": "=?utf-8?q?x=0D=0ABcc:_evil@example.test?=",
+        },
+    }
+    async with (
+        smtp_sink(pool) as settings,
+        build_worker(ts_env.client, pool, task_queue, settings, sender=True),
+    ):
+        enrolled = {}
+        journey_id = None
+        for contact_id, properties in evil.items():
+            enrolled[contact_id] = await enroll(
+                ts_env.client,
+                pool,
+                task_queue,
+                flow,
+                contact_id=contact_id,
+                journey_id=journey_id,
+                properties=properties,
+            )
+            journey_id = enrolled[contact_id].journey_id
+        for enrollment in enrolled.values():
+            assert (await enrollment.result()).outcome is Outcome.SUCCESS  # on_failure: skip
+    assert await mailbox(pool) == []
+    reasons = {}
+    for contact_id, enrollment in enrolled.items():
+        step = next(r for r in await enrollment.steps() if r["action"] == "send_message")
+        reasons[contact_id] = (step["result"], step["detail"]["delivery"]["reason"])
+    assert reasons == {
+        "two": ("failed", "invalid_address"),
+        "named": ("failed", "invalid_address"),
+        "raw": ("failed", "invalid_header"),
+        "encoded": ("failed", "invalid_header"),
+    }
