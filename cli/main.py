@@ -10,12 +10,14 @@ from rich.console import Console
 
 from cli.journeys import app as journeys_app
 from cli.keys import app as keys_app
+from cli.workspaces import app as workspaces_app
 from shared.settings import Settings
 
 app = typer.Typer(help="nurture: durable customer journeys on Temporal.", no_args_is_help=True)
 console = Console()
 app.add_typer(keys_app, name="keys")
 app.add_typer(journeys_app, name="journeys")
+app.add_typer(workspaces_app, name="workspaces")
 
 
 @app.command()

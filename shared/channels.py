@@ -149,3 +149,18 @@ def header_problem(value: str) -> str | None:
             if "\r" in decoded or "\n" in decoded:
                 return "it contains an encoded line break"
     return None
+
+
+def sender_refusal(email_from: str, allowed: list[str]) -> tuple[str, str] | None:
+    """Why a workspace may not send as `email_from` ((reason, sentence)), or None: it
+    must be one plain address at a domain the operator allowed for the workspace."""
+    if not one_address(email_from):
+        return "invalid_sender", "email_from must be exactly one plain address."
+    domain = email_from.rpartition("@")[2].lower()
+    if domain not in allowed:
+        return (
+            "sender_domain_not_allowed",
+            f"This workspace may not send as {domain!r}; the operator allows domains with "
+            "`nurture workspaces allow-sender-domain`.",
+        )
+    return None

@@ -51,3 +51,18 @@ async def save_channel_settings(conn: Queryable, workspace: str, settings: Chann
         settings.send_window.model_dump(mode="json") if settings.send_window else None,
         settings.frequency_cap.model_dump(mode="json") if settings.frequency_cap else None,
     )
+
+
+ALLOW_SENDER_DOMAIN = """
+INSERT INTO sender_domains (workspace, domain) VALUES ($1, $2) ON CONFLICT DO NOTHING
+"""
+SELECT_SENDER_DOMAINS = "SELECT domain FROM sender_domains WHERE workspace = $1 ORDER BY domain"
+
+
+async def allow_sender_domain(conn: Queryable, workspace: str, domain: str) -> None:
+    await conn.execute(ALLOW_SENDER_DOMAIN, workspace, domain.lower())
+
+
+async def sender_domains(conn: Queryable, workspace: str) -> list[str]:
+    """The domains the workspace may send email from."""
+    return [r["domain"] for r in await conn.fetch(SELECT_SENDER_DOMAINS, workspace)]

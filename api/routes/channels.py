@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
-from shared.channels import ChannelSettings, FrequencyCap
+from api.errors import ApiError
+from shared.channels import ChannelSettings, FrequencyCap, sender_refusal
 from shared.journey import SendWindow
 from store import workspaces as workspaces_store
 
@@ -59,6 +60,13 @@ async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
 async def put_channel_settings(
     body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
 ) -> Any:
-    """Replaces the workspace's channel settings (fields left out take their defaults)."""
+    """Replaces the workspace's channel settings (fields left out take their defaults).
+    `email_from` must be at a domain the operator allowed for the workspace (422
+    `sender_domain_not_allowed`)."""
+    if body.email_from:
+        allowed = await workspaces_store.sender_domains(pool, workspace)
+        if refused := sender_refusal(body.email_from, allowed):
+            reason, message = refused
+            raise ApiError(422, reason, message, allowed_domains=allowed)
     await workspaces_store.save_channel_settings(pool, workspace, body)
     return _out(body)

@@ -3,9 +3,13 @@ the dev SMTP sink and shows at GET /v1/messages."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
+from cli.main import app
 from tests.helpers.channels import smtp_sink
 from tests.helpers.stack import eventually, running_stack
 
@@ -124,3 +128,30 @@ async def test_dev_mailbox_shows_the_journeys_email(
     async with running_stack(pool, dev_env.client, task_queue, relay=False) as http:
         outside_dev = await http.get("/v1/messages")
         assert outside_dev.status_code == 404 and outside_dev.json()["reason"] == "dev_only"
+
+
+async def test_a_workspace_sends_only_from_domains_the_operator_allowed(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str, database_url: str
+) -> None:
+    async with running_stack(pool, dev_env.client, task_queue, relay=False) as http:
+        spoof = await http.put(
+            "/v1/settings/channels", json={"email_from": "security@any-bank.test"}
+        )
+        assert spoof.status_code == 422, spoof.text
+        assert spoof.json()["reason"] == "sender_domain_not_allowed"
+        assert (await http.get("/v1/settings/channels")).json()["email_from"] is None
+        two = await http.put(
+            "/v1/settings/channels", json={"email_from": "a@acme.test, b@acme.test"}
+        )
+        assert (two.status_code, two.json()["reason"]) == (422, "invalid_sender")
+
+        allowed = await asyncio.to_thread(  # the command runs its own event loop
+            CliRunner().invoke,
+            app,
+            ["workspaces", "allow-sender-domain", "default", "Acme.test"],
+            env={"NURTURE_DATABASE_URL": database_url},
+        )
+        assert allowed.exit_code == 0, allowed.output
+        ok = await http.put("/v1/settings/channels", json={"email_from": "news@acme.test"})
+        assert ok.status_code == 200, ok.text
+        assert (await http.get("/v1/settings/channels")).json()["email_from"] == "news@acme.test"
