@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -28,24 +32,36 @@ def dev() -> None:
     raise typer.Exit(run_dev(Settings()))
 
 
+def _exit_now() -> NoReturn:
+    """Ends a long-running process once it has shut down cleanly, without the interpreter's
+    finalization: the Temporal SDK's native threads may still reach for the GIL while it
+    runs, which can abort a process that had finished its work (a CPython limit, see
+    DECISIONS, "Process exits")."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
+
+
 @app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal and Postgres."""
     from workers.worker import run_worker
 
     asyncio.run(run_worker(Settings()))
+    _exit_now()
 
 
 @app.command()
 def sender() -> None:
     """Hand queued messages to SMTP and the webhook, in a process of its own (set
     NURTURE_SEND_FROM_API=false on the API when you run this instead)."""
-    import logging
 
     from services.sender import serve_sender
 
     logging.basicConfig(level=logging.INFO)
     asyncio.run(serve_sender(Settings()))
+    _exit_now()
 
 
 @app.command()
@@ -64,12 +80,12 @@ def api() -> None:
         log_level="info",
         timeout_graceful_shutdown=20,
     )
+    _exit_now()
 
 
 @app.command("mail-sink")
 def mail_sink() -> None:
     """Run the dev SMTP sink on 127.0.0.1:NURTURE_DEV_SMTP_PORT (`nurture dev` starts it)."""
-    import logging
 
     from cli.mail_sink import run_sink
 
