@@ -81,4 +81,5 @@ def view(
         window_until=state.window_until,
         contact_seq=state.contact.event_seq,
         pending_steps=len(state.pending),
+        failed_sends=state.failed_sends,
     )

@@ -195,6 +195,8 @@ class EnrollmentState(BaseModel):
     stage_entries: int = 0
     step_seq: int = 0
     marketing_sent: bool = False
+    failed_sends: int = 0
+    """Messages, tasks and notifications that failed for good (the log says why)."""
 
     unenroll: Unenroll | None = None
     stage_move: str | None = None
@@ -273,3 +275,5 @@ class EnrollmentView(BaseModel):
     window_until: datetime | None
     contact_seq: int
     pending_steps: int
+    failed_sends: int = 0
+    """Sends that failed for good; each step's log (and activity result) says why."""

@@ -206,9 +206,11 @@ class EnrollmentWorkflow:
         return elapsed
 
     def _after_delivery(self, sent: steps.SendOutcome, summary: str) -> Next | None:
-        """A provider refused for good: per the journey, go on or end `delivery_failed`."""
+        """A send failed for good: counted (the `state` query), then per the journey go on
+        or end `delivery_failed`."""
         if sent.status != "failed":
             return Next()
+        self.s.failed_sends += 1
         if self.journey.delivery_options.on_failure == "end":
             self.s.leaving = exits.delivery_failed(summary, sent.message)
             return None

@@ -185,10 +185,12 @@ async def test_a_refused_delivery_skips_or_ends_as_the_journey_says(
         skip = await enroll(ts_env.client, pool, task_queue, skipping, properties=props)
         view = await skip.result()
         assert view.outcome is Outcome.SUCCESS
+        assert view.failed_sends == 1  # the `state` query counts it
         receiver.script.append(refusal)
         end = await enroll(ts_env.client, pool, task_queue, ending, properties=props)
         view = await end.result()
         assert view.outcome is Outcome.DELIVERY_FAILED
+        assert view.failed_sends == 1
 
     # skipped: logged with the provider's answer, then the task and notification went out
     steps = await skip.steps()
