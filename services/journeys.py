@@ -25,13 +25,18 @@ from services.audience import bulk_enrolls
 from services.batches import start_batch, stop_activations
 from shared import limits
 from shared.activation import BatchKind
+from shared.assets import Asset, assets_of, not_ready
 from shared.errors import Conflict, NotFound
 from shared.journey import Journey
 from shared.settings import Settings
+from shared.validation import Problem
 from shared.versions import changes_between
 from store import batches as batches_store
 from store import enrollments as enrollments_store
 from store import journeys as journeys_store
+from store import metrics as metrics_store
+from store import templates as templates_store
+from store import workspaces as workspaces_store
 from store.db import Queryable
 
 
@@ -231,3 +236,31 @@ async def _unenroll(
         total=count,
         include_attribution_window=include_attribution_window,
     )
+
+
+async def assets(
+    conn: Queryable, settings: Settings, workspace: str, journey: Journey
+) -> list[Asset]:
+    """The journey's assets, each told whether it exists (templates saved, lists with
+    members) or is configured (email: an SMTP host; sms, whatsapp, tasks and
+    notifications: the workspace's webhook) now."""
+    found = assets_of(journey)
+    names = [a.name for a in found if a.kind == "template"]
+    saved = await templates_store.existing(conn, workspace, names) if names else set()
+    hooked = (await workspaces_store.channel_settings(conn, workspace)).webhook is not None
+    for asset in found:
+        if asset.kind == "template":
+            asset.exists = asset.name in saved
+        elif asset.kind == "list":
+            asset.exists = await metrics_store.list_size(conn, workspace, asset.name) > 0
+        elif asset.kind == "channel":
+            asset.exists = bool(settings.smtp_host) if asset.name == "email" else hooked
+    return found
+
+
+async def readiness(
+    conn: Queryable, settings: Settings, workspace: str, journey: Journey
+) -> list[Problem]:
+    """Warnings for what would make sends fail or stay in the outbox: a missing template,
+    a channel with no provider."""
+    return not_ready(await assets(conn, settings, workspace, journey))

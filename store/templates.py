@@ -57,3 +57,11 @@ async def delete(conn: Queryable, workspace: str, name: str) -> bool:
 
 async def templates(conn: Queryable, workspace: Any) -> list[asyncpg.Record]:
     return await conn.fetch(SELECT_TEMPLATES, workspace)
+
+
+TEMPLATE_NAMES = "SELECT name FROM templates WHERE workspace = $1 AND name = ANY($2::text[])"
+
+
+async def existing(conn: Queryable, workspace: str, names: list[str]) -> set[str]:
+    """Which of `names` the workspace has saved."""
+    return {r["name"] for r in await conn.fetch(TEMPLATE_NAMES, workspace, names)}

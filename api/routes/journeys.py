@@ -18,6 +18,7 @@ from api.openapi import JOURNEY_BODY
 from api.paging import decode_cursor, encode_cursor
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
 from services import journeys
+from shared.assets import Asset, not_ready
 from shared.errors import NotFound
 from shared.journey import Journey
 from shared.limits import checked
@@ -113,13 +114,18 @@ async def journey_schema() -> dict[str, Any]:
     summary="Validate a journey without saving it",
     openapi_extra=JOURNEY_BODY,
 )
-async def validate(payload: Any = Body(None)) -> ValidationOut:
+async def validate(
+    pool: PoolDep, workspace: WorkspaceDep, settings: SettingsDep, payload: Any = Body(None)
+) -> ValidationOut:
     """Validates a journey without saving it; every problem at once."""
     result = validate_journey(payload)
+    ready = []
+    if result.journey is not None:
+        ready = await journeys.readiness(pool, settings, workspace, result.journey)
     return ValidationOut(
         valid=result.journey is not None and not result.problems,
         problems=result.problems,
-        warnings=result.warnings,
+        warnings=[*result.warnings, *ready],
     )
 
 
@@ -141,7 +147,8 @@ async def create_journey(
     409 `journey_limit_reached` when its owner has the most journeys allowed)."""
     journey, result = checked(payload, settings.max_eligible_lists)
     row = await journeys.create(pool, settings, workspace, journey, actor)
-    return journey_out(row, result.warnings)
+    ready = await journeys.readiness(pool, settings, workspace, journey)
+    return journey_out(row, [*result.warnings, *ready])
 
 
 class JourneyPage(BaseModel):
@@ -202,7 +209,8 @@ async def edit_journey(
     that changes nothing makes no version."""
     journey, result = checked(payload, settings.max_eligible_lists)
     row = await journeys.edit(pool, settings, workspace, journey_id, journey, actor)
-    return journey_out(row, result.warnings)
+    ready = await journeys.readiness(pool, settings, workspace, journey)
+    return journey_out(row, [*result.warnings, *ready])
 
 
 @router.get(
@@ -316,3 +324,31 @@ async def delete_journey(
         return Response(status_code=204)
     body = DeleteOut(id=journey_id, deleted=True, unenroll=unenroll_out(batch))
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+class AssetsOut(BaseModel):
+    journey_id: str
+    version: int
+    assets: list[Asset]
+    warnings: list[Problem]
+    """A missing template (`template_missing`), a channel with no provider
+    (`channel_not_configured`)."""
+
+
+@router.get(
+    "/{journey_id}/assets",
+    operation_id="journey_assets",
+    summary="The templates, lists, properties and channels a journey uses",
+)
+async def journey_assets(
+    journey_id: JourneyIdPath, pool: PoolDep, workspace: WorkspaceDep, settings: SettingsDep
+) -> AssetsOut:
+    """Every template, list (eligible, suppression, end and goal lists, lists in the goal),
+    property (the stage property, `set_property`, the goal's) and channel the journey uses,
+    where it uses each, and whether it exists or is configured now."""
+    row = await journeys.get(pool, workspace, journey_id)
+    journey = Journey.model_validate(row["definition"])
+    found = await journeys.assets(pool, settings, workspace, journey)
+    return AssetsOut(
+        journey_id=journey_id, version=row["version"], assets=found, warnings=not_ready(found)
+    )
