@@ -41,3 +41,21 @@ def test_compose_registers_every_search_attribute() -> None:
     command = " ".join(_compose()["services"]["temporal-search-attributes"]["command"])
     for name, kind in SEARCH_ATTRIBUTES.items():
         assert f"--name {name} --type {kind}" in command
+
+
+def test_the_image_holds_every_package_and_pins_its_python() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = pyproject.split("include = [", 1)[1].split("]", 1)[0]
+    packages = [name.strip().strip('"').rstrip("*") for name in include.split(",")]
+    for package in packages:
+        assert f"COPY {package} {package}" in dockerfile, package
+    base = next(line for line in dockerfile.splitlines() if line.startswith("FROM "))
+    assert base.count(".") >= 2, f"pin the patch version: {base}"
+
+
+def test_temporal_and_its_ui_are_published_on_loopback_only() -> None:
+    services = _compose()["services"]
+    for name in ("temporal", "temporal-ui"):
+        for port in services[name].get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
