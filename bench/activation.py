@@ -142,7 +142,9 @@ async def _activate(stack: Stack, size: int, restart: bool) -> dict[str, Any]:
     created = await stack.http.post("/v1/journeys", json=definition())
     created.raise_for_status()
     journey_id = created.json()["id"]
-    activated = await stack.http.post(f"/v1/journeys/{journey_id}/activate")
+    activated = await stack.http.post(
+        f"/v1/journeys/{journey_id}/activate", params={"force": "true"}
+    )
     activated.raise_for_status()
     t0 = time.monotonic()
     first: tuple[float, int] | None = None

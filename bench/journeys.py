@@ -73,7 +73,7 @@ async def create_active(http: httpx.AsyncClient, definition: dict[str, Any]) -> 
     created = await http.post("/v1/journeys", json=definition)
     created.raise_for_status()
     journey_id: str = created.json()["id"]
-    activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+    activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
     activated.raise_for_status()
     return journey_id
 

@@ -48,11 +48,13 @@ async def follow_activation(
     out: Console,
     wait: bool = True,
     poll_seconds: float = POLL_SECONDS,
+    force: bool = False,
 ) -> dict[str, Any] | None:
     """Activates the journey and, with `wait`, shows its activation's progress until it
     ends; returns the last progress (None when the journey enrolls nobody in bulk).
     Raises ApiFailure when the API refuses."""
-    activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+    params = {"force": "true"} if force else {}
+    activated = await http.post(f"/v1/journeys/{journey_id}/activate", params=params)
     if activated.status_code != 200:
         raise _failure(activated)
     body = activated.json()
@@ -114,6 +116,9 @@ def activate(
         None, "--api-url", help="The API (default NURTURE_API_URL, else the local API)."
     ),
     wait: bool = typer.Option(True, help="Follow the activation with a progress bar."),
+    force: bool = typer.Option(
+        False, help="Activate even when a template is missing or a channel has no provider."
+    ),
 ) -> None:
     """Activate a journey and show its activation's progress: the eligible contacts it has
     handled, the enrollments it started and the refusals by reason."""
@@ -124,7 +129,7 @@ def activate(
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         ) as http:
-            return await follow_activation(http, journey_id, console, wait)
+            return await follow_activation(http, journey_id, console, wait, force=force)
 
     try:
         progress = asyncio.run(run())

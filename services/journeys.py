@@ -125,15 +125,25 @@ async def activate(
     workspace: str,
     journey_id: str,
     actor: str | None,
+    force: bool = False,
 ) -> Changed:
     """Accepts enrollments from now on and starts the activation batch; activating an
-    active journey changes nothing (its latest activation is returned)."""
+    active journey changes nothing (its latest activation is returned). A journey whose
+    sends would fail or stay in the outbox (a missing template, a channel with no
+    provider) is refused `journey_not_ready` with the problems, unless `force`."""
     async with pool.acquire() as conn, conn.transaction():
         row = await get(conn, workspace, journey_id, lock=True)
         if row["status"] == "active":
             latest = await batches_store.latest(conn, workspace, journey_id, BatchKind.ACTIVATE)
             return Changed(row, latest)
         journey = Journey.model_validate(row["definition"])
+        if not force and (problems := await readiness(conn, settings, workspace, journey)):
+            raise Conflict(
+                "journey_not_ready",
+                f"The journey has {len(problems)} problem(s) that would make its sends fail "
+                "or wait in the outbox; fix them, or activate with force=true.",
+                problems=[p.model_dump() for p in problems],
+            )
         await journeys_store.lock_workspace(conn, workspace)
         others = await journeys_store.active_audiences(conn, workspace, journey_id)
         active = [(o["id"], o["lists"], o["property"]) for o in others]

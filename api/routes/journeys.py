@@ -258,13 +258,21 @@ async def activate_journey(
     settings: SettingsDep,
     workspace: WorkspaceDep,
     actor: ActorHeader = None,
+    force: bool = Query(
+        False,
+        description="Activate even when a template is missing or a channel has no provider "
+        "(its sends then fail, or wait in the outbox).",
+    ),
 ) -> JourneyOut:
     """Makes the journey accept enrollments and starts its activation: a durable batch
     that enrolls every contact already eligible (progress: `GET .../activation`).
     Activating an active journey changes nothing. 409 `journey_conflict` (with
     `conflicting_journey_id`) when another active journey has the same eligible lists and
-    stage property."""
-    done = await journeys.activate(pool, temporal, settings, workspace, journey_id, actor)
+    stage property; 409 `journey_not_ready` (with `problems`) when a template is missing
+    or a channel has no provider, unless `force=true`."""
+    done = await journeys.activate(
+        pool, temporal, settings, workspace, journey_id, actor, force=force
+    )
     batch = activation_out(done.batch) if done.batch is not None else None
     return journey_out(done.journey, activation=batch)
 

@@ -79,7 +79,9 @@ async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_en
         journey_id = await create(http, waiting("P1D", suppression_lists=["blocked"]))
         first = worker_process(dev_env, database_url, task_queue)
         try:
-            activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+            activated = await http.post(
+                f"/v1/journeys/{journey_id}/activate", params={"force": "true"}
+            )
             assert activated.status_code == 200, activated.text
 
             async def under_way() -> None:

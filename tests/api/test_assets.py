@@ -77,10 +77,18 @@ async def test_assets_say_what_exists_and_warnings_say_what_would_fail(
             ("channel_not_configured", "stages[a].actions[0].channels"),  # email: no SMTP
         }
 
+        # not ready: activation is refused with the problems, unless forced
+        refused = await http.post(f"/v1/journeys/{journey_id}/activate")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["reason"] == "journey_not_ready"
+        assert _warned(refused.json()["problems"]) == _warned(assets["warnings"])
+        assert (await http.get(f"/v1/journeys/{journey_id}")).json()["status"] == "draft"
+
         # run anyway: the sms send fails for good, and says why
         ada = {"properties": {"phone": "+15550100", "journey_stage": "a"}}
         await http.put("/v1/contacts/ada", json=ada)
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        forced = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        assert forced.status_code == 200, forced.text
 
         async def logged() -> None:
             log = await enrollment(http, journey_id, "ada")

@@ -105,7 +105,9 @@ async def test_dev_mailbox_shows_the_journeys_email(
     ):
         assert (await http.put("/v1/templates/welcome", json=WELCOME)).status_code == 200
         created = (await http.post("/v1/journeys", json=journey)).json()
-        activated = await http.post(f"/v1/journeys/{created['id']}/activate")
+        activated = await http.post(
+            f"/v1/journeys/{created['id']}/activate", params={"force": "true"}
+        )
         assert activated.status_code == 200, activated.text
         ada = {"properties": {"email": "ada@example.test", "first_name": "Ada"}}
         assert (await http.put("/v1/contacts/ada", json=ada)).status_code == 200

@@ -32,7 +32,9 @@ async def test_a_counted_conversion_joins_the_goals_list_and_is_listed_as_conver
         ids = []
         for flow in (mails_first, waits_first):
             journey_id = (await http.post("/v1/journeys", json=flow)).json()["id"]
-            assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+            assert (
+                await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+            ).status_code == 200
             ids.append(journey_id)
         converting, not_converting = ids
         for contact, journey_id in (("ada", converting), ("bob", not_converting)):

@@ -57,7 +57,9 @@ async def test_activation_enrolls_each_contact_into_the_stage_its_value_names(
         journey_id = await create(http, FLOW)
         preview = (await http.post(f"/v1/journeys/{journey_id}/preview")).json()
         assert (preview["eligible"], preview["would_enroll"]) == (2, 2), preview
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        ).status_code == 200
         done = await activation_done(http, journey_id)
         assert (done["eligible"], done["started"]) == (2, 2), done
 
@@ -86,7 +88,9 @@ async def test_a_trigger_enrolls_into_the_stage_the_caller_sets_and_an_end_value
         relay_running(pool, dev_env.client, task_queue),
     ):
         journey_id = await create(http, flow)
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        ).status_code == 200
         assert (await http.put("/v1/lists/trial/members/eve")).status_code == 204
         await _contact(http, "eve", journey_stage="nudge")
         eve = await _enrollment(http, journey_id, "eve")
@@ -131,7 +135,9 @@ async def test_metrics_give_each_end_its_count_and_share_as_the_stages_paths_do(
             assert (await http.put(f"/v1/lists/trial/members/{contact}")).status_code == 204
         await pool.execute("DELETE FROM change_queue")
         journey_id = await create(http, two_failures)
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        ).status_code == 200
         metrics: dict[str, Any] = {}
 
         async def all_ended() -> None:
@@ -177,7 +183,9 @@ async def test_why_a_contact_is_not_in_the_journey(
             "journey_not_active",
             "nudge",
         )
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        ).status_code == 200
         assert (await answer("sam"))["reason"] == "suppressed"
         at_end = await answer("end")
         assert at_end["reason"] == "already_at_end"

@@ -104,7 +104,9 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
         created = await http.post("/v1/journeys", json=definition(eligible_lists=[LIST]))
         assert created.status_code == 201, created.text
         journey_id = created.json()["id"]
-        assert (await http.post(f"/v1/journeys/{journey_id}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
+        ).status_code == 200
         contact = await http.put(f"/v1/contacts/{CONTACT}", json={"properties": {"plan": "gold"}})
         assert contact.status_code == 200, contact.text
         assert (await http.put(f"/v1/lists/{LIST}/members/{CONTACT}")).status_code == 204

@@ -25,9 +25,9 @@ async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_ed
         unchanged = await http.put(f"/v1/journeys/{journey_id}", json=body)
         assert unchanged.status_code == 200 and unchanged.json()["version"] == 1
 
-        activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+        activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert activated.status_code == 200 and activated.json()["status"] == "active"
-        twice = await http.post(f"/v1/journeys/{journey_id}/activate")
+        twice = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert twice.json()["status"] == "active"
         assert (
             twice.json()["activation"]["activation"] == activated.json()["activation"]["activation"]
@@ -46,7 +46,7 @@ async def test_draft_active_inactive_active_delete_and_active_journeys_refuse_ed
         assert edited.status_code == 200, edited.text
         assert edited.json()["version"] == 2
 
-        again = await http.post(f"/v1/journeys/{journey_id}/activate")
+        again = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert again.status_code == 200 and again.json()["status"] == "active"
         assert again.json()["version"] == 2
 
@@ -96,13 +96,13 @@ async def test_an_enrollment_started_on_v1_finishes_v1_after_v2_is_activated(
     async with running_stack(pool, dev_env.client, task_queue) as http:
         await seed(pool, ["ada"])
         journey_id = await create(http, gated("v1_follow_up"))
-        await http.post(f"/v1/journeys/{journey_id}/activate")
+        await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert (await activation_done(http, journey_id))["started"] == 1
 
         await http.post(f"/v1/journeys/{journey_id}/deactivate")
         edited = await http.put(f"/v1/journeys/{journey_id}", json=gated("v2_follow_up"))
         assert edited.json()["version"] == 2
-        await http.post(f"/v1/journeys/{journey_id}/activate")
+        await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         second = await activation_done(http, journey_id)
         assert (second["journey_version"], second["started"]) == (2, 0)
         assert second["refused"] == {"already_enrolled": 1}
@@ -165,16 +165,22 @@ async def test_limits_owner_count_and_one_active_journey_per_audience(
         )
         assert other_property.status_code == 200
 
-        assert (await http.post(f"/v1/journeys/{first}/activate")).status_code == 200
-        conflict = await http.post(f"/v1/journeys/{owned[0]}/activate")
+        assert (
+            await http.post(f"/v1/journeys/{first}/activate", params={"force": "true"})
+        ).status_code == 200
+        conflict = await http.post(f"/v1/journeys/{owned[0]}/activate", params={"force": "true"})
         assert conflict.status_code == 409, conflict.text
         assert conflict.json()["reason"] == "journey_conflict"
         assert conflict.json()["conflicting_journey_id"] == first
         assert (await http.get(f"/v1/journeys/{owned[0]}")).json()["status"] == "draft"
-        assert (await http.post(f"/v1/journeys/{owned[1]}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{owned[1]}/activate", params={"force": "true"})
+        ).status_code == 200
 
         await http.post(f"/v1/journeys/{first}/deactivate")
-        assert (await http.post(f"/v1/journeys/{owned[0]}/activate")).status_code == 200
+        assert (
+            await http.post(f"/v1/journeys/{owned[0]}/activate", params={"force": "true"})
+        ).status_code == 200
 
 
 async def test_deactivate_keeps_enrollments_unless_unenroll_and_delete_refuses_while_they_run(
@@ -183,7 +189,7 @@ async def test_deactivate_keeps_enrollments_unless_unenroll_and_delete_refuses_w
     async with running_stack(pool, dev_env.client, task_queue) as http:
         await seed(pool, ["a", "b", "c"])
         journey_id = await create(http, waiting("P1D"))
-        await http.post(f"/v1/journeys/{journey_id}/activate")
+        await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert (await activation_done(http, journey_id))["started"] == 3
 
         stopped = await http.post(f"/v1/journeys/{journey_id}/deactivate")
@@ -221,7 +227,7 @@ async def test_delete_with_unenroll_ends_running_enrollments(
     async with running_stack(pool, dev_env.client, task_queue) as http:
         await seed(pool, ["a", "b"])
         journey_id = await create(http, waiting("P1D"))
-        await http.post(f"/v1/journeys/{journey_id}/activate")
+        await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         await activation_done(http, journey_id)
 
         deleted = await http.delete(f"/v1/journeys/{journey_id}?unenroll=true")
@@ -244,7 +250,7 @@ async def test_deactivating_mid_activation_stops_it_and_nothing_starts_after(
     ) as http:
         await seed(pool, contacts)
         journey_id = await create(http, waiting("P1D"))
-        activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+        activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert activated.json()["activation"]["status"] == "running"
 
         async def some_started() -> None:
@@ -285,7 +291,7 @@ async def test_preview_counts_eligible_and_refusals_without_enrolling(
         assert await pool.fetchval("SELECT count(*) FROM enrollments") == 0
         assert await pool.fetchval("SELECT count(*) FROM refusals") == 0
 
-        await http.post(f"/v1/journeys/{journey_id}/activate")
+        await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         progress = await activation_done(http, journey_id)
         assert (progress["eligible"], progress["started"], progress["refused"]) == (
             3,

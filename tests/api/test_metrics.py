@@ -114,7 +114,9 @@ class Scenario:
         return journey_id
 
     async def activate(self, journey_id: str) -> None:
-        activated = await self.http.post(f"/v1/journeys/{journey_id}/activate")
+        activated = await self.http.post(
+            f"/v1/journeys/{journey_id}/activate", params={"force": "true"}
+        )
         assert activated.status_code == 200, activated.text
 
     async def enroll(self, journey_id: str, contact_id: str) -> httpx.Response:

@@ -47,7 +47,9 @@ async def test_tasks_and_notifications_are_listed_by_journey_and_contact(
         other = {**CRM, "stage_property": "other_stage"}  # one active journey per audience
         other_id = (await http.post("/v1/journeys", json=other)).json()["id"]
         for jid in (journey_id, other_id):
-            assert (await http.post(f"/v1/journeys/{jid}/activate")).status_code == 200
+            assert (
+                await http.post(f"/v1/journeys/{jid}/activate", params={"force": "true"})
+            ).status_code == 200
         for contact, name in (("ada", "Ada"), ("bob", "Bob")):
             props = {"properties": {"first_name": name}}
             assert (await http.put(f"/v1/contacts/{contact}", json=props)).status_code == 200

@@ -18,7 +18,7 @@ async def _start_journey(http: httpx.AsyncClient, wait: str) -> str:
     created = await http.post("/v1/journeys", json=skeleton_journey(wait))
     assert created.status_code == 201, created.text
     journey_id = created.json()["id"]
-    activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+    activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
     assert activated.status_code == 200 and activated.json()["status"] == "active"
     contact = await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
     assert contact.status_code == 200, contact.text

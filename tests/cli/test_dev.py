@@ -100,6 +100,7 @@ def _a_journey_email_request(http: httpx.Client) -> str:
     template = {"subject": "Welcome, {{ contact.first_name }}", "text": "Hi!"}
     assert http.put("/v1/templates/welcome", json=template).status_code == 200
     journey_id = http.post("/v1/journeys", json=WELCOME_JOURNEY).json()["id"]
+    # ready: its template is saved and `nurture dev` configures email (the SMTP sink)
     assert http.post(f"/v1/journeys/{journey_id}/activate").status_code == 200
     ada = {"properties": {"email": "ada@example.test", "first_name": "Ada"}}
     assert http.put("/v1/contacts/ada", json=ada).status_code == 200

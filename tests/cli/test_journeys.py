@@ -25,8 +25,8 @@ async def test_activate_shows_the_activation_to_its_end(
         pool, dev_env.client, task_queue, activation_rate=200, activation_page_size=50
     ) as http:
         journey_id = await create(http, waiting("P1D"))
-        progress = await follow_activation(http, journey_id, out, poll_seconds=0.1)
-        again = await follow_activation(http, journey_id, out, poll_seconds=0.1)
+        progress = await follow_activation(http, journey_id, out, poll_seconds=0.1, force=True)
+        again = await follow_activation(http, journey_id, out, poll_seconds=0.1, force=True)
     assert progress is not None and again is not None
     assert (progress["status"], progress["started"], progress["refused"]) == ("completed", 120, {})
     assert again["activation"] == progress["activation"]

@@ -47,7 +47,7 @@ async def activate(http: httpx.AsyncClient, definition: dict[str, Any]) -> str:
     created = await http.post("/v1/journeys", json=definition)
     assert created.status_code == 201, created.text
     journey_id: str = created.json()["id"]
-    activated = await http.post(f"/v1/journeys/{journey_id}/activate")
+    activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
     assert activated.status_code == 200, activated.text
     if activated.json()["activation"] is not None:
         # the activation enrolls who is already eligible: let it finish before the test
