@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30
     webhook_timeout: float = 10
 
-    # the sender (workers/sender.py) hands queued messages to SMTP and the webhook
+    # the sender (services/sender.py) hands queued messages to SMTP and the webhook
     send_from_api: bool = True
     """The API process runs a sender; set false where `nurture sender` runs on its own."""
     sender_concurrency: int = 16

@@ -3,7 +3,7 @@
 `queue_message` runs inside the step's transaction, only when the step row is new: it
 applies the rules (unsubscribe, send window, frequency cap), renders the template and
 writes one outbox row per channel. What it decided goes onto the step row, so a retried
-activity answers the same (`recorded`). The commit wakes the sender (workers/sender.py),
+activity answers the same (`recorded`). The commit wakes the sender (services/sender.py),
 which hands each queued row to its provider in another process; `delivered` waits until
 every row of the step has an outcome and records it on the step.
 

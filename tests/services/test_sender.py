@@ -1,4 +1,4 @@
-"""The sender (workers/sender.py): the activity queues and waits, the sender hands over.
+"""The sender (services/sender.py): the activity queues and waits, the sender hands over.
 
 The one place a message can arrive twice: the provider took it and the sender's record of
 the answer never got made. The outbox row stays `sending`; the next attempt sends again

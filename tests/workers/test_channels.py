@@ -1,6 +1,6 @@
 """Delivery for real: email to an aiosmtpd SMTP server, SMS/tasks/notifications to an HTTP
 webhook served by the test, exactly once and with the idempotency key on the wire. The
-activities queue and wait; a sender (workers/sender.py) next to them hands over."""
+activities queue and wait; a sender (services/sender.py) next to them hands over."""
 
 from __future__ import annotations
 
