@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any
 
 from api.errors import ApiError
@@ -14,6 +15,22 @@ from api.ingest import storable_text
 
 def encode_cursor(after: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+
+
+def encode_moment_cursor(at: datetime, key: str) -> str:
+    """A cursor for a page ordered by (moment, key)."""
+    return encode_cursor([at.isoformat(), key])
+
+
+def decode_moment_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """The (moment, key) a page ordered by them starts after; None for the first page."""
+    after = decode_cursor(cursor, list)
+    if after is None:
+        return None
+    try:
+        return datetime.fromisoformat(after[0]), after[1]
+    except (ValueError, IndexError):
+        raise ApiError(400, "invalid_cursor", "The cursor is not one this API returned.") from None
 
 
 def decode_cursor(cursor: str, kind: type | tuple[type, ...] = str) -> Any:

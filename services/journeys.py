@@ -249,7 +249,7 @@ async def _unenroll(
 
 
 async def assets(
-    conn: Queryable, settings: Settings, workspace: str, journey: Journey
+    conn: Queryable, settings: Settings, workspace: str, journey: Journey, *, lists: bool = True
 ) -> list[Asset]:
     """The journey's assets, each told whether it exists (templates saved, lists with
     members) or is configured (email: an SMTP host; sms, whatsapp, tasks and
@@ -261,7 +261,7 @@ async def assets(
     for asset in found:
         if asset.kind == "template":
             asset.exists = asset.name in saved
-        elif asset.kind == "list":
+        elif asset.kind == "list" and lists:
             asset.exists = await metrics_store.list_size(conn, workspace, asset.name) > 0
         elif asset.kind == "channel":
             asset.exists = bool(settings.smtp_host) if asset.name == "email" else hooked
@@ -273,4 +273,5 @@ async def readiness(
 ) -> list[Problem]:
     """Warnings for what would make sends fail or stay in the outbox: a missing template,
     a channel with no provider."""
-    return not_ready(await assets(conn, settings, workspace, journey))
+    # lists never make a journey unready: their sizes are not read
+    return not_ready(await assets(conn, settings, workspace, journey, lists=False))

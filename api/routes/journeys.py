@@ -12,10 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
-from api.errors import ApiError
 from api.ingest import JourneyIdPath, VersionPath
 from api.openapi import JOURNEY_BODY
-from api.paging import decode_cursor, encode_cursor
+from api.paging import decode_moment_cursor, encode_moment_cursor
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
 from services import journeys
 from shared.assets import Asset, not_ready
@@ -165,19 +164,11 @@ async def list_journeys(
 ) -> JourneyPage:
     """The workspace's journeys, oldest first, a page at a time (`next_cursor` gets the
     next page; 400 `invalid_cursor` for a cursor this API did not return)."""
-    after = decode_cursor(cursor, list)
-    start = None
-    if after is not None:
-        try:
-            start = (datetime.fromisoformat(after[0]), after[1])
-        except (ValueError, IndexError):
-            raise ApiError(
-                400, "invalid_cursor", "The cursor is not one this API returned."
-            ) from None
+    start = decode_moment_cursor(cursor)
     rows = await journeys_store.journeys(pool, workspace, start, limit)
     items = [journey_out(r) for r in rows]
     last = items[-1] if len(items) == limit else None
-    next_cursor = encode_cursor([last.created_at.isoformat(), last.id]) if last else None
+    next_cursor = encode_moment_cursor(last.created_at, last.id) if last else None
     return JourneyPage(items=items, next_cursor=next_cursor)
 
 

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import PoolDep, WorkspaceDep
-from api.errors import ApiError
-from api.paging import decode_cursor, encode_cursor
+from api.paging import decode_moment_cursor, encode_moment_cursor
 from store import outbox as outbox_store
 
 router = APIRouter(prefix="/v1", tags=["tasks and notifications"])
@@ -48,14 +47,7 @@ async def _page(
     cursor: str,
     limit: int,
 ) -> RecordPage:
-    after = decode_cursor(cursor, list)
-    start = None
-    if after is not None:
-        try:
-            start = (datetime.fromisoformat(after[0]), after[1])
-        except (ValueError, IndexError):
-            message = "The cursor is not one this API returned."
-            raise ApiError(400, "invalid_cursor", message) from None
+    start = decode_moment_cursor(cursor)
     rows = await outbox_store.of_kind(pool, workspace, kind, journey_id, contact_id, start, limit)
     items = [
         RecordOut(
@@ -74,7 +66,7 @@ async def _page(
         for r in rows
     ]
     last = items[-1] if len(items) == limit else None
-    next_cursor = encode_cursor([last.created_at.isoformat(), last.id]) if last else None
+    next_cursor = encode_moment_cursor(last.created_at, last.id) if last else None
     return RecordPage(items=items, next_cursor=next_cursor)
 
 
