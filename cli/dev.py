@@ -20,6 +20,7 @@ from shared.settings import DEV_ENV, Settings
 from store.api_keys import create_key, workspace_for
 from store.db import create_database, migrate
 
+LOOPBACK = "127.0.0.0/8,::1,localhost"
 console = Console()
 DEV_POSTGRES_PORT = 55432
 DEV_DATABASE = "nurture"
@@ -144,6 +145,8 @@ def run_dev(settings: Settings) -> int:
             env["NURTURE_SMTP_PORT"] = str(settings.dev_smtp_port)
             env["NURTURE_SMTP_SECURITY"] = "none"
             env["NURTURE_DEV_MAILBOX"] = "true"
+        # webhooks of a local try-out are received on this machine: allow loopback only
+        env.setdefault("NURTURE_WEBHOOK_ALLOW", LOOPBACK)
         procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
         _write_dev_env(data_dir, env)
         _print_urls(settings, data_dir, dev_key)

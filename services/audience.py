@@ -36,8 +36,15 @@ def _rule(journey: Journey) -> tuple[list[str], str, list[str], bool]:
 
 
 async def count_eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
+    """How many contacts activation would enroll (none for a journey entered by trigger)."""
     if not bulk_enrolls(journey):
         return 0
+    return await count_matching(conn, workspace, journey)
+
+
+async def count_matching(conn: Queryable, workspace: str, journey: Journey) -> int:
+    """Contacts that meet the list and stage-value rule now, whatever enters the journey:
+    the metrics' `eligible` (docs/metrics.md)."""
     return await contacts_store.count_eligible(conn, workspace, _rule(journey))
 
 

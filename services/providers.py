@@ -16,6 +16,7 @@ came back (lost connection, timeout): the provider may have it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -28,19 +29,27 @@ import aiosmtplib
 import httpx
 from aiosmtplib.typing import Default
 
+from services.outbound import ForbiddenDestination, vetted_address
 from shared.channels import header_problem, one_address
+from shared.destinations import FORBIDDEN
 from shared.settings import Settings
 
 ANSWER_CHARS = 1000
-"""How much of a provider's answer the enrollment log keeps."""
+"""How much of the SMTP server's answer (the operator's own relay) the log keeps."""
+STATUS_LINE_CHARS = 80
+"""How much of a webhook's status line the log keeps: never its body."""
 
 
 class PermanentFailure(Exception):
     """The provider refused the send for good (e.g. a 4xx other than 429, an SMTP 5xx)."""
 
-    def __init__(self, message: str, answer: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, answer: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.answer = answer or {}
+        if reason:
+            self.answer["reason"] = reason
 
 
 class TransientFailure(Exception):
@@ -175,10 +184,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class Webhook:
-    """Signed JSON POSTs to the workspace's webhook URL."""
+    """Signed JSON POSTs to the workspace's webhook URL, only to an address the rules allow
+    (`services.outbound`), within a total deadline; the reply's body is never read: the
+    log keeps its status line."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.allowance = settings.webhook_allowance
 
     async def send(
         self,
@@ -188,30 +200,52 @@ class Webhook:
         body: dict[str, Any],
         handover: Handover | None = None,
     ) -> dict[str, Any]:
+        try:
+            address = await vetted_address(url, self.allowance)
+        except ForbiddenDestination as exc:
+            raise PermanentFailure(
+                f"the webhook URL may not be reached: {exc}", reason=FORBIDDEN
+            ) from exc
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            raise TransientFailure(f"webhook: the host does not resolve: {exc}") from exc
         raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        target = httpx.URL(url)
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": key,
             "X-Nurture-Idempotency-Key": key,
             "X-Nurture-Signature": sign(secret, int(time.time()), raw),
         }
+        extensions: dict[str, Any] = {}
+        if address is not None:
+            # connect to the address that was checked; the host still names the site
+            headers["Host"] = target.netloc.decode("ascii")
+            extensions["sni_hostname"] = target.host
+            target = target.copy_with(host=address)
         handover = handover or Handover()
         await handover.begin()
         try:
-            async with httpx.AsyncClient(timeout=self.settings.webhook_timeout) as http:
-                response = await http.post(url, content=raw, headers=headers)
-        except httpx.HTTPError as exc:
+            async with (
+                asyncio.timeout(self.settings.webhook_deadline),
+                httpx.AsyncClient(timeout=self.settings.webhook_timeout) as http,
+            ):
+                request = http.build_request(
+                    "POST", target, content=raw, headers=headers, extensions=extensions
+                )
+                response = await http.send(request, stream=True)
+                await response.aclose()  # the body is never read: its size cannot matter
+        except (httpx.HTTPError, TimeoutError) as exc:
             # not even connected: the receiver cannot have it; otherwise it may
             unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+            what = "no answer within the deadline" if isinstance(exc, TimeoutError) else exc
             raise TransientFailure(
-                f"webhook: {type(exc).__name__}: {exc}", maybe_delivered=not unsent
+                f"webhook: {type(exc).__name__}: {what}", maybe_delivered=not unsent
             ) from exc
         status = response.status_code
-        text = response.text[:ANSWER_CHARS]
-        answer = {"status": status, "body": text}
+        answer = {"status": status, "reason": response.reason_phrase[:STATUS_LINE_CHARS]}
         if 200 <= status < 300:
             await handover.done(answer)
             return answer
         if status == 429 or status >= 500 or status == 408:
-            raise TransientFailure(f"webhook answered {status}: {text[:200]}")
+            raise TransientFailure(f"webhook answered {status}")
         raise PermanentFailure(f"the webhook answered {status}", answer)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.destinations import Allowance
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_TASK_QUEUE = "nurture"
@@ -63,6 +65,12 @@ class Settings(BaseSettings):
     smtp_from: str = "nurture@localhost"
     smtp_timeout: float = 30
     webhook_timeout: float = 10
+    """Seconds a webhook may take to connect, or between two reads of its reply."""
+    webhook_deadline: float = 15
+    """Seconds a whole webhook request may take, however slowly its receiver trickles."""
+    webhook_allow: str = ""
+    """Hosts, addresses and ranges a webhook may reach although they are loopback, private
+    or link-local (comma-separated: `127.0.0.1,::1,localhost,10.20.0.0/16`)."""
 
     # the sender (services/sender.py) hands queued messages to SMTP and the webhook
     send_from_api: bool = True
@@ -90,6 +98,16 @@ class Settings(BaseSettings):
     """Enrollment starts an activation has in flight at once (each holds a connection)."""
     activation_heartbeat_seconds: float = 30.0
     """A batch page that has not heartbeated in this long (its worker died) is retried."""
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allowance_reads(cls, spec: str) -> str:
+        Allowance.parse(spec)
+        return spec
+
+    @property
+    def webhook_allowance(self) -> Allowance:
+        return Allowance.parse(self.webhook_allow)
 
     @property
     def temporal_target(self) -> str:

@@ -149,37 +149,41 @@ FROM contacts c WHERE c.workspace = $1 AND c.id = ANY($2::text[])
 """
 
 # $1 workspace, $2 eligible lists, $3 stage property, $4 the stages' values,
-# $5 enroll_empty_stage
-_ELIGIBLE = """
+# $5 enroll_empty_stage. With lists, the members drive (index lookups into contacts); an
+# OR between "no lists" and the membership test would make Postgres scan every contact.
+_IN_LISTS = """
 c.workspace = $1
-AND (cardinality($2::text[]) = 0 OR EXISTS (
-    SELECT 1 FROM list_members m
-    WHERE m.workspace = c.workspace AND m.contact_id = c.id AND m.list = ANY($2::text[])))
+AND c.id IN (SELECT m.contact_id FROM list_members m
+             WHERE m.workspace = $1 AND m.list = ANY($2::text[]))
+"""
+_ANY_CONTACT = "c.workspace = $1 AND cardinality($2::text[]) = 0"
+_STAGE_RULE = """
 AND CASE WHEN coalesce(c.properties -> $3::text, 'null') IN ('null'::jsonb, '""'::jsonb)
          THEN $5::boolean
-         ELSE coalesce(c.properties -> $3 IN (SELECT to_jsonb(v) FROM unnest($4::text[]) v),
-                       false) END
+         ELSE jsonb_typeof(c.properties -> $3::text) = 'string'
+              AND (c.properties ->> $3::text) = ANY($4::text[]) END
 """
 
-COUNT_ELIGIBLE = f"SELECT count(*) FROM contacts c WHERE {_ELIGIBLE}"
 
-ELIGIBLE_PAGE = f"""
-SELECT c.id FROM contacts c WHERE {_ELIGIBLE} AND c.id > $6 ORDER BY c.id LIMIT $7
+def _eligible(lists: list[str], query: str) -> str:
+    return query.format(eligible=(_IN_LISTS if lists else _ANY_CONTACT) + _STAGE_RULE)
+
+
+COUNT_ELIGIBLE = "SELECT count(*) FROM contacts c WHERE {eligible}"
+
+ELIGIBLE_PAGE = """
+SELECT c.id FROM contacts c WHERE {eligible} AND c.id > $6 ORDER BY c.id LIMIT $7
 """
 
 # The preview reads what the refusal checks need, a page at a time.
-PREVIEW_PAGE = f"""
+PREVIEW_PAGE = """
 SELECT c.id, c.properties,
        ARRAY(SELECT m.list FROM list_members m
              WHERE m.workspace = c.workspace AND m.contact_id = c.id) AS lists,
        EXISTS (SELECT 1 FROM enrollments e
                WHERE e.workspace = c.workspace AND e.journey_id = $8 AND e.contact_id = c.id)
            AS enrolled
-FROM contacts c WHERE {_ELIGIBLE} AND c.id > $6 ORDER BY c.id LIMIT $7
-"""
-
-ELIGIBLE_UNION = """
-SELECT count(DISTINCT contact_id) FROM list_members WHERE workspace = $1 AND list = ANY($2)
+FROM contacts c WHERE {eligible} AND c.id > $6 ORDER BY c.id LIMIT $7
 """
 
 
@@ -398,14 +402,17 @@ AudienceRule = tuple[list[str], str, list[str], bool]
 
 
 async def count_eligible(conn: Queryable, workspace: str, rule: AudienceRule) -> int:
-    return int(await conn.fetchval(COUNT_ELIGIBLE, workspace, *rule) or 0)
+    return int(await conn.fetchval(_eligible(rule[0], COUNT_ELIGIBLE), workspace, *rule) or 0)
 
 
 async def eligible_page(
     conn: Queryable, workspace: str, rule: AudienceRule, after: str, limit: int
 ) -> list[str]:
     """The ids of the next `limit` eligible contacts after `after`, in id order."""
-    return [r["id"] for r in await conn.fetch(ELIGIBLE_PAGE, workspace, *rule, after, limit)]
+    return [
+        r["id"]
+        for r in await conn.fetch(_eligible(rule[0], ELIGIBLE_PAGE), workspace, *rule, after, limit)
+    ]
 
 
 async def preview_page(
@@ -419,7 +426,9 @@ async def preview_page(
 ) -> list[tuple[str, ContactState | None]]:
     """The next eligible contacts after `after`, each with its state as the refusal checks
     read it (the goal's events counted), or None when it is in the journey already."""
-    rows = await conn.fetch(PREVIEW_PAGE, workspace, *rule, after, limit, journey_id)
+    rows = await conn.fetch(
+        _eligible(rule[0], PREVIEW_PAGE), workspace, *rule, after, limit, journey_id
+    )
     event_types = sorted({leaf.event for leaf in journey.counted_event_leaves()})
     events = await _events_of(conn, workspace, [r["id"] for r in rows], event_types)
     page: list[tuple[str, ContactState | None]] = []
@@ -432,8 +441,3 @@ async def preview_page(
             state = apply_event(state, event, journey)
         page.append((row["id"], state))
     return page
-
-
-async def in_any_list(conn: Queryable, workspace: str, lists: list[str]) -> int:
-    """Contacts in at least one of `lists`."""
-    return int(await conn.fetchval(ELIGIBLE_UNION, workspace, lists))

@@ -9,10 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.journey import Journey
 from shared.metrics import Tally
 from shared.metrics import Window as MetricsWindow
-from store.contacts import in_any_list
 from store.db import Queryable
 
 # The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
@@ -102,9 +100,6 @@ SELECT coalesce(sum(members), 0) FROM list_counters WHERE workspace = $1 AND lis
 """
 
 
-CONTACTS = "SELECT coalesce(sum(contacts), 0) FROM workspace_counters WHERE workspace = $1"
-
-
 STAGES = "SELECT stage, entered, active FROM stage_stats WHERE workspace = $1 AND journey_id = $2"
 
 
@@ -180,11 +175,6 @@ async def cohort_moves(conn: Queryable, window: Window) -> list[asyncpg.Record]:
     return await conn.fetch(COHORT_MOVES, *window)
 
 
-async def contacts(conn: Queryable, workspace: str) -> int:
-    """Contacts in the workspace (from its counters)."""
-    return int(await conn.fetchval(CONTACTS, workspace))
-
-
 async def list_size(conn: Queryable, workspace: str, list_name: str) -> int:
     """Members of one list (from its counters)."""
     return int(await conn.fetchval(LIST_MEMBERS, workspace, list_name))
@@ -241,15 +231,3 @@ async def cohort_tally(
         if r["from_stage"] is not None:
             tally.paths.setdefault(r["from_stage"], Counter())[r["to_node"]] += r["n"]
     return tally
-
-
-async def eligible(conn: Queryable, workspace: str, journey: Journey) -> int:
-    """Contacts now in the journey's eligible lists (every contact when it has none)."""
-    lists = journey.eligible_lists
-    if not lists:
-        n = await contacts(conn, workspace)
-    elif len(lists) == 1:
-        n = await list_size(conn, workspace, lists[0])
-    else:
-        n = await in_any_list(conn, workspace, lists)
-    return int(n)

@@ -4,6 +4,7 @@ their wheels, and one embedded Postgres migrated once into a template database."
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import uuid
@@ -21,6 +22,10 @@ from shared.search_attributes import ALL_KEYS
 from store.db import create_pool, migrate
 
 TEMPLATE_DB = "nurture_template"
+
+# the webhook receivers of the tests listen on loopback, which the product refuses unless
+# the operator allows it (tests/security/ builds settings without this allowance)
+os.environ.setdefault("NURTURE_WEBHOOK_ALLOW", "127.0.0.1")
 
 SERVERS = frozenset({"postgres", "database_url", "pool", "dev_env", "ts_env"})
 """Fixtures that start a real server: a test in tests/shared/ that uses none is `unit`."""

@@ -359,7 +359,7 @@ def _entry(row: asyncpg.Record) -> dict[str, Any]:
             entry["resends"] = answer["resends"]
     if row["last_error"] and row["status"] != "delivered":
         entry["error"] = row["last_error"]
-    failure = (row["payload"] or {}).get("failure")
+    failure = (row["payload"] or {}).get("failure") or (answer or {}).get("reason")
     if failure and row["status"] == "failed":
         entry["reason"] = failure
     return entry

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import PoolDep, WorkspaceDep
+from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
+from services.outbound import save_time_refusal
 from shared.channels import ChannelSettings, FrequencyCap, sender_refusal
+from shared.destinations import FORBIDDEN, shown
 from shared.journey import SendWindow
 from store import workspaces as workspaces_store
 
@@ -33,7 +35,7 @@ class ChannelSettingsOut(BaseModel):
 def _out(settings: ChannelSettings) -> dict[str, Any]:
     hook = settings.webhook
     return {
-        "webhook": {"url": str(hook.url), "secret_set": True} if hook else None,
+        "webhook": {"url": shown(str(hook.url)), "secret_set": True} if hook else None,
         "email_from": settings.email_from,
         "timezone": settings.timezone,
         "send_window": settings.send_window,
@@ -58,11 +60,16 @@ async def get_channel_settings(pool: PoolDep, workspace: WorkspaceDep) -> Any:
     summary="Replace the workspace's channel settings",
 )
 async def put_channel_settings(
-    body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep
+    body: ChannelSettings, pool: PoolDep, workspace: WorkspaceDep, settings: SettingsDep
 ) -> Any:
     """Replaces the workspace's channel settings (fields left out take their defaults).
     `email_from` must be at a domain the operator allowed for the workspace (422
-    `sender_domain_not_allowed`)."""
+    `sender_domain_not_allowed`); the webhook may not point at this machine, a private or
+    link-local network, nor carry credentials (422 `webhook_url_forbidden`)."""
+    if body.webhook is not None:
+        url = str(body.webhook.url)
+        if forbidden := await save_time_refusal(url, settings.webhook_allowance):
+            raise ApiError(422, FORBIDDEN, f"The webhook URL is not allowed: {forbidden}.")
     if body.email_from:
         allowed = await workspaces_store.sender_domains(pool, workspace)
         if refused := sender_refusal(body.email_from, allowed):

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 
 from api.deps import PoolDep, WorkspaceDep
 from api.ingest import JourneyIdPath
-from services import journeys
+from services import audience, journeys
 from shared.journey import Journey
 from shared.metrics import JourneyMetrics, journey_metrics, window_of
 from store import metrics as metrics_store
@@ -41,5 +41,5 @@ async def get_metrics(
             tally = await metrics_store.tally(conn, workspace, journey_id, epoch)
         else:
             tally = await metrics_store.cohort_tally(conn, workspace, journey_id, epoch, window)
-        eligible = await metrics_store.eligible(conn, workspace, journey)
+        eligible = await audience.count_matching(conn, workspace, journey)
     return journey_metrics(journey_id, journey, epoch, tally, eligible, window)

@@ -57,6 +57,8 @@ async def test_activation_enrolls_each_contact_into_the_stage_its_value_names(
         journey_id = await create(http, FLOW)
         preview = (await http.post(f"/v1/journeys/{journey_id}/preview")).json()
         assert (preview["eligible"], preview["would_enroll"]) == (2, 2), preview
+        metrics = (await http.get(f"/v1/journeys/{journey_id}/metrics")).json()
+        assert metrics["eligible"] == 2, metrics  # four list members, two with a stage value
         assert (
             await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         ).status_code == 200

@@ -283,7 +283,10 @@ async def test_metrics_of_a_journey_match_the_hand_count(
         await s.quiet()
 
         m = await s.metrics(trial)
-        assert m["eligible"] == 10  # trial: the eight, r_supp and r_goal
+        # eligible is the entry rule now: trial members whose stage property holds a stage's
+        # value, c_nomkt (intro), c_goal and c_supp (nudge). The ended hold an end's value;
+        # r_supp and r_goal hold none, and this journey does not enroll an empty stage.
+        assert m["eligible"] == 3
         assert (m["enrolled"], m["active"], m["in_attribution_window"]) == (8, 0, 0)
         assert m["refused"] == {
             "already_enrolled": 1,
