@@ -34,6 +34,12 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
+SIZE_BUDGETS = {
+    "contact_too_large": "A contact's properties, merged, may take at most 256 KB as JSON.",
+    "event_too_large": "An event's properties may take at most 64 KB as JSON.",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallerError)
     async def _refused(_: Request, exc: CallerError) -> JSONResponse:
@@ -55,6 +61,16 @@ def install_error_handlers(app: FastAPI) -> None:
             ),
             422,
         )
+
+    @app.exception_handler(asyncpg.exceptions.CheckViolationError)
+    async def _over_budget(_: Request, exc: asyncpg.exceptions.CheckViolationError) -> JSONResponse:
+        # store/sql/013_size_budgets.sql: what Temporal can carry in a workflow's input
+        budget = SIZE_BUDGETS.get(exc.constraint_name or "")
+        if budget is None:
+            body = error_body("unstorable_value", "A value in the request cannot be stored.")
+        else:
+            body = error_body(exc.constraint_name or "", budget)
+        return JSONResponse(body, 422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,14 +12,14 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from shared import search_attributes as sa
 from shared.contact import ContactState
 from shared.eligibility import Eligibility, eligibility
 from shared.enrollment import EnrollmentInput, Unenroll, workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused, entry_stage, refusal_for
-from shared.errors import Conflict, NotFound, Unavailable
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.settings import Settings
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
@@ -130,11 +130,26 @@ async def _start(
         )
     except WorkflowAlreadyStartedError:
         return Refused("already_enrolled", "The contact was enrolled in this journey before.")
-    except RPCError:
+    except RPCError as exc:
         # Temporal refused or is down: give the row back so a retry can enroll.
         await enrollments_store.delete_enrollment(pool, wf_id)
-        raise
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        # refused for good (a payload over Temporal's size limit): retrying cannot help
+        refusal = temporal_refusal(exc.message)
+        await enrollments_store.insert_refusal(
+            pool, record.workspace, record.id, contact_id, refusal.reason, None, False
+        )
+        return refusal
     return Enrolled(wf_id)
+
+
+def temporal_refusal(message: str) -> Refused:
+    """The refusal for a start Temporal turned down as invalid."""
+    if "size" in message.lower() or "too large" in message.lower():
+        why = f"Temporal refused the enrollment as too large ({message}): shrink the contact."
+        return Refused("enrollment_too_large", why)
+    return Refused("temporal_refused", f"Temporal refused the enrollment: {message}")
 
 
 # --- many at once (activation) --------------------------------------------------------
@@ -251,8 +266,9 @@ async def enroll_contact(
         ) from exc
     if isinstance(result, Enrolled):
         return result
-    refused = NotFound if result.reason == "contact_not_found" else Conflict
-    raise refused(result.reason, result.message, explanation=result.explanation)
+    refused = {"contact_not_found": NotFound, "enrollment_too_large": Invalid}
+    error = refused.get(result.reason, Conflict)
+    raise error(result.reason, result.message, explanation=result.explanation)
 
 
 async def unenroll_contact(

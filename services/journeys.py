@@ -23,12 +23,14 @@ from temporalio.client import Client
 
 from services.audience import bulk_enrolls
 from services.batches import start_batch, stop_activations
+from services.rendering import renderer
 from shared import limits
 from shared.activation import BatchKind
 from shared.assets import Asset, assets_of, not_ready
 from shared.errors import Conflict, NotFound
-from shared.journey import Journey
+from shared.journey import CreateTask, Journey, SendNotification
 from shared.settings import Settings
+from shared.templates import TOO_COSTLY, RenderError
 from shared.validation import Problem
 from shared.versions import changes_between
 from store import batches as batches_store
@@ -65,6 +67,30 @@ async def _check_owner(
     owned = await journeys_store.count_by_owner(conn, workspace, owner, journey_id)
     if refused := limits.owner_limit(owner, owned, settings.max_journeys_per_owner):
         raise refused
+
+
+async def costly_texts(settings: Settings, journey: Journey) -> list[Problem]:
+    """Task titles and notes and notification messages rendered once, over an empty
+    contact, by the renderer: one over a render's limits is a problem
+    (`template_too_costly`; docs/reliability.md, "Security")."""
+    problems = []
+    for stage in journey.stages:
+        for i, action in enumerate(stage.actions):
+            texts = {}
+            if isinstance(action, CreateTask):
+                texts = {"title": action.title, "notes": action.notes}
+            elif isinstance(action, SendNotification):
+                texts = {"message": action.message}
+            for field, source in texts.items():
+                if source is None:
+                    continue
+                try:
+                    await renderer(settings).render_parts({"text": source}, {})
+                except RenderError as exc:
+                    if exc.reason == TOO_COSTLY:
+                        path = f"stages[{stage.key}].actions[{i}].{field}"
+                        problems.append(Problem(path=path, reason=TOO_COSTLY, message=exc.message))
+    return problems
 
 
 async def create(

@@ -5,6 +5,7 @@ counts under a lock and asks these."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,10 +13,26 @@ from shared.errors import Conflict, Invalid
 from shared.journey import Journey
 from shared.validation import JourneyValidation, Problem, validate_journey
 
+MAX_JOURNEY_BYTES = 256 * 1024
+"""What a journey definition may take as JSON: it travels in every enrollment's workflow
+input, which Temporal refuses over 2 MB."""
+
 
 def checked(payload: Any, max_eligible_lists: int) -> tuple[Journey, JourneyValidation]:
     """The journey a payload defines, or `Invalid` (422 `invalid_journey`) with every
-    problem by JSON path and reason, the eligible list limit included."""
+    problem by JSON path and reason, the eligible list limit included; 422
+    `journey_too_large` past MAX_JOURNEY_BYTES."""
+    try:
+        raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    except (RecursionError, ValueError):
+        size = 0  # nested too deep to measure: validation refuses it for its depth
+    if size > MAX_JOURNEY_BYTES:
+        raise Invalid(
+            "journey_too_large",
+            f"A journey may take at most {MAX_JOURNEY_BYTES // 1024} KB as JSON; "
+            f"this one takes {size // 1024} KB.",
+        )
     result = validate_journey(payload)
     problems = list(result.problems)
     journey = result.journey

@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     """Hosts, addresses and ranges a webhook may reach although they are loopback, private
     or link-local (comma-separated: `127.0.0.1,::1,localhost,10.20.0.0/16`)."""
 
+    # templates render in child processes (services/rendering.py)
+    render_processes: int = 2
+    """Render processes per API or worker process."""
+    render_seconds: float = 2.0
+    """How long one render may take before it fails `template_too_costly`."""
+    render_memory_mb: int = 512
+    """The address space of a render process."""
+    render_output_chars: int = 256_000
+    """What one template part may render to."""
+
     # the sender (services/sender.py) hands queued messages to SMTP and the webhook
     send_from_api: bool = True
     """The API process runs a sender; set false where `nurture sender` runs on its own."""

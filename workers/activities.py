@@ -10,7 +10,7 @@ activity neither writes nor counts anything twice. Outbox rows carry the idempot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +32,6 @@ from shared.enrollment import (
 )
 from shared.journey import Journey
 from shared.settings import Settings
-from shared.templates import render_lenient
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import metrics as metrics_store
@@ -85,6 +84,7 @@ class JourneyActivities:
     def __init__(self, pool: asyncpg.Pool, settings: Settings | None = None) -> None:
         self.pool = pool
         self.sending = Sending(pool, settings or Settings())
+        self.renderer = self.sending.renderer
 
     # --- one activity per side-effecting action ----------------------------------------
 
@@ -111,11 +111,11 @@ class JourneyActivities:
         """Records a task for the caller's CRM and POSTs it to the workspace's webhook."""
         action = request.action
 
-        def rendered(properties: dict[str, Any]) -> dict[str, Any]:
+        async def rendered(properties: dict[str, Any]) -> dict[str, Any]:
             payload = action.model_dump(mode="json", exclude={"type"})
-            payload["title"] = render_lenient(action.title, properties)
+            payload["title"] = await self.renderer.render_lenient(action.title, properties)
             if action.notes is not None:
-                payload["notes"] = render_lenient(action.notes, properties)
+                payload["notes"] = await self.renderer.render_lenient(action.notes, properties)
             return payload
 
         return await self._internal(request, "task", rendered)
@@ -125,9 +125,9 @@ class JourneyActivities:
         """Records a notification to users/teams/the owner and POSTs it to the webhook."""
         action = request.action
 
-        def rendered(properties: dict[str, Any]) -> dict[str, Any]:
+        async def rendered(properties: dict[str, Any]) -> dict[str, Any]:
             payload = action.model_dump(mode="json", exclude={"type"})
-            payload["message"] = render_lenient(action.message, properties)
+            payload["message"] = await self.renderer.render_lenient(action.message, properties)
             return payload
 
         return await self._internal(request, "notification", rendered)
@@ -136,7 +136,7 @@ class JourneyActivities:
         self,
         request: CreateTaskRequest | SendNotificationRequest,
         kind: str,
-        rendered: Callable[[dict[str, Any]], dict[str, Any]],
+        rendered: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> StepResult:
         """Renders with the contact as it is now (the workflow only hears of the properties
         the journey reads; a template may read any), then records and delivers."""
@@ -146,7 +146,7 @@ class JourneyActivities:
                 return result
             if new:
                 props = await contacts_store.properties(conn, ref.workspace, ref.contact_id)
-                payload = rendered(props if props is not None else request.properties)
+                payload = await rendered(props if props is not None else request.properties)
                 decided = await self.sending.queue_internal(conn, ref, step, kind, payload)
             else:
                 decided = await self.sending.recorded(conn, ref, step.step_seq)

@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from services.providers import Email
+from services.rendering import renderer
 from shared.channels import (
     CHANNEL_ADDRESS,
     ChannelSettings,
@@ -37,7 +38,7 @@ from shared.channels import (
 from shared.enrollment import EnrollmentRef, StepRecord
 from shared.journey import SendWindow
 from shared.settings import Settings
-from shared.templates import RenderError, TemplateBody, render
+from shared.templates import RenderError, TemplateBody
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import outbox as outbox_store
@@ -68,6 +69,7 @@ class Sending:
         self.pool = pool
         self.settings = settings
         self.email = Email(settings)
+        self.renderer = renderer(settings)
 
     # --- inside the step's transaction ------------------------------------------------------
 
@@ -249,10 +251,10 @@ class Sending:
         if channel != "email" and template.text is None:
             return "failed", f"template {name!r} has no text for {channel}", "invalid_template"
         try:
-            rendered = render(template, props)
+            rendered = await self.renderer.render(template, props)
         except RenderError as exc:
             why = f"template {name!r} cannot render its {exc.part}: {exc.message}"
-            return "failed", why, "invalid_template"
+            return "failed", why, exc.reason
         if channel == "email" and (problem := header_problem(rendered.subject or "")):
             why = f"template {name!r} renders a subject that cannot be a header: {problem}"
             return "failed", why, "invalid_header"

@@ -18,10 +18,11 @@ from api.paging import decode_moment_cursor, encode_moment_cursor
 from api.routes.activation import ActivationOut, UnenrollOut, activation_out, unenroll_out
 from services import journeys
 from shared.assets import Asset, not_ready
-from shared.errors import NotFound
+from shared.errors import Invalid, NotFound
 from shared.journey import Journey
 from shared.limits import checked
-from shared.validation import Problem, validate_journey
+from shared.settings import Settings
+from shared.validation import JourneyValidation, Problem, validate_journey
 from store import journeys as journeys_store
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
@@ -101,6 +102,19 @@ def journey_out(
     return JourneyOut(**dict(row), warnings=warnings or [], **extra)
 
 
+async def _checked(settings: Settings, payload: Any) -> tuple[Journey, JourneyValidation]:
+    """The journey, or 422 `invalid_journey` with every problem (a text that costs too
+    much to render among them)."""
+    journey, result = checked(payload, settings.max_eligible_lists)
+    if costly := await journeys.costly_texts(settings, journey):
+        raise Invalid(
+            "invalid_journey",
+            f"The journey has {len(costly)} problem(s); see problems.",
+            problems=[p.model_dump() for p in costly],
+        )
+    return journey, result
+
+
 @router.get("/schema", operation_id="journey_schema", summary="The JSON Schema of a journey")
 async def journey_schema() -> dict[str, Any]:
     """The JSON Schema of a journey definition."""
@@ -118,12 +132,13 @@ async def validate(
 ) -> ValidationOut:
     """Validates a journey without saving it; every problem at once."""
     result = validate_journey(payload)
-    ready = []
+    ready, costly = [], []
     if result.journey is not None:
         ready = await journeys.readiness(pool, settings, workspace, result.journey)
+        costly = await journeys.costly_texts(settings, result.journey)
     return ValidationOut(
-        valid=result.journey is not None and not result.problems,
-        problems=result.problems,
+        valid=result.journey is not None and not result.problems and not costly,
+        problems=[*result.problems, *costly],
         warnings=[*result.warnings, *ready],
     )
 
@@ -144,7 +159,7 @@ async def create_journey(
 ) -> JourneyOut:
     """Saves a draft journey, version 1 (422 with every problem, by JSON path and reason;
     409 `journey_limit_reached` when its owner has the most journeys allowed)."""
-    journey, result = checked(payload, settings.max_eligible_lists)
+    journey, result = await _checked(settings, payload)
     row = await journeys.create(pool, settings, workspace, journey, actor)
     ready = await journeys.readiness(pool, settings, workspace, journey)
     return journey_out(row, [*result.warnings, *ready])
@@ -198,7 +213,7 @@ async def edit_journey(
     goal starts a new goal epoch (the conversion count restarts, docs/design.md, "Goal
     conversions"). An edit
     that changes nothing makes no version."""
-    journey, result = checked(payload, settings.max_eligible_lists)
+    journey, result = await _checked(settings, payload)
     row = await journeys.edit(pool, settings, workspace, journey_id, journey, actor)
     ready = await journeys.readiness(pool, settings, workspace, journey)
     return journey_out(row, [*result.warnings, *ready])

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from api.deps import PoolDep, WorkspaceDep
+from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
-from shared.templates import TEMPLATE_NAME, RenderError, TemplateBody, render_text
+from services.rendering import renderer
+from shared.templates import TEMPLATE_NAME, RenderError, TemplateBody
 from store import templates as templates_store
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
@@ -44,8 +45,11 @@ def _check_name(name: str) -> None:
     operation_id="put_template",
     summary="Save a message template",
 )
-async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: WorkspaceDep) -> Any:
-    """Saves the template once every part renders (against `sample`)."""
+async def put_template(
+    name: str, body: TemplateIn, pool: PoolDep, workspace: WorkspaceDep, settings: SettingsDep
+) -> Any:
+    """Saves the template once every part renders (against `sample`), within the limits
+    of a render (422 `template_too_costly`)."""
     _check_name(name)
     if body.text is None and body.html is None:
         raise ApiError(
@@ -57,14 +61,14 @@ async def put_template(name: str, body: TemplateIn, pool: PoolDep, workspace: Wo
         if source is None:
             continue
         try:
-            render_text(source, body.sample, html=part == "html")
+            await renderer(settings).render_parts({part: source}, body.sample)
         except RenderError as exc:
-            problems.append({"path": part, "reason": "invalid_template", "message": exc.message})
+            problems.append({"path": part, "reason": exc.reason, "message": exc.message})
     if problems:
         parts = ", ".join(p["path"] for p in problems)
         raise ApiError(
             422,
-            "invalid_template",
+            problems[0]["reason"],
             f"The template cannot be rendered ({parts}): {problems[0]['message']}.",
             problems=problems,
         )
