@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -59,3 +60,32 @@ def test_temporal_and_its_ui_are_published_on_loopback_only() -> None:
     for name in ("temporal", "temporal-ui"):
         for port in services[name].get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split(" ")[0].split("==")
+            pins[canonical(name)] = version
+    return pins
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def test_the_lock_pins_every_dependency_with_hashes_and_is_what_runs() -> None:
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = _locked()
+    for requirement in metadata.requires("nurture") or []:
+        if "extra ==" in requirement:
+            continue  # the test tools are not part of the image
+        name = canonical(requirement.split(">")[0].split("=")[0].split("<")[0].split(";")[0])
+        assert name in pins, f"{name} is not in requirements.lock: run scripts/lock.sh"
+    entries = [e for e in lock.split("\n") if "==" in e and not e.startswith((" ", "#"))]
+    assert all(e.endswith("\\") for e in entries), "every pin carries its hashes"
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name}: installed ≠ locked"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
