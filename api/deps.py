@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
+from shared.rates import Buckets
 from shared.settings import Settings
 from store.api_keys import workspace_for
 
@@ -65,7 +67,33 @@ async def get_workspace(
     return workspace
 
 
+class Quota:
+    """The caller's workspace's ingest allowance (`shared.rates`)."""
+
+    def __init__(self, buckets: Buckets, workspace: str) -> None:
+        self.buckets = buckets
+        self.workspace = workspace
+
+    def charge(self, items: int) -> None:
+        """Counts `items` against the workspace's rate, or refuses the request with 429."""
+        wait = self.buckets.take(self.workspace, items, time.monotonic())
+        if wait > 0:
+            seconds = math.ceil(wait)
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"The workspace sends faster than its ingest rate; retry in {seconds} s.",
+                retry_after=seconds,
+                headers={"Retry-After": str(seconds)},
+            )
+
+
+async def get_quota(request: Request, workspace: Annotated[str, Depends(get_workspace)]) -> Quota:
+    return Quota(request.app.state.ingest_buckets, workspace)
+
+
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+QuotaDep = Annotated[Quota, Depends(get_quota)]
 ClientDep = Annotated[Client, Depends(get_client)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkspaceDep = Annotated[str, Depends(get_workspace)]

@@ -31,6 +31,7 @@ from api.routes import (
 from services.relay import run_relay
 from services.sender import SenderOptions, run_sender
 from services.temporal import connect
+from shared.rates import Buckets
 from shared.settings import Settings
 from store.db import create_pool
 
@@ -94,6 +95,7 @@ def create_app(
     app.state.pool = pool
     app.state.temporal = temporal
     app.state.key_cache = {}
+    app.state.ingest_buckets = Buckets(settings.ingest_rate, settings.ingest_burst)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     document_journey_schema(app)

@@ -176,7 +176,8 @@ async def running_stack(
         worker, api, baseline = spawned["worker"], spawned["api"], spawned["baseline-worker"]
         procs += spawned.values()
         await asyncio.to_thread(wait_for_port, "127.0.0.1", api_port, 60, api)
-        settings = Settings(temporal_address=address, task_queue=NURTURE_QUEUE)
+        # no ingest limit: the bench measures capacity (the limit is policy, and tested)
+        settings = Settings(temporal_address=address, task_queue=NURTURE_QUEUE, ingest_rate=0)
         temporal = await connect(settings)
         pool = await create_pool(database_url, max_size=20)
         key = await create_key(pool, "default")

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -127,6 +132,9 @@ async def _start(
                 ]
             ),
             static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})",
+            # a cluster with task queue fairness (`matching.enableFairness`) gives each
+            # workspace its turn at the workers (docs/operating.md)
+            priority=Priority(fairness_key=record.workspace),
         )
     except WorkflowAlreadyStartedError:
         return Refused("already_enrolled", "The contact was enrolled in this journey before.")

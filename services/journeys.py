@@ -69,6 +69,15 @@ async def _check_owner(
         raise refused
 
 
+async def _check_workspace(
+    conn: Queryable, settings: Settings, workspace: str, journey_id: str
+) -> None:
+    """Under the workspace lock `_check_owner` takes."""
+    journeys = await journeys_store.count_in_workspace(conn, workspace, journey_id)
+    if refused := limits.workspace_limit(journeys, settings.max_journeys_per_workspace):
+        raise refused
+
+
 async def costly_texts(settings: Settings, journey: Journey) -> list[Problem]:
     """Task titles and notes and notification messages rendered once, over an empty
     contact, by the renderer: one over a render's limits is a problem
@@ -102,6 +111,7 @@ async def create(
     created = [{"path": "", "change": "created"}]
     async with pool.acquire() as conn, conn.transaction():
         await _check_owner(conn, settings, workspace, journey.owner, journey_id)
+        await _check_workspace(conn, settings, workspace, journey_id)
         await journeys_store.insert_journey(
             conn, workspace, journey_id, journey.name, journey.owner, definition
         )

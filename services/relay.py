@@ -69,7 +69,11 @@ UNAVAILABLE = frozenset(
 @dataclass(frozen=True)
 class RelayOptions:
     batch_size: int = 1000
-    """Changes routed, and deliveries claimed, per pass."""
+    """Changes routed per pass (an equal share per workspace with changes queued)."""
+    deliver_batch: int = 256
+    """Deliveries claimed per pass, shared equally by the workspaces with deliveries due:
+    small enough that a pass ends soon, so a workspace whose first delivery arrives
+    behind another's flood waits one short pass, not the flood."""
     max_in_flight: int = 64
     """Enrollments signalled at once."""
     poll_interval: float = 1.0
@@ -197,7 +201,9 @@ class Relay:
     # --- 2. deliver -------------------------------------------------------------------------
 
     async def deliver_once(self) -> int:
-        rows = await changes_store.claim_due(self.pool, self.options.batch_size, self.options.lease)
+        rows = await changes_store.claim_due(
+            self.pool, self.options.deliver_batch, self.options.lease
+        )
         if not rows:
             return 0
         outcome = Outcome()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -53,6 +54,13 @@ class SenderOptions:
     max_backoff: float = 60.0
     busy_for: float = 5.0
     """How long a row locked by another sender is left to it before being looked at again."""
+    workspace_share: float = 0.75
+    """The part of `concurrency` one workspace may hold at once: slow receivers of one
+    workspace leave the rest to the others."""
+
+    @property
+    def per_workspace(self) -> int:
+        return max(1, int(self.concurrency * self.workspace_share))
 
     def backoff(self, attempts: int) -> float:
         return min(self.max_backoff, self.min_backoff * 2 ** min(attempts, 10))
@@ -92,6 +100,7 @@ class Sender:
         self.webhook = Webhook(settings)
         self.wake = asyncio.Event()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self._workspace_of: dict[str, str] = {}  # the workspace of each row in flight
         self._elsewhere: dict[str, float] = {}  # locked by another sender, until
 
     # --- the loop ---------------------------------------------------------------------------
@@ -134,9 +143,11 @@ class Sender:
         now = asyncio.get_running_loop().time()
         self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > now}
         skip = [*self.in_flight, *self._elsewhere]
-        keys = await outbox_store.due(self.pool, free, skip)
+        held = Counter(self._workspace_of.values())
         started = 0
-        for key in keys:
+        for key, workspace in await outbox_store.due(self.pool, free * 2, skip):
+            if started >= free or held[workspace] >= self.options.per_workspace:
+                continue
             conn = await self.pool.acquire()
             try:
                 locked = await outbox_store.try_lock(conn, key)
@@ -147,16 +158,19 @@ class Sender:
                 await self.pool.release(conn)
                 self._elsewhere[key] = now + self.options.busy_for
                 continue
-            self._start(key, self.send(conn, key))
+            self._start(key, workspace, self.send(conn, key))
+            held[workspace] += 1
             started += 1
         return started
 
-    def _start(self, key: str, sending: Coroutine[Any, Any, None]) -> None:
+    def _start(self, key: str, workspace: str, sending: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(sending)
         self.in_flight[key] = task
+        self._workspace_of[key] = workspace
 
         def finished(_: asyncio.Task[None]) -> None:
             self.in_flight.pop(key, None)
+            self._workspace_of.pop(key, None)
             self.wake.set()
 
         task.add_done_callback(finished)

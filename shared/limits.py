@@ -6,12 +6,16 @@ counts under a lock and asks these."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from shared.errors import Conflict, Invalid
 from shared.journey import Journey
 from shared.validation import JourneyValidation, Problem, validate_journey
+
+OWNER = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
+"""Who owns a journey: an identifier, so that one owner cannot become many by spelling."""
 
 MAX_JOURNEY_BYTES = 256 * 1024
 """What a journey definition may take as JSON: it travels in every enrollment's workflow
@@ -49,6 +53,15 @@ def checked(payload: Any, max_eligible_lists: int) -> tuple[Journey, JourneyVali
                 f"this one has {len(journey.eligible_lists)}.",
             )
         )
+    if journey is not None and not OWNER.fullmatch(journey.owner):
+        problems.append(
+            Problem(
+                path="owner",
+                reason="invalid_owner",
+                message="An owner is an identifier of 1-128 characters with no spaces or "
+                "control characters (an email address or a team id).",
+            )
+        )
     if journey is None or problems:
         raise Invalid(
             "invalid_journey",
@@ -57,6 +70,18 @@ def checked(payload: Any, max_eligible_lists: int) -> tuple[Journey, JourneyVali
             warnings=[w.model_dump() for w in result.warnings],
         )
     return journey, result
+
+
+def workspace_limit(journeys: int, limit: int) -> Conflict | None:
+    """`journeys`: the workspace's other journeys, whatever their state."""
+    if journeys < limit:
+        return None
+    return Conflict(
+        "journey_limit_reached",
+        f"The workspace already has {journeys} journeys, the most it may have ({limit}); "
+        "delete one first.",
+        limit=limit,
+    )
 
 
 def owner_limit(owner: str, owned: int, limit: int) -> Conflict | None:

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = 5.0
     """How long the API trusts a key it looked up: a revoked key stops working within it."""
     max_journeys_per_owner: int = 10
+    max_journeys_per_workspace: int = 200
+    """Journeys one workspace may have, whoever owns them."""
+    ingest_rate: float = 5000.0
+    """Items (events, contact writes, list changes) one workspace may send an API process
+    per second, sustained; past it, 429 with Retry-After. 0: no limit."""
+    ingest_burst: int = 50_000
+    """Items a workspace may send at once above the sustained rate."""
     max_eligible_lists: int = 5
     activation_rate: float = 200.0
     """Enrollments an activation starts per second, at most (unenroll signals likewise)."""

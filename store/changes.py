@@ -16,9 +16,25 @@ e.idempotency_key AS event_idempotency_key, e.type AS event_type,
 d.attempts, d.last_error, d.queued_at, d.failed_at
 """
 
+# Fair claims: the workspaces with work (an index skip scan, one probe per workspace),
+# then each one's oldest rows, at most an equal share of the batch each. Within a
+# workspace the order is the queue's, so a contact's changes stay in order.
 CLAIM_CHANGES = """
+WITH RECURSIVE spaces(workspace) AS (
+    SELECT min(workspace) FROM change_queue
+    UNION ALL
+    SELECT (SELECT min(q.workspace) FROM change_queue q WHERE q.workspace > s.workspace)
+    FROM spaces s WHERE s.workspace IS NOT NULL
+), share AS (
+    SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
+    FROM spaces WHERE workspace IS NOT NULL
+)
 DELETE FROM change_queue WHERE id IN (
-    SELECT id FROM change_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
+        SELECT q.id FROM change_queue q WHERE q.workspace = s.workspace
+        ORDER BY q.id LIMIT share.n FOR UPDATE SKIP LOCKED
+    ) picked
+    WHERE s.workspace IS NOT NULL
 )
 RETURNING id, workspace, contact_id, kind, seq, name, changed, created
 """
@@ -33,8 +49,10 @@ SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
 
 
 async def claim_changes(conn: Queryable, limit: int) -> list[Change]:
-    """Takes the oldest queued changes off the queue (skipping rows another relay holds)."""
-    return [Change.from_row(r) for r in await conn.fetch(CLAIM_CHANGES, limit)]
+    """Takes the oldest queued changes off the queue, an equal share of `limit` per
+    workspace with changes (skipping rows another relay holds), in queue order."""
+    rows = sorted(await conn.fetch(CLAIM_CHANGES, limit), key=lambda r: r["id"])
+    return [Change.from_row(r) for r in rows]
 
 
 async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
@@ -55,10 +73,25 @@ async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None
 
 
 CLAIM_DUE = """
+WITH RECURSIVE spaces(workspace) AS (
+    SELECT min(workspace) FROM deliveries WHERE failed_at IS NULL AND next_attempt_at <= now()
+    UNION ALL
+    SELECT (SELECT min(q.workspace) FROM deliveries q
+            WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
+              AND q.workspace > s.workspace)
+    FROM spaces s WHERE s.workspace IS NOT NULL
+), share AS (
+    SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
+    FROM spaces WHERE workspace IS NOT NULL
+)
 UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
 WHERE id IN (
-    SELECT id FROM deliveries WHERE failed_at IS NULL AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+    SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
+        SELECT q.id FROM deliveries q
+        WHERE q.workspace = s.workspace AND q.failed_at IS NULL AND q.next_attempt_at <= now()
+        ORDER BY q.next_attempt_at, q.id LIMIT share.n FOR UPDATE SKIP LOCKED
+    ) picked
+    WHERE s.workspace IS NOT NULL
 )
 RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
 """

@@ -58,6 +58,8 @@ COUNT_BY_OWNER = """
 SELECT count(*) FROM journeys WHERE workspace = $1 AND owner = $2 AND id <> $3
 """
 
+COUNT_IN_WORKSPACE = "SELECT count(*) FROM journeys WHERE workspace = $1 AND id <> $2"
+
 ACTIVE_AUDIENCES = """
 SELECT id, definition -> 'eligible_lists' AS lists, definition ->> 'stage_property' AS property
 FROM journeys WHERE workspace = $1 AND status = 'active' AND id <> $2
@@ -164,6 +166,11 @@ async def delete(conn: Queryable, workspace: str, journey_id: str) -> None:
 async def count_by_owner(conn: Queryable, workspace: str, owner: str, journey_id: str) -> int:
     """The owner's journeys other than `journey_id`."""
     return int(await conn.fetchval(COUNT_BY_OWNER, workspace, owner, journey_id))
+
+
+async def count_in_workspace(conn: Queryable, workspace: str, journey_id: str) -> int:
+    """The workspace's journeys other than `journey_id`."""
+    return int(await conn.fetchval(COUNT_IN_WORKSPACE, workspace, journey_id))
 
 
 async def active_audiences(

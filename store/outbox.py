@@ -30,11 +30,31 @@ FROM outbox WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
 """
 
 
+# Fair: the workspaces with due rows (an index skip scan), each one's oldest rows, then
+# taken in turns (every workspace's first, then every second, ...) until the free slots
+# are filled: a flood from one workspace fills what the others leave.
 SELECT_DUE = """
-SELECT idempotency_key FROM outbox
-WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
-  AND NOT idempotency_key = ANY($2::text[])
-ORDER BY next_attempt_at LIMIT $1
+WITH RECURSIVE spaces(workspace) AS (
+    SELECT min(workspace) FROM outbox
+    WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()
+    UNION ALL
+    SELECT (SELECT min(o.workspace) FROM outbox o
+            WHERE o.status IN ('queued', 'sending') AND o.next_attempt_at <= now()
+              AND o.workspace > s.workspace)
+    FROM spaces s WHERE s.workspace IS NOT NULL
+)
+SELECT idempotency_key, workspace FROM (
+    SELECT picked.idempotency_key, s.workspace, picked.next_attempt_at,
+           row_number() OVER (PARTITION BY s.workspace ORDER BY picked.next_attempt_at) AS turn
+    FROM spaces s CROSS JOIN LATERAL (
+        SELECT o.idempotency_key, o.next_attempt_at FROM outbox o
+        WHERE o.workspace = s.workspace AND o.status IN ('queued', 'sending')
+          AND o.next_attempt_at <= now() AND NOT o.idempotency_key = ANY($2::text[])
+        ORDER BY o.next_attempt_at LIMIT $1
+    ) picked
+    WHERE s.workspace IS NOT NULL
+) turns
+ORDER BY turn, next_attempt_at LIMIT $1
 """
 
 
@@ -192,9 +212,10 @@ async def reserve_marketing(
 # --- the sender -------------------------------------------------------------------------
 
 
-async def due(conn: Queryable, limit: int, skip: list[str]) -> list[str]:
-    """Keys of rows due for a hand-over, oldest first, other than `skip`."""
-    return [r[0] for r in await conn.fetch(SELECT_DUE, limit, skip)]
+async def due(conn: Queryable, limit: int, skip: list[str]) -> list[tuple[str, str]]:
+    """(key, workspace) of rows due for a hand-over, other than `skip`: each workspace's
+    oldest in turns."""
+    return [(r[0], r[1]) for r in await conn.fetch(SELECT_DUE, limit, skip)]
 
 
 async def try_lock(conn: Queryable, key: str) -> bool:

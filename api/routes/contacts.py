@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import PoolDep, WorkspaceDep
+from api.deps import PoolDep, QuotaDep, WorkspaceDep
 from api.errors import ApiError
 from api.ingest import (
     MAX_BATCH,
@@ -88,12 +88,17 @@ async def _contact_out(conn: Queryable, workspace: str, contact_id: str) -> Cont
     "/v1/contacts/{contact_id}", operation_id="upsert_contact", summary="Create or update a contact"
 )
 async def upsert_contact(
-    contact_id: ContactIdPath, body: ContactIn, pool: PoolDep, workspace: WorkspaceDep
+    contact_id: ContactIdPath,
+    body: ContactIn,
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    quota: QuotaDep,
 ) -> ContactOut:
     """Creates a contact or merges properties into it: properties not named are kept, a
     property set to `null` is removed. A change reaches the enrollments whose journeys
     read that property (the stage property moves the contact; an end value ends it) and
     may enroll the contact (a journey's list/stage rule)."""
+    quota.charge(1)
     to_set = {k: v for k, v in body.properties.items() if v is not None}
     to_remove = sorted(k for k, v in body.properties.items() if v is None)
 
@@ -155,10 +160,15 @@ async def change_members(
     summary="Add a contact to a list",
 )
 async def add_member(
-    list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
+    list_name: ListPath,
+    contact_id: ContactIdPath,
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    quota: QuotaDep,
 ) -> Response:
     """Adds the contact to the list (creating the contact if needed). May enroll it where
     the list is eligible; ends enrollments where it is a suppression list."""
+    quota.charge(1)
     await change_members(pool, workspace, list_name, [contact_id], [])
     return Response(status_code=204)
 
@@ -170,10 +180,15 @@ async def add_member(
     summary="Remove a contact from a list",
 )
 async def remove_member(
-    list_name: ListPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
+    list_name: ListPath,
+    contact_id: ContactIdPath,
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    quota: QuotaDep,
 ) -> Response:
     """Removes the contact from the list; an enrollment left in none of its journey's
     eligible lists exits with `removed_from_list` (when the journey says so)."""
+    quota.charge(1)
     await change_members(pool, workspace, list_name, [], [contact_id])
     return Response(status_code=204)
 
@@ -184,12 +199,13 @@ async def remove_member(
     summary="Add and remove list members in one batch",
 )
 async def change_members_batch(
-    list_name: ListPath, body: MembersIn, pool: PoolDep, workspace: WorkspaceDep
+    list_name: ListPath, body: MembersIn, pool: PoolDep, workspace: WorkspaceDep, quota: QuotaDep
 ) -> MembersOut:
     """Adds and removes up to 1,000 contacts each in one transaction."""
     for what, ids in (("contacts to add", body.add), ("contacts to remove", body.remove)):
         if len(ids) > MAX_BATCH:
             raise batch_too_large(what, len(ids))
+    quota.charge(len(body.add) + len(body.remove))
     both = sorted(set(body.add) & set(body.remove))
     if both:
         raise ApiError(

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from api.deps import PoolDep, WorkspaceDep
+from api.deps import PoolDep, QuotaDep, WorkspaceDep
 from api.ingest import (
     MAX_BATCH,
     Instant,
@@ -124,7 +124,7 @@ def _events_body() -> dict[str, Any]:
     response_model=EventOut | EventBatchOut,
 )
 async def post_events(
-    pool: PoolDep, workspace: WorkspaceDep, payload: Any = Body(None)
+    pool: PoolDep, workspace: WorkspaceDep, quota: QuotaDep, payload: Any = Body(None)
 ) -> EventOut | EventBatchOut:
     """Stores one event (`{"contact_id", "type", ...}`) or a batch (`{"events": [...]}`, at
     most 1,000) and answers 202: the events are stored, and delivered to the enrollments
@@ -135,6 +135,7 @@ async def post_events(
         if isinstance(raw, list) and len(raw) > MAX_BATCH:
             raise batch_too_large("events", len(raw))
         events = _parse(_batch, payload).events
+        quota.charge(len(events))
         results = await store_events(pool, workspace, events)
         return EventBatchOut(
             accepted=sum(not r.duplicate for r in results),
@@ -142,6 +143,7 @@ async def post_events(
             events=results,
         )
     event = _parse(_single, payload)
+    quota.charge(1)
     return (await store_events(pool, workspace, [event]))[0]
 
 
