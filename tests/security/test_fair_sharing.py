@@ -7,10 +7,18 @@ effect on another workspace's event: `python -m bench.fairness` (docs/performanc
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import asyncpg
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from cli.stack import free_port
+from services.sender import Sender, SenderOptions
+from shared.channels import ChannelSettings
+from shared.settings import Settings
+from store import workspaces as workspaces_store
 from store.api_keys import create_key
 from tests.helpers.journeys import definition, stage, wait
 from tests.helpers.stack import running_stack
@@ -71,3 +79,52 @@ async def test_journeys_are_limited_per_workspace_and_an_owner_is_an_identifier(
             assert odd.status_code == 422, (owner, odd.text)
             reasons = [p["reason"] for p in odd.json()["problems"]]
             assert reasons == ["invalid_owner"], (owner, reasons)
+
+
+async def test_one_workspace_cannot_hold_every_sender_slot(pool: asyncpg.Pool) -> None:
+    """Workspace `slow`'s receiver never answers; with 4 slots it may hold 3, and `quick`'s
+    message goes out meanwhile."""
+    held: list[str] = []
+    release = asyncio.Event()
+
+    async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        held.append(json.loads(await reader.readexactly(length))["workspace"])
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(receive, "127.0.0.1", port)
+    hook = {"url": f"http://127.0.0.1:{port}/hook", "secret": "s" * 16}
+    for workspace in ("slow", "quick"):
+        settings = ChannelSettings.model_validate({"webhook": hook})
+        await workspaces_store.save_channel_settings(pool, workspace, settings)
+    await pool.execute(
+        "INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id, contact_id,"
+        " kind, payload, status, next_attempt_at)"
+        " SELECT 's' || i, 'slow', 'wf' || i, 'j', 'c' || i, 'task', '{}', 'queued',"
+        "        now() - interval '1 hour'"
+        " FROM generate_series(1, 10) AS i"
+    )
+    sender = Sender(pool, Settings(webhook_allow="127.0.0.1"), SenderOptions(concurrency=4))
+    try:
+        async with sender.running():
+            while len(held) < 3:
+                await asyncio.sleep(0.02)
+            await pool.execute(
+                "INSERT INTO outbox (idempotency_key, workspace, workflow_id, journey_id,"
+                " contact_id, kind, payload, status) VALUES ('q1', 'quick', 'wq', 'j', 'q',"
+                " 'task', '{}', 'queued')"
+            )
+            while "quick" not in held:
+                await asyncio.sleep(0.02)
+            assert held.count("slow") == 3  # a fourth slow one never started
+            release.set()
+    finally:
+        release.set()
+        server.close()
+    statuses = await pool.fetch("SELECT status, count(*) FROM outbox GROUP BY status")
+    assert {r["status"]: r["count"] for r in statuses}.get("delivered", 0) >= 4

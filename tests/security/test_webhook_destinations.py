@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import free_port
 from services.outbound import ForbiddenDestination, save_time_refusal, vetted_address
-from services.providers import PermanentFailure, Webhook
+from services.providers import PermanentFailure, TransientFailure, Webhook
 from shared.channels import ChannelSettings
 from shared.destinations import Allowance
 from shared.enrollment import Outcome
@@ -179,3 +179,63 @@ async def test_a_name_that_rebinds_between_check_and_connect_cannot_pass() -> No
         )
         is None
     )
+
+
+@asynccontextmanager
+async def raw_receiver(answer: bytes, trickle: bool) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback HTTP receiver written by hand: it answers `answer` whole, or one byte at
+    a time every 0.2 s (`trickle`); records how many bytes it managed to write."""
+    written: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sent = 0
+        try:
+            if trickle:
+                for byte in answer:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    sent += 1
+                    await asyncio.sleep(0.2)
+            else:
+                for start in range(0, len(answer), 65536):
+                    writer.write(answer[start : start + 65536])
+                    await writer.drain()
+                    sent += len(answer[start : start + 65536])
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            written.append(sent)
+            writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}/hook", written
+    finally:
+        server.close()
+
+
+async def test_a_trickling_receiver_is_cut_off_at_the_deadline() -> None:
+    webhook = Webhook(Settings(webhook_allow="127.0.0.1", webhook_deadline=1.0))
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    async with raw_receiver(answer, trickle=True) as (url, written):
+        with pytest.raises(TransientFailure, match="deadline") as cut:
+            await webhook.send(url, WEBHOOK_SECRET, "k", {})
+        assert cut.value.maybe_delivered  # it may have the message: retried with its key
+        await asyncio.sleep(0.5)
+    assert written and written[0] < len(answer)
+
+
+async def test_a_huge_reply_is_never_read() -> None:
+    body = b"x" * (64 * 1024 * 1024)
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    webhook = Webhook(Settings(webhook_allow="127.0.0.1"))
+    async with raw_receiver(head + body, trickle=False) as (url, written):
+        answer = await webhook.send(url, WEBHOOK_SECRET, "k", {})
+        assert answer == {"status": 200, "reason": "OK"}
+        for _ in range(50):
+            if written:
+                break
+            await asyncio.sleep(0.1)
+    assert written and written[0] < len(head + body)  # the connection closed mid-body
