@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import history, ingest, latency, memory, throughput
+from bench import cpu, history, ingest, latency, memory, throughput
 from bench.report import Figure, machine, print_cpu, print_table, write_json
 from bench.stack import Stack, running_stack
 from cli.stack import temporal_binary
@@ -44,6 +44,7 @@ events from 200 enrollments."""
 def sizes(size: int, memory_count: int | None = None) -> dict[str, int]:
     return {
         "throughput": size,
+        "cpu": max(10, size // 2),
         "waiting": size,
         "ingest_events": 10 * size,
         "memory": memory_count or 6 * size,
@@ -71,7 +72,7 @@ async def run_suite(
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    cpu: dict[str, dict[str, float]] = {}
+    cpu_used: dict[str, dict[str, float]] = {}
     started = time.monotonic()
 
     async def step(
@@ -86,11 +87,12 @@ async def run_suite(
         seconds[name] = round(time.monotonic() - t0, 1)
         if stack:
             after = stack.cpu_seconds()
-            cpu[name] = {part: round(after[part] - before.get(part, 0), 1) for part in after}
+            cpu_used[name] = {part: round(after[part] - before.get(part, 0), 1) for part in after}
         figures.extend(found)
         details[name] = detail
 
     async with running_stack(keep=keep, temporal_file=temporal_file) as stack:
+        await step("cpu per unit", lambda: cpu.run(stack, n["cpu"]), stack)
         await step("throughput", lambda: throughput.run(stack, n["throughput"]), stack)
         await step("history", lambda: history.run(stack), stack)
         # latency, then ingest, each on enrollments of its own that have only waited so far
@@ -105,13 +107,13 @@ async def run_suite(
     for section, (module, scale) in OPTIONAL.items() if optional else ():
         await step(section, partial(collect_optional, section, module, max(1, round(size * scale))))
     meta["seconds"] = {**seconds, "total": round(time.monotonic() - started, 1)}
-    meta["cpu_seconds"] = cpu
+    meta["cpu_seconds"] = cpu_used
     write_json(report, figures, details, meta)
     cpus, total = meta["machine"]["cpus"], meta["seconds"]["total"]
     store = meta["temporal_store"]
     title = f"nurture bench · size {size} · {cpus} CPUs · Temporal in {store} · {total:.0f}s"
     print_table(figures, title)
-    print_cpu(cpu, seconds)
+    print_cpu(cpu_used, seconds)
     log(f"bench: report written to {report}")
     return figures
 

@@ -58,9 +58,10 @@ class Stack:
         return self.root / "logs"
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time used so far by each part of the stack (Postgres: all its backends,
-        including exited ones, as counted by the postmaster; this process: the benchmark's
-        own client)."""
+        """CPU time used so far by each part of the stack, with its child processes
+        (Postgres: all its backends, including exited ones, as counted by the postmaster;
+        the worker and the API: their render processes; this process: the benchmark's own
+        client)."""
         used: dict[str, float] = {}
         parts = {**self.processes, "bench client": os.getpid()}
         for name, proc in parts.items():
@@ -74,12 +75,14 @@ class Stack:
             used[name] = times.user + times.system
             if name == "postgres":
                 used[name] += times.children_user + times.children_system
-                for child in psutil.Process(pid).children(recursive=True):
-                    try:
-                        child_times = child.cpu_times()
-                    except psutil.Error:
-                        continue
-                    used[name] += child_times.user + child_times.system
+            if name == "bench client":
+                continue  # its children are the stack's own processes, counted apart
+            for child in psutil.Process(pid).children(recursive=True):
+                try:
+                    child_times = child.cpu_times()
+                except psutil.Error:
+                    continue
+                used[name] += child_times.user + child_times.system
         return used
 
     def new_contacts(self, count: int, prefix: str = "c") -> list[str]:

@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from shared import search_attributes as sa
 from shared.contact import ContactState
 from shared.eligibility import Eligibility, eligibility
-from shared.enrollment import EnrollmentInput, Unenroll, workflow_id
+from shared.enrollment import BEHAVIOUR, EnrollmentInput, Unenroll, workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused, entry_stage, refusal_for
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.settings import Settings
@@ -114,6 +114,7 @@ async def _start(
         max_stage_entries=settings.max_stage_entries,
         entry_stage=entry,
         entered_by=entered_by,
+        behaviour=BEHAVIOUR,
     )
     try:
         await temporal.start_workflow(

@@ -218,6 +218,13 @@ class EnrollmentState(BaseModel):
     """Log records not yet written: they ride along with the next activity."""
 
 
+BEHAVIOUR = 1
+"""The workflow behaviour a new run starts with (`EnrollmentInput.behaviour`). 0: runs
+started before the field existed, which decide by `workflow.patched` markers; 1: sends
+wait for windows and caps and a refused delivery skips or ends, a caller's stage value
+that raced the journey's own write applies (no marker is written for either)."""
+
+
 class EnrollmentInput(BaseModel):
     workspace: str
     journey_id: str
@@ -235,6 +242,8 @@ class EnrollmentInput(BaseModel):
     conversion in the other journey); None: "enrolled"."""
     carried: EnrollmentState | None = None
     """Set by continue-as-new: the previous run's whole state."""
+    behaviour: int = 0
+    """`BEHAVIOUR` for new runs; 0 in histories from before it (they replay by markers)."""
     continue_as_new_after: int | None = Field(default=None, ge=20)
     """History length that triggers continue-as-new (tests); None: when Temporal suggests."""
 

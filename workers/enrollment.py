@@ -50,12 +50,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workers import steps
 
+# Behaviours runs of `behaviour` 0 decide by marker (shared.enrollment.BEHAVIOUR says which)
 CHANNELS_PATCH = "channels-v1"
-"""Sends wait for the send window / frequency cap, and a refused delivery skips the
-action or ends the enrollment, as the journey says (older histories: neither)."""
 OWN_WRITES_PATCH = "caller-stage-wins-v1"
-"""A caller's stage value that raced the journey's own stage write applies
-(`shared.own_writes.settle`); older histories kept the journey's value."""
 MIN_DEFERRAL = timedelta(seconds=1)
 
 
@@ -185,7 +182,7 @@ class EnrollmentWorkflow:
             if result is None:
                 return None
             sent = result.send
-            if sent is None or not workflow.patched(CHANNELS_PATCH):
+            if sent is None or not self._has(CHANNELS_PATCH):
                 self.s.marketing_sent = self.s.marketing_sent or action.marketing
                 return Next()
             if sent.status == "deferred" and sent.until is not None:
@@ -259,7 +256,7 @@ class EnrollmentWorkflow:
         result = await self.log.activity(name, request, describe_action(action))
         if result is None:
             return None
-        if result.send is not None and workflow.patched(CHANNELS_PATCH):
+        if result.send is not None and self._has(CHANNELS_PATCH):
             return self._after_delivery(result.send, describe_action(action))
         return Next()
 
@@ -416,9 +413,11 @@ class EnrollmentWorkflow:
     # --- the log, activities, continue-as-new ------------------------------------------------
 
     def _settle(self, refused: dict[str, Any]) -> None:
-        own_writes.settle(
-            self.s, refused, lambda: workflow.patched(OWN_WRITES_PATCH), self._caller_value
-        )
+        own_writes.settle(self.s, refused, lambda: self._has(OWN_WRITES_PATCH), self._caller_value)
+
+    def _has(self, patch: str) -> bool:
+        """A behaviour new runs have by their input (no marker); older runs by the patch."""
+        return self.input.behaviour >= 1 or workflow.patched(patch)
 
     def _caller_value(self, key: str, held: HeldValue) -> None:
         """A caller's value that won over the journey's write applies now."""

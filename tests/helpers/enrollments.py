@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 
 from shared import search_attributes as sa
 from shared.contact import ContactState
-from shared.enrollment import EnrollmentInput, EnrollmentView, workflow_id
+from shared.enrollment import BEHAVIOUR, EnrollmentInput, EnrollmentView, workflow_id
 from shared.journey import Journey
 from tests.helpers import WORKSPACE
 
@@ -171,7 +171,7 @@ async def enroll(
         journey=journey,
         contact_id=contact_id,
         contact=contact,
-        **input_options,
+        **{"behaviour": BEHAVIOUR, **input_options},
     )
     handle = await client.start_workflow(
         "EnrollmentWorkflow",

@@ -1,0 +1,322 @@
+"""0. CPU per unit of work, process by process, next to bare Temporal in the same run.
+
+CPU time is far steadier than wall time on a shared 2-core machine, so this is the figure
+to compare. Each phase snapshots every process's CPU time (Temporal, the nurture worker,
+the API with its relay and sender, Postgres, the bare worker, the bench client; child
+processes included) before and after, and divides by the units of work it did:
+
+- **enrollment**: `count` enrollments of the 3-action journey (send_message, a 1 s wait,
+  go_to success) POSTed to the API and awaited by their workflow ids, against `count`
+  bare workflows (one activity, one timer) started by the bench client.
+- **exit**: `count` enrollments already waiting for a purchase, each sent its purchase at
+  a steady `RATE` events/s and awaited, against bare waiters signalled at the same rate.
+- **event ingested**: 10 page views per waiting enrollment POSTed in batches of 100, and
+  delivered, against raw signals to bare waiters.
+- **knee**: the highest steady rate at which exit p99 stays within 3 times the unloaded p99
+  (20 exits one after another), for nurture and for bare, over `KNEE_RATES`.
+
+Waiting enrollments are put in place before a phase starts, so their cost is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from bench import journeys
+from bench.baseline import BARE_JOURNEY, BARE_WAITER, BareInput
+from bench.latency import percentile
+from bench.report import Figure
+from bench.stack import BASELINE_QUEUE, Stack
+from bench.visibility import wait_settled
+
+T = TypeVar("T")
+RATE = 20.0
+KNEE_RATES = (10.0, 20.0, 30.0, 40.0, 60.0)
+KNEE_EVENTS = 100
+UNLOADED = 20
+CONCURRENCY = 32
+MONTH = 30 * 86400.0
+NURTURE_PARTS = ("temporal", "worker", "api", "postgres", "bench client")
+BARE_PARTS = ("temporal", "baseline-worker", "bench client")
+
+
+async def _cpu(stack: Stack, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
+    before = stack.cpu_seconds()
+    result = await work
+    after = stack.cpu_seconds()
+    return result, {part: after[part] - before.get(part, 0.0) for part in after}
+
+
+def _per_unit(used: dict[str, float], parts: tuple[str, ...], units: int) -> dict[str, float]:
+    """CPU milliseconds per unit, per process, and their total."""
+    per = {part: round(used.get(part, 0.0) * 1000 / units, 2) for part in parts}
+    per["total"] = round(sum(per.values()), 2)
+    return per
+
+
+async def _gated(count: int, one: Callable[[int], Awaitable[T]], at_once: int) -> list[T]:
+    gate = asyncio.Semaphore(at_once)
+
+    async def run(i: int) -> T:
+        async with gate:
+            return await one(i)
+
+    return list(await asyncio.gather(*(run(i) for i in range(count))))
+
+
+async def _paced(count: int, rate: float, one: Callable[[int], Coroutine[Any, Any, T]]) -> list[T]:
+    start = time.monotonic()
+    tasks = []
+    for i in range(count):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    return list(await asyncio.gather(*tasks))
+
+
+# --- enrollments ----------------------------------------------------------------------------
+
+
+async def _enroll(stack: Stack, count: int) -> None:
+    journey_id = await journeys.create_active(stack.http, journeys.three_actions("PT1S"))
+    contacts = stack.new_contacts(count, "cpu")
+    await journeys.create_contacts(stack.http, contacts)
+
+    async def measured() -> None:
+        ids = await journeys.enroll_all(stack.http, journey_id, contacts, CONCURRENCY)
+        await _gated(len(ids), lambda i: stack.temporal.get_workflow_handle(ids[i]).result(), 64)
+
+    return await measured()
+
+
+async def _bare_enroll(stack: Stack, count: int) -> None:
+    tag = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> Any:
+        handle = await stack.temporal.start_workflow(
+            BARE_JOURNEY,
+            BareInput(activities=1, timers=1, timer_seconds=1),
+            id=f"cpu-{tag}-{i}",
+            task_queue=BASELINE_QUEUE,
+        )
+        return await handle.result()
+
+    await _gated(count, one, CONCURRENCY)
+
+
+# --- exits ----------------------------------------------------------------------------------
+
+
+async def _waiting(stack: Stack, count: int) -> list[tuple[str, str]]:
+    """`count` enrollments waiting a month for a purchase, settled."""
+    journey_id = await journeys.create_active(stack.http, journeys.waiting(first_send=False))
+    contacts = stack.new_contacts(count, "cpw")
+    await journeys.create_contacts(stack.http, contacts)
+    ids = await journeys.enroll_all(stack.http, journey_id, contacts)
+    await wait_settled(stack.temporal, ids, 60 + count)
+    return list(zip(contacts, ids, strict=True))
+
+
+async def _bare_waiting(stack: Stack, count: int) -> list[Any]:
+    tag = uuid.uuid4().hex[:8]
+    handles = await _gated(
+        count,
+        lambda i: stack.temporal.start_workflow(
+            BARE_WAITER, MONTH, id=f"cpu-wait-{tag}-{i}", task_queue=BASELINE_QUEUE
+        ),
+        CONCURRENCY,
+    )
+    await wait_settled(stack.temporal, [h.id for h in handles], 60 + count)
+    return handles
+
+
+def _exit(
+    stack: Stack, enrollments: list[tuple[str, str]]
+) -> Callable[[int], Coroutine[Any, Any, float]]:
+    async def one(i: int) -> float:
+        contact, workflow_id = enrollments[i]
+        t0 = time.monotonic()
+        posted = await stack.http.post(
+            "/v1/events", json={"contact_id": contact, "type": "purchase"}
+        )
+        posted.raise_for_status()
+        await stack.temporal.get_workflow_handle(workflow_id).result()
+        return (time.monotonic() - t0) * 1000
+
+    return one
+
+
+def _bare_exit(handles: list[Any]) -> Callable[[int], Coroutine[Any, Any, float]]:
+    async def one(i: int) -> float:
+        t0 = time.monotonic()
+        await handles[i].signal("stop")
+        await handles[i].result()
+        return (time.monotonic() - t0) * 1000
+
+    return one
+
+
+# --- events ingested ------------------------------------------------------------------------
+
+
+async def _ingest(stack: Stack, enrollments: list[tuple[str, str]], count: int) -> None:
+    contacts = [c for c, _ in enrollments]
+    events = [
+        {"contact_id": contacts[i % len(contacts)], "type": "page_viewed", "target": f"/{i}"}
+        for i in range(count)
+    ]
+
+    async def post(i: int) -> None:
+        response = await stack.http.post("/v1/events", json={"events": events[i : i + 100]})
+        response.raise_for_status()
+
+    await _gated(len(range(0, count, 100)), lambda n: post(n * 100), 4)
+    pending = (
+        "SELECT (SELECT count(*) FROM change_queue) + (SELECT count(*) FROM deliveries"
+        " WHERE failed_at IS NULL)"
+    )
+    deadline = time.monotonic() + 120 + count / 10
+    while await stack.pool.fetchval(pending):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the relay did not deliver every event")
+        await asyncio.sleep(0.2)
+    await wait_settled(stack.temporal, [w for _, w in enrollments], 120 + count / 10)
+
+
+async def _bare_ingest(stack: Stack, handles: list[Any], count: int) -> None:
+    await _gated(
+        count,
+        lambda i: handles[i % len(handles)].signal("ping", {"type": "page_viewed", "n": i}),
+        64,
+    )
+    await wait_settled(stack.temporal, [h.id for h in handles], 120 + count / 10)
+
+
+# --- the knee -------------------------------------------------------------------------------
+
+
+async def _knee(
+    unloaded: Callable[[int], Awaitable[float]],
+    at_rate: Callable[[float], Awaitable[list[float]]],
+) -> dict[str, Any]:
+    alone = [await unloaded(i) for i in range(UNLOADED)]
+    floor = percentile(alone, 99)
+    rates: dict[str, float] = {}
+    knee = 0.0
+    for rate in KNEE_RATES:
+        p99 = percentile(await at_rate(rate), 99)
+        rates[f"{rate:g}/s"] = round(p99, 1)
+        if p99 > 3 * floor:
+            break
+        knee = rate
+    return {
+        "unloaded_p50_ms": round(statistics.median(alone), 1),
+        "unloaded_p99_ms": round(floor, 1),
+        "p99_ms_by_rate": rates,
+        "knee_per_s": knee,
+    }
+
+
+async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
+    _, used = await _cpu(stack, _enroll(stack, count))
+    enrollment = _per_unit(used, NURTURE_PARTS, count)
+    _, used = await _cpu(stack, _bare_enroll(stack, count))
+    bare_enrollment = _per_unit(used, BARE_PARTS, count)
+
+    waiting = await _waiting(stack, count)
+    waiters = await _bare_waiting(stack, count)
+    ingest_events = 10 * count
+    _, used = await _cpu(stack, _ingest(stack, waiting, ingest_events))
+    event = _per_unit(used, NURTURE_PARTS, ingest_events)
+    _, used = await _cpu(stack, _bare_ingest(stack, waiters, ingest_events))
+    bare_event = _per_unit(used, BARE_PARTS, ingest_events)
+
+    latencies, used = await _cpu(stack, _paced(count, RATE, _exit(stack, waiting)))
+    exit_cpu = _per_unit(used, NURTURE_PARTS, count)
+    bare_latencies, used = await _cpu(stack, _paced(count, RATE, _bare_exit(waiters)))
+    bare_exit_cpu = _per_unit(used, BARE_PARTS, count)
+
+    knee_pool = await _waiting(stack, UNLOADED + KNEE_EVENTS * len(KNEE_RATES))
+    bare_pool = await _bare_waiting(stack, UNLOADED + KNEE_EVENTS * len(KNEE_RATES))
+
+    def taker(pool: list[Any], exit_of: Callable[[list[Any]], Any]) -> Any:
+        taken = iter(range(len(pool)))
+
+        def unloaded(_: int) -> Awaitable[float]:
+            return exit_of([pool[next(taken)]])(0)
+
+        async def at_rate(rate: float) -> list[float]:
+            batch = [pool[next(taken)] for _ in range(KNEE_EVENTS)]
+            return await _paced(len(batch), rate, exit_of(batch))
+
+        return unloaded, at_rate
+
+    knee = await _knee(*taker(knee_pool, lambda b: _exit(stack, b)))
+    bare_knee = await _knee(*taker(bare_pool, _bare_exit))
+
+    def figure(name: str, value: float, bare: float, unit: str, **target: Any) -> Figure:
+        return Figure("0. CPU", name, value, unit, baseline=bare, baseline_name="bare", **target)
+
+    below = {"at_least": False}
+    figures = [
+        figure(
+            "ms per enrollment (3 actions)",
+            enrollment["total"],
+            bare_enrollment["total"],
+            "ms",
+            target=1.3,
+            **below,
+        ),
+        figure(
+            f"ms per exit (at {RATE:g}/s)",
+            exit_cpu["total"],
+            bare_exit_cpu["total"],
+            "ms",
+            target=1.4,
+            **below,
+        ),
+        figure("ms per event ingested", event["total"], bare_event["total"], "ms", **below),
+        figure(
+            f"exit p50 at {RATE:g}/s",
+            statistics.median(latencies),
+            statistics.median(bare_latencies),
+            "ms",
+            **below,
+        ),
+        figure(
+            "unloaded exit p50",
+            knee["unloaded_p50_ms"],
+            bare_knee["unloaded_p50_ms"],
+            "ms",
+            target=2.0,
+            **below,
+        ),
+        figure(
+            "knee: exits/s with p99 within 3x unloaded",
+            knee["knee_per_s"],
+            bare_knee["knee_per_s"],
+            "/s",
+            target=0.75,
+        ),
+    ]
+    details = {
+        "count": count,
+        "cpu_ms_per_enrollment": {"nurture": enrollment, "bare": bare_enrollment},
+        "cpu_ms_per_exit": {"nurture": exit_cpu, "bare": bare_exit_cpu},
+        "cpu_ms_per_event": {"nurture": event, "bare": bare_event},
+        "exit_ms": {
+            "nurture": {"p50": statistics.median(latencies), "p99": percentile(latencies, 99)},
+            "bare": {
+                "p50": statistics.median(bare_latencies),
+                "p99": percentile(bare_latencies, 99),
+            },
+        },
+        "knee": {"nurture": knee, "bare": bare_knee},
+    }
+    return figures, details
