@@ -1,4 +1,5 @@
-"""What every route needs, as Annotated dependencies."""
+"""What every route needs, as Annotated dependencies. All are `async def`: FastAPI runs a
+plain `def` dependency in its thread pool, a hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ from shared.settings import Settings
 from store.api_keys import workspace_for
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

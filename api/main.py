@@ -95,6 +95,7 @@ def create_app(
     app.state.pool = pool
     app.state.temporal = temporal
     app.state.key_cache = {}
+    app.state.eligible_cache = {}
     app.state.ingest_buckets = Buckets(settings.ingest_rate, settings.ingest_burst)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

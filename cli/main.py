@@ -78,6 +78,7 @@ def api() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        access_log=settings.api_access_log,
         timeout_graceful_shutdown=20,
     )
     _exit_now()

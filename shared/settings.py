@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 2 * 1024 * 1024
+    api_access_log: bool = False
+    """One log line per request (uvicorn's access log); off by default: it costs CPU on
+    the hot path, and the enrollment log and the metrics say what happened."""
     """Larger request bodies are refused with 413."""
 
     worker_shutdown_grace_seconds: float = 10.0
@@ -98,6 +101,9 @@ class Settings(BaseSettings):
     # journey life cycle
     api_key_cache_seconds: float = 5.0
     """How long the API trusts a key it looked up: a revoked key stops working within it."""
+    metrics_eligible_seconds: float = 10.0
+    """How long a journey's `eligible` count is reused by `/metrics` (counting it reads
+    every member of the eligible lists)."""
     max_journeys_per_owner: int = 10
     max_journeys_per_workspace: int = 200
     """Journeys one workspace may have, whoever owns them."""

@@ -219,8 +219,12 @@ async def due(conn: Queryable, limit: int, skip: list[str]) -> list[tuple[str, s
 
 
 async def try_lock(conn: Queryable, key: str) -> bool:
-    """Takes the row's session advisory lock if no other sender holds it."""
-    return bool(await conn.fetchval(TRY_LOCK, key))
+    """Takes the row's session advisory lock if no other sender holds it (released when
+    the connection goes back to the pool)."""
+    taken = bool(await conn.fetchval(TRY_LOCK, key))
+    if taken and (mark := getattr(conn, "took_session_lock", None)) is not None:
+        mark()
+    return taken
 
 
 async def row(conn: Queryable, key: str) -> asyncpg.Record | None:

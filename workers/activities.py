@@ -72,12 +72,6 @@ def _written(
                 result.refused_writes.remove(effect.property)
 
 
-def _heartbeat() -> None:
-    # Heartbeats let an exit's cancellation reach a running activity.
-    if not activity.info().is_local:
-        activity.heartbeat()
-
-
 class JourneyActivities:
     """The journey's side effects, built with the asyncpg pool; registered as bound methods."""
 
@@ -183,14 +177,14 @@ class JourneyActivities:
     ) -> AsyncIterator[tuple[PoolConnectionProxy, StepResult, bool]]:
         """One transaction that has applied the pending records and the request's own step
         row; `new` says whether that row was inserted now, i.e. whether to produce the
-        step's side effect (a retry finds the row and produces nothing)."""
-        _heartbeat()
+        step's side effect (a retry finds the row and produces nothing). No heartbeat: the
+        transaction is short (an exit waits for it to end); what can wait long, a send
+        waiting for the sender, heartbeats so that an exit's cancellation reaches it."""
         result = StepResult()
         ref = request.enrollment
         async with self.pool.acquire() as conn, conn.transaction():
             for record in request.pending:
                 await self.apply(conn, ref, record, result)
-                _heartbeat()
             new = False
             if request.step is not None:
                 new = await self.apply(conn, ref, request.step, result)

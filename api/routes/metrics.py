@@ -3,15 +3,19 @@ activities and the triggers of 006_metrics.sql keep current in the transactions 
 change them (`store.metrics`), shaped by `shared.metrics`.
 
 Without a window every number is a counter read: a handful of index lookups whatever the
-number of enrollments. With `?since=&until=` the numbers describe the cohort of contacts
-enrolled in that window (refusals: those made in it), read through covering indexes.
+number of enrollments; `eligible` (the entry rule over the eligible lists' members now)
+is counted at most once per `NURTURE_METRICS_ELIGIBLE_SECONDS` per journey. With
+`?since=&until=` the numbers describe the cohort of contacts enrolled in that window
+(refusals: those made in it), read through covering indexes.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
 
-from api.deps import PoolDep, WorkspaceDep
+from fastapi import APIRouter, Request
+
+from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.ingest import JourneyIdPath
 from services import audience, journeys
 from shared.journey import Journey
@@ -24,8 +28,10 @@ router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 @router.get("", operation_id="journey_metrics", summary="A journey's metrics")
 async def get_metrics(
     journey_id: JourneyIdPath,
+    request: Request,
     pool: PoolDep,
     workspace: WorkspaceDep,
+    settings: SettingsDep,
     since: str | None = None,
     until: str | None = None,
 ) -> JourneyMetrics:
@@ -41,5 +47,16 @@ async def get_metrics(
             tally = await metrics_store.tally(conn, workspace, journey_id, epoch)
         else:
             tally = await metrics_store.cohort_tally(conn, workspace, journey_id, epoch, window)
-        eligible = await audience.count_matching(conn, workspace, journey)
+        # counting the audience reads every member of the eligible lists: at most once per
+        # NURTURE_METRICS_ELIGIBLE_SECONDS per journey version and process
+        cache: dict[tuple[str, str, int], tuple[int, float]] = request.app.state.eligible_cache
+        key, now = (workspace, journey_id, row["version"]), time.monotonic()
+        cached = cache.get(key)
+        if cached is not None and cached[1] > now:
+            eligible = cached[0]
+        else:
+            eligible = await audience.count_matching(conn, workspace, journey)
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[key] = (eligible, now + settings.metrics_eligible_seconds)
     return journey_metrics(journey_id, journey, epoch, tally, eligible, window)

@@ -35,6 +35,8 @@ async def running_stack(
     that delivers contact changes and events to workflows, unless `relay` is False; no
     worker runs when `worker` is False (the test runs its own). Messages are sent by the
     app's lifespan, or without it by the worker (`sender`: False for none at all)."""
+    # metrics count `eligible` afresh on every call, as the tests' assertions expect
+    settings = {"metrics_eligible_seconds": 0, **settings}
     config = Settings(task_queue=task_queue, **settings)  # type: ignore[arg-type]
     key = await create_key(pool, workspace)
     app = create_app(config, pool=pool, temporal=temporal)
