@@ -62,7 +62,7 @@ async def enroll(
                 record.goal_epoch,
                 entry_stage(journey, state.properties),
             )
-            if inserted.endswith(" 0"):
+            if inserted.endswith(" 0") and not await enrollments_store.never_started(conn, [wf_id]):
                 refusal = Refused(
                     "already_enrolled", "The contact was enrolled in this journey before."
                 )
@@ -206,6 +206,13 @@ async def enroll_many(
                 ids,
             )
             inserted = {r["contact_id"] for r in rows}
+            # a row whose workflow never started (the process that inserted it died before
+            # starting it, and this is the retry): start it now
+            others = {workflow_id(record.workspace, record.id, c): c for c in candidates}
+            for key in await enrollments_store.never_started(
+                conn, [w for w, c in others.items() if c not in inserted]
+            ):
+                inserted.add(others[key])
             for contact_id in candidates:
                 if contact_id not in inserted:
                     refusals[contact_id] = Refused(

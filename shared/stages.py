@@ -3,6 +3,7 @@ moves it (docs/design.md, "Stage moves"). Pure; the workflow acts on what these 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from shared.contact import ContactEvent
@@ -68,3 +69,12 @@ def caller_moved(journey: Journey, state: EnrollmentState, prop: str, before: An
     after = state.contact.properties.get(prop)
     if after != before and state.phase is Phase.RUNNING:
         stage_value_changed(journey, state, after, f"the contact's {prop} changed to {after!r}")
+
+
+@dataclass(frozen=True)
+class Next:
+    """An action finished: continue with the stage's next action, or jump to `go_to`.
+    (Defined here, outside the workflow module, so the sandbox does not build the class
+    again for every workflow run.)"""
+
+    go_to: str | None = None

@@ -89,6 +89,21 @@ async def insert_enrollment(
     )
 
 
+NEVER_STARTED = """
+SELECT e.workflow_id FROM enrollments e
+WHERE e.workflow_id = ANY($1::text[]) AND e.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM enrollment_steps s WHERE s.workflow_id = e.workflow_id)
+"""
+
+
+async def never_started(conn: Queryable, workflow_ids: list[str]) -> list[str]:
+    """Of these enrollments, those whose workflow has logged nothing yet: its start may
+    never have happened (starting again is safe: Temporal rejects a second start)."""
+    if not workflow_ids:
+        return []
+    return [r[0] for r in await conn.fetch(NEVER_STARTED, workflow_ids)]
+
+
 async def insert_refusal(
     conn: Queryable,
     workspace: Any,

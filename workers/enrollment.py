@@ -14,7 +14,6 @@ is cancelled by an exit. The decisions are pure (`shared.exits`, `shared.stages`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -48,19 +47,13 @@ with workflow.unsafe.imports_passed_through():
         WaitForEvent,
         resolve_target,
     )
+    from shared.stages import Next
     from workers import steps
 
 # Behaviours runs of `behaviour` 0 decide by marker (shared.enrollment.BEHAVIOUR says which)
 CHANNELS_PATCH = "channels-v1"
 OWN_WRITES_PATCH = "caller-stage-wins-v1"
 MIN_DEFERRAL = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class Next:
-    """An action finished: continue with the stage's next action, or jump to `go_to`."""
-
-    go_to: str | None = None
 
 
 @workflow.defn(name="EnrollmentWorkflow")

@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as TimedOut
 
 with workflow.unsafe.imports_passed_through():
     from shared import exits, own_writes
@@ -31,6 +32,10 @@ with workflow.unsafe.imports_passed_through():
     from workers.steps import RECORD_STEPS, StepRequest, StepResult
 
 DELIVERY_FAILED = "DeliveryFailed"
+LOST_WORKER_PATCH = "exit-outlives-a-lost-worker"
+"""An exit that cancelled an activity whose worker had died gets the activity's heartbeat
+timeout, not its cancellation: the exit goes on (before: the workflow failed). Only such
+runs write the marker."""
 """ApplicationError type a channel raises (non-retryable) when a provider refuses a send."""
 
 ACTIVITY_RETRY = RetryPolicy(
@@ -111,6 +116,12 @@ class StepLog:
             if isinstance(err.cause, ApplicationError) and err.cause.type == DELIVERY_FAILED:
                 self.s.leaving = exits.delivery_failed(summary, err.cause.message)
                 return None
+            if (
+                self.s.leaving is not None
+                and isinstance(err.cause, TimedOut)
+                and workflow.patched(LOST_WORKER_PATCH)
+            ):
+                return None  # cancelled for an exit, its worker gone: timed out instead
             raise
         self._committed(request, result)
         return result

@@ -5,6 +5,7 @@ with its outcome code and the evaluator's explanation (time-skipping server)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import asyncpg
@@ -129,6 +130,50 @@ async def test_3_3_an_exit_cancels_a_running_activity_and_waits_for_the_cancella
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     )
     assert kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
+
+
+class LostSend:
+    """A send whose worker is gone: it stops heartbeating and never answers (the worker
+    process was killed), so Temporal ends it by its heartbeat timeout."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()  # the test lets it go, so the worker can stop
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, request: SendMessageRequest) -> StepResult:
+        self.started.set()
+        while not self.release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # deaf to the cancellation
+                await self.release.wait()
+        raise ApplicationError("the worker is gone", non_retryable=True)
+
+
+async def test_an_exit_outlives_an_activity_whose_worker_died(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """Found by the scale-out test: the exit's cancellation never reached the dead worker's
+    activity, which then timed out, and the workflow failed with the timeout. (On the dev
+    server, in real time: the time-skipping server does not skip while an activity runs;
+    the heartbeat timeout is 30 s.)"""
+    ts_env = dev_env
+    lost = LostSend()
+    real = JourneyActivities(pool)
+    j = journey([stage("a", send("lost"), send("never"), go_to("success"))])
+    async with build_worker(
+        ts_env.client, pool, task_queue, activities=[lost.send_message, real.record_steps]
+    ):
+        try:
+            enrollment = await enroll(ts_env.client, pool, task_queue, j)
+            await asyncio.wait_for(lost.started.wait(), 30)
+            await enrollment.signal("unenroll", Unenroll())
+            view = await asyncio.wait_for(enrollment.result(), 60)  # the heartbeat timeout
+        finally:
+            lost.release.set()
+    assert view.outcome is Outcome.UNENROLLED
+    assert await enrollment.actions() == [("enter_stage", "entered"), ("exit", "unenrolled")]
+    kinds = [e.event_type for e in (await enrollment.handle.fetch_history()).events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT in kinds
 
 
 class RefusedSend:
