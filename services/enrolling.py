@@ -51,6 +51,12 @@ async def enroll(
         if state is None:
             return Refused("contact_not_found", f"No contact with id {contact_id!r}.")
         refusal = refusal_for(journey, state)
+        if refusal is not None and await enrollments_store.never_started(conn, [wf_id]):
+            # admitted when its row was inserted, by a process that died before starting
+            # it: start it now, as the contact is (the workflow then sees what changed)
+            return await _start(
+                pool, temporal, settings, record, contact_id, state, entered_by, refuse_once
+            )
         if refusal is None:
             inserted = await enrollments_store.insert_enrollment(
                 conn,
@@ -87,7 +93,9 @@ async def enroll(
                 refuse_once,
             )
             return refusal
-    return await _start(pool, temporal, settings, record, contact_id, state, entered_by)
+    return await _start(
+        pool, temporal, settings, record, contact_id, state, entered_by, refuse_once
+    )
 
 
 async def _start(
@@ -98,8 +106,11 @@ async def _start(
     contact_id: str,
     state: ContactState,
     entered_by: str | None = None,
+    refuse_once: bool = False,
 ) -> Enrolled | Refused:
-    """Starts the enrollment's workflow (its row is committed): once, by its id."""
+    """Starts the enrollment's workflow (its row is committed): once, by its id. A start
+    Temporal rejects as a duplicate (a retry of a start that did happen) is refused
+    `already_enrolled` and recorded so."""
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     entry = entry_stage(journey, state.properties)
@@ -138,7 +149,11 @@ async def _start(
             priority=Priority(fairness_key=record.workspace),
         )
     except WorkflowAlreadyStartedError:
-        return Refused("already_enrolled", "The contact was enrolled in this journey before.")
+        refusal = Refused("already_enrolled", "The contact was enrolled in this journey before.")
+        await enrollments_store.insert_refusal(
+            pool, record.workspace, record.id, contact_id, refusal.reason, None, refuse_once
+        )
+        return refusal
     except RPCError as exc:
         # Temporal refused or is down: give the row back so a retry can enroll.
         await enrollments_store.delete_enrollment(pool, wf_id)
@@ -192,6 +207,12 @@ async def enroll_many(
                 refusals[contact_id] = refusal
             else:
                 candidates.append(contact_id)
+        # admitted by an earlier attempt whose process died before starting them: start
+        # them now, whatever the checks say of the contact today (as `enroll` does)
+        admitted = {workflow_id(record.workspace, record.id, c): c for c in refusals}
+        for key in await enrollments_store.never_started(conn, list(admitted)):
+            del refusals[admitted[key]]
+            candidates.append(admitted[key])
         inserted: set[str] = set()
         if candidates:
             ids = [workflow_id(record.workspace, record.id, c) for c in candidates]

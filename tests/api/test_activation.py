@@ -135,7 +135,7 @@ async def test_a_worker_killed_mid_activation_is_replaced_and_each_contact_is_en
 async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enrollment_once(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    await seed(pool, ["ada", "bob", "eve", "old", "zed"])
+    await seed(pool, ["ada", "bob", "eve", "lost", "old", "zed"])
     await pool.execute(SEED_MEMBERS, "blocked", ["eve"])
     await pool.execute("DELETE FROM list_members WHERE contact_id = 'zed'")
     record = JourneyRecord(
@@ -148,19 +148,31 @@ async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enr
             [stage("main", wait("P1D"))], eligible_lists=["trial"], suppression_lists=["blocked"]
         ),
     )
+    # `old` was enrolled long ago (its row and its log); `lost`'s row was inserted by a
+    # process that died before it started the workflow: the retry starts it
+    for contact in ("old", "lost"):
+        await pool.execute(
+            "INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id,"
+            " journey_version) VALUES ('default', $1, $2, $3, 1)",
+            record.id,
+            contact,
+            workflow_id("default", record.id, contact),
+        )
     await pool.execute(
-        "INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version)"
-        " VALUES ('default', $1, 'old', $2, 1)",
-        record.id,
+        "INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,"
+        " at, stage, action, result) VALUES ($1, 1, 'default', $2, 'old', now(), 'main',"
+        " 'enter_stage', 'entered')",
         workflow_id("default", record.id, "old"),
+        record.id,
     )
     settings = Settings(task_queue=task_queue)
-    chunk = ["ada", "bob", "eve", "gone", "old", "zed"]
+    chunk = ["ada", "bob", "eve", "gone", "lost", "old", "zed"]
 
     first = await enroll_many(pool, dev_env.client, settings, record, chunk, concurrency=2)
     assert list(first) == chunk
     assert first["ada"] == Enrolled(workflow_id("default", record.id, "ada"))
     assert first["bob"] == Enrolled(workflow_id("default", record.id, "bob"))
+    assert first["lost"] == Enrolled(workflow_id("default", record.id, "lost"))
     reasons = {c: r.reason for c, r in first.items() if isinstance(r, Refused)}
     assert reasons == {
         "eve": "suppressed",
@@ -168,7 +180,7 @@ async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enr
         "old": "already_enrolled",
         "zed": "not_eligible",
     }
-    for contact in ("ada", "bob"):  # started, with the contact as the snapshot saw it
+    for contact in ("ada", "bob", "lost"):  # started, with the contact as the snapshot saw it
         handle = dev_env.client.get_workflow_handle(workflow_id("default", record.id, contact))
         assert (await handle.describe()).workflow_type == "EnrollmentWorkflow"
 
@@ -177,6 +189,7 @@ async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enr
         **reasons,
         "ada": "already_enrolled",
         "bob": "already_enrolled",
+        "lost": "already_enrolled",
     }
     rows = await pool.fetch(
         "SELECT contact_id, reason, explanation FROM refusals WHERE journey_id = $1"
@@ -188,6 +201,7 @@ async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enr
     assert sorted(recorded) == sorted(
         [(c, r) for c, r in reasons.items() if c != "gone"] * 2
         + [("ada", "already_enrolled"), ("bob", "already_enrolled")]
+        + [("lost", "already_enrolled")]
     )
     explained = {r["reason"]: r["explanation"] for r in rows}
     assert explained["already_enrolled"] is None
@@ -195,4 +209,4 @@ async def test_a_chunk_enrolled_at_once_records_each_refusal_and_starts_each_enr
     enrolled = await pool.fetch(
         "SELECT contact_id FROM enrollments WHERE journey_id = $1 ORDER BY 1", record.id
     )
-    assert [r["contact_id"] for r in enrolled] == ["ada", "bob", "old"]
+    assert [r["contact_id"] for r in enrolled] == ["ada", "bob", "lost", "old"]

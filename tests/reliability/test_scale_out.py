@@ -40,6 +40,30 @@ JOURNEY = definition(
 )
 
 
+STUCK = """
+SELECT e.workflow_id, e.status, e.stage,
+       (SELECT count(*) FROM enrollment_steps s WHERE s.workflow_id = e.workflow_id) AS steps,
+       (SELECT count(*) FROM deliveries d WHERE d.workflow_id = e.workflow_id) AS deliveries
+FROM enrollments e WHERE e.journey_id = $1 AND e.outcome IS NULL LIMIT 5
+"""
+
+
+async def _stuck(pool: asyncpg.Pool, env: WorkflowEnvironment, journey_id: str) -> str:
+    """What the enrollments that have not met their goal look like, for the failure."""
+    lines = []
+    for row in await pool.fetch(STUCK, journey_id):
+        handle = env.client.get_workflow_handle(row["workflow_id"])
+        try:
+            described = await handle.describe()
+            events = (await handle.fetch_history()).events
+            last = [e.event_type for e in events[-4:]]
+            temporal = f"{described.status} {len(events)} events, last {last}"
+        except Exception as exc:
+            temporal = f"{type(exc).__name__}: {exc}"
+        lines.append(f"{dict(row)} temporal: {temporal}")
+    return "not every enrollment met its goal:\n" + "\n".join(lines)
+
+
 @pytest.mark.fault
 @pytest.mark.timeout(900 if FULL else 300)
 async def test_two_apis_and_two_workers_lose_and_double_nothing_through_kills(
@@ -150,7 +174,9 @@ async def test_two_apis_and_two_workers_lose_and_double_nothing_through_kills(
                     " GROUP BY outcome",
                     journey_id,
                 )
-                assert {r["outcome"]: r["n"] for r in rows} == {"goal_met": CONTACTS}
+                outcomes = {r["outcome"]: r["n"] for r in rows}
+                if outcomes != {"goal_met": CONTACTS}:
+                    raise AssertionError(await _stuck(pool, dev_env, journey_id))
 
             await eventually(all_converted, timeout=180)
 
