@@ -147,6 +147,8 @@ async def _activate(stack: Stack, size: int, restart: bool) -> dict[str, Any]:
     )
     activated.raise_for_status()
     t0 = time.monotonic()
+    cpu_before = stack.cpu_seconds()
+    killed_worker_cpu = 0.0  # what the worker used before it was killed (psutil loses it)
     first: tuple[float, int] | None = None
     kill: tuple[float, int] | None = None
     last_print = 0.0
@@ -169,9 +171,20 @@ async def _activate(stack: Stack, size: int, restart: bool) -> dict[str, Any]:
             break
         if restart and kill is None and progress["processed"] >= KILL_AT * size:
             kill = (now, progress["processed"])
+            killed_worker_cpu = stack.cpu_seconds().get("worker", 0.0) - cpu_before["worker"]
+            cpu_before["worker"] = 0.0  # the new worker starts from nothing
             _restart_worker(stack)
             print(f"bench: worker killed at {kill[1]} handled and restarted", flush=True)
     elapsed = time.monotonic() - t0
+    cpu_after = stack.cpu_seconds()
+    cpu_after["worker"] = cpu_after.get("worker", 0.0) + killed_worker_cpu
+    started = max(1, progress["started"])
+    cpu_ms: dict[str, float] = {
+        part: round((cpu_after[part] - cpu_before.get(part, 0.0)) * 1000 / started, 2)
+        for part in ("temporal", "worker", "api", "postgres")
+        if part in cpu_after
+    }
+    cpu_ms["total"] = round(sum(cpu_ms.values()), 2)
     steady_end = kill or (now, progress["processed"])
     steady = None
     if first is not None and steady_end[0] > first[0]:
@@ -182,6 +195,7 @@ async def _activate(stack: Stack, size: int, restart: bool) -> dict[str, Any]:
         "elapsed": elapsed,
         "steady_rate": steady,
         "killed_at": kill[1] if kill else None,
+        "cpu_ms_per_enrollment": cpu_ms,
     }
 
 
@@ -256,6 +270,14 @@ async def run(size: int, restart: bool = True, temporal_file: bool | None = None
                 "note": note,
             },
             {
+                "name": "CPU per enrollment, every process",
+                "value": found["cpu_ms_per_enrollment"]["total"],
+                "unit": "ms",
+                "note": ", ".join(
+                    f"{k} {v}" for k, v in found["cpu_ms_per_enrollment"].items() if k != "total"
+                ),
+            },
+            {
                 "name": "each contact enrolled exactly once",
                 "value": 1.0 if exactly_once else 0.0,
                 "unit": "",
@@ -270,6 +292,7 @@ async def run(size: int, restart: bool = True, temporal_file: bool | None = None
         "overall_rate": overall,
         "elapsed_seconds": found["elapsed"],
         "killed_at": found["killed_at"],
+        "cpu_ms_per_enrollment": found["cpu_ms_per_enrollment"],
         "progress": progress,
         "enrollments": once,
         "exactly_once": exactly_once,
