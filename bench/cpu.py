@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from bench import journeys
 from bench.baseline import BARE_JOURNEY, BARE_WAITER, BareInput
-from bench.latency import percentile
+from bench.latency import paced, percentile
 from bench.report import Figure
 from bench.stack import BASELINE_QUEUE, Stack
 from bench.visibility import wait_settled
@@ -38,6 +38,7 @@ T = TypeVar("T")
 RATE = 20.0
 KNEE_RATES = (10.0, 20.0, 30.0, 40.0, 60.0)
 KNEE_EVENTS = 100
+"""Exits per rate of the knee's sweep (at most; `count // 2` for a small run)."""
 UNLOADED = 20
 CONCURRENCY = 32
 MONTH = 30 * 86400.0
@@ -67,17 +68,6 @@ async def _gated(count: int, one: Callable[[int], Awaitable[T]], at_once: int) -
             return await one(i)
 
     return list(await asyncio.gather(*(run(i) for i in range(count))))
-
-
-async def _paced(count: int, rate: float, one: Callable[[int], Coroutine[Any, Any, T]]) -> list[T]:
-    start = time.monotonic()
-    tasks = []
-    for i in range(count):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    return list(await asyncio.gather(*tasks))
 
 
 # --- enrollments ----------------------------------------------------------------------------
@@ -204,8 +194,9 @@ async def _bare_ingest(stack: Stack, handles: list[Any], count: int) -> None:
 async def _knee(
     unloaded: Callable[[int], Awaitable[float]],
     at_rate: Callable[[float], Awaitable[list[float]]],
+    alone_count: int,
 ) -> dict[str, Any]:
-    alone = [await unloaded(i) for i in range(UNLOADED)]
+    alone = [await unloaded(i) for i in range(alone_count)]
     floor = percentile(alone, 99)
     rates: dict[str, float] = {}
     knee = 0.0
@@ -237,28 +228,33 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     _, used = await _cpu(stack, _bare_ingest(stack, waiters, ingest_events))
     bare_event = _per_unit(used, BARE_PARTS, ingest_events)
 
-    latencies, used = await _cpu(stack, _paced(count, RATE, _exit(stack, waiting)))
+    latencies, used = await _cpu(stack, paced(count, _exit(stack, waiting), RATE))
     exit_cpu = _per_unit(used, NURTURE_PARTS, count)
-    bare_latencies, used = await _cpu(stack, _paced(count, RATE, _bare_exit(waiters)))
+    bare_latencies, used = await _cpu(stack, paced(count, _bare_exit(waiters), RATE))
     bare_exit_cpu = _per_unit(used, BARE_PARTS, count)
 
-    knee_pool = await _waiting(stack, UNLOADED + KNEE_EVENTS * len(KNEE_RATES))
-    bare_pool = await _bare_waiting(stack, UNLOADED + KNEE_EVENTS * len(KNEE_RATES))
+    per_rate = max(5, min(KNEE_EVENTS, count // 2))
+    alone_count = max(5, min(UNLOADED, count // 5))
+    knee_size = alone_count + per_rate * len(KNEE_RATES)
+    knee_pool = await _waiting(stack, knee_size)
+    bare_pool = await _bare_waiting(stack, knee_size)
 
-    def taker(pool: list[Any], exit_of: Callable[[list[Any]], Any]) -> Any:
+    def taker(
+        pool: list[Any], exit_of: Callable[[list[Any]], Any]
+    ) -> tuple[Callable[[int], Awaitable[float]], Callable[[float], Awaitable[list[float]]]]:
         taken = iter(range(len(pool)))
 
         def unloaded(_: int) -> Awaitable[float]:
             return exit_of([pool[next(taken)]])(0)
 
         async def at_rate(rate: float) -> list[float]:
-            batch = [pool[next(taken)] for _ in range(KNEE_EVENTS)]
-            return await _paced(len(batch), rate, exit_of(batch))
+            batch = [pool[next(taken)] for _ in range(per_rate)]
+            return await paced(len(batch), exit_of(batch), rate)
 
         return unloaded, at_rate
 
-    knee = await _knee(*taker(knee_pool, lambda b: _exit(stack, b)))
-    bare_knee = await _knee(*taker(bare_pool, _bare_exit))
+    knee = await _knee(*taker(knee_pool, lambda b: _exit(stack, b)), alone_count=alone_count)
+    bare_knee = await _knee(*taker(bare_pool, _bare_exit), alone_count=alone_count)
 
     def figure(name: str, value: float, bare: float, unit: str, **target: Any) -> Figure:
         return Figure("0. CPU", name, value, unit, baseline=bare, baseline_name="bare", **target)

@@ -36,12 +36,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-async def _paced(count: int, one: Any) -> list[Any]:
-    """Starts `one(i)` at a steady RATE per second, whatever each takes."""
+async def paced(count: int, one: Any, rate: float = RATE) -> list[Any]:
+    """Starts `one(i)` at a steady `rate` per second, whatever each takes."""
     start = time.monotonic()
     tasks = []
     for i in range(count):
-        delay = start + i / RATE - time.monotonic()
+        delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i)))
@@ -90,7 +90,7 @@ async def _nurture(stack: Stack, enrollments: list[tuple[str, str]]) -> dict[str
         await _row_says_goal_met(stack, workflow_id)
         return (time.monotonic() - t0) * 1000
 
-    total = await _paced(len(enrollments), one)
+    total = await paced(len(enrollments), one)
     parts: dict[str, list[float]] = {"total": total}
     for _, workflow_id in enrollments[:: max(1, len(enrollments) // 100)]:
         history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
@@ -147,7 +147,7 @@ async def _bare(stack: Stack, count: int) -> list[float]:
         await handles[i].result()
         return (time.monotonic() - t0) * 1000
 
-    return await _paced(count, one)
+    return await paced(count, one)
 
 
 async def run(
