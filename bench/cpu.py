@@ -73,16 +73,17 @@ async def _gated(count: int, one: Callable[[int], Awaitable[T]], at_once: int) -
 # --- enrollments ----------------------------------------------------------------------------
 
 
-async def _enroll(stack: Stack, count: int) -> None:
+async def _contacts(stack: Stack, count: int) -> tuple[str, list[str]]:
+    """An active 3-action journey and `count` contacts for it (not measured)."""
     journey_id = await journeys.create_active(stack.http, journeys.three_actions("PT1S"))
     contacts = stack.new_contacts(count, "cpu")
     await journeys.create_contacts(stack.http, contacts)
+    return journey_id, contacts
 
-    async def measured() -> None:
-        ids = await journeys.enroll_all(stack.http, journey_id, contacts, CONCURRENCY)
-        await _gated(len(ids), lambda i: stack.temporal.get_workflow_handle(ids[i]).result(), 64)
 
-    return await measured()
+async def _enroll(stack: Stack, journey_id: str, contacts: list[str]) -> None:
+    ids = await journeys.enroll_all(stack.http, journey_id, contacts, CONCURRENCY)
+    await _gated(len(ids), lambda i: stack.temporal.get_workflow_handle(ids[i]).result(), 64)
 
 
 async def _bare_enroll(stack: Stack, count: int) -> None:
@@ -215,7 +216,8 @@ async def _knee(
 
 
 async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
-    _, used = await _cpu(stack, _enroll(stack, count))
+    journey_id, contacts = await _contacts(stack, count)
+    _, used = await _cpu(stack, _enroll(stack, journey_id, contacts))
     enrollment = _per_unit(used, NURTURE_PARTS, count)
     _, used = await _cpu(stack, _bare_enroll(stack, count))
     bare_enrollment = _per_unit(used, BARE_PARTS, count)

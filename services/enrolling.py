@@ -53,11 +53,9 @@ async def enroll(
         refusal = refusal_for(journey, state)
         if refusal is not None and await enrollments_store.never_started(conn, [wf_id]):
             # admitted when its row was inserted, by a process that died before starting
-            # it: start it now, as the contact is (the workflow then sees what changed)
-            return await _start(
-                pool, temporal, settings, record, contact_id, state, entered_by, refuse_once
-            )
-        if refusal is None:
+            # it: start it below, as the contact is (the workflow then sees what changed)
+            refusal = None
+        elif refusal is None:
             inserted = await enrollments_store.insert_enrollment(
                 conn,
                 record.workspace,
