@@ -5,8 +5,8 @@ For each action type, two journeys run: one with the action once, one with it th
 what one more such action costs. The bare baseline is measured the same way: workflows
 with one and three activities (an activity action's minimum: scheduled, started,
 completed, and the workflow task that follows) and with one and three timers (a wait's
-minimum). A `go_to` needs no event at all in Temporal: its minimum is 0, so its figure is
-the absolute count.
+minimum). A `go_to`, a `branch` and a `split` need no event at all in Temporal (they are
+decisions of the workflow): their minimum is 0, so their figure is the absolute count.
 
 The whole 3-action journey's history is compared with the bare workflow that does the
 same (one activity, one timer) as well.
@@ -41,6 +41,20 @@ ACTIONS: dict[str, dict[str, Any]] = {
         "timeout": SHORT,
     },
 }
+# decisions of the workflow: a branch no path of which holds and a split whose one live
+# variant continues, so that each goes on with the next action
+DECISIONS: dict[str, dict[str, Any]] = {
+    "branch": {
+        "type": "branch",
+        "name": "b",
+        "paths": [{"name": "p", "when": {"list": "nobody-is-in-this-list"}, "go_to": "success"}],
+    },
+    "split": {
+        "type": "split",
+        "name": "s",
+        "variants": [{"name": "A", "percent": 100}, {"name": "B", "percent": 0}],
+    },
+}
 MINIMUM_KIND = {
     "send_message": "activity",
     "create_task": "activity",
@@ -65,6 +79,9 @@ def _repeated(kind: str, times: int) -> dict[str, Any]:
         stages.append({"key": f"s{times}", "value": f"s{times}", "actions": [journeys.END]})
         first = {"type": "go_to", "target": "s1"}
         return journeys.journey([first], stages=stages)
+    if kind in DECISIONS:  # names are unique in a journey
+        each = [{**DECISIONS[kind], "name": f"{kind}{i}"} for i in range(times)]
+        return journeys.journey([*each, journeys.END])
     return journeys.journey([ACTIONS[kind]] * times + [journeys.END])
 
 
@@ -96,7 +113,7 @@ async def _bare_events(stack: Stack, activities: int, timers: int) -> list[str]:
 async def run(
     stack: Stack, sample_ids: list[str] | None = None
 ) -> tuple[list[Figure], dict[str, Any]]:
-    kinds = [*ACTIONS, "go_to"]
+    kinds = [*ACTIONS, "go_to", *DECISIONS]
     runs = await asyncio.gather(
         *(_journey_events(stack, _repeated(kind, n)) for kind in kinds for n in (1, 3))
     )
@@ -123,11 +140,12 @@ async def run(
             "three": len(thrice),
             "extra_events_for_two_more": dict(extra),
         }
-        if kind == "go_to":
+        if kind == "go_to" or kind in DECISIONS:
+            what = "go_to (into a stage)" if kind == "go_to" else f"{kind} (continuing)"
             figures.append(
                 Figure(
                     "2. history",
-                    "events per go_to (into a stage)",
+                    f"events per {what}",
                     per_action,
                     "events",
                     target=0,

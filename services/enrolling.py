@@ -19,6 +19,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.experiments import auto_splits, winners_of
 from shared import search_attributes as sa
 from shared.contact import ContactState
 from shared.eligibility import Eligibility, eligibility
@@ -28,6 +29,7 @@ from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.settings import Settings
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
+from store import experiments as experiments_store
 from store import journeys as journeys_store
 
 
@@ -112,6 +114,9 @@ async def _start(
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     entry = entry_stage(journey, state.properties)
+    winners: dict[str, str] = {}
+    if auto_splits(journey):  # new contacts take a declared winner's path
+        winners = winners_of(await experiments_store.winners(pool, record.workspace, record.id))
     payload = EnrollmentInput(
         workspace=record.workspace,
         journey_id=record.id,
@@ -124,6 +129,7 @@ async def _start(
         entry_stage=entry,
         entered_by=entered_by,
         behaviour=BEHAVIOUR,
+        winners=winners,
     )
     try:
         await temporal.start_workflow(

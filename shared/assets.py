@@ -10,7 +10,14 @@ from typing import Literal
 from pydantic import BaseModel
 
 from shared.criteria import ListLeaf, PropertyLeaf, iter_leaves
-from shared.journey import CreateTask, Journey, SendMessage, SendNotification, SetProperty
+from shared.journey import (
+    BranchOn,
+    CreateTask,
+    Journey,
+    SendMessage,
+    SendNotification,
+    SetProperty,
+)
 from shared.validation import Problem
 
 AssetKind = Literal["template", "list", "property", "channel"]
@@ -51,6 +58,13 @@ def assets_of(journey: Journey) -> list[Asset]:
     for stage in journey.stages:
         for i, action in enumerate(stage.actions):
             path = f"stages[{stage.key}].actions[{i}]"
+            if isinstance(action, BranchOn):
+                for k, way in enumerate(action.paths):
+                    for leaf in iter_leaves(way.when):
+                        if isinstance(leaf, ListLeaf):
+                            use("list", leaf.list, f"{path}.paths[{k}].when")
+                        elif isinstance(leaf, PropertyLeaf):
+                            use("property", leaf.property, f"{path}.paths[{k}].when")
             if isinstance(action, SendMessage):
                 use("template", action.template, f"{path}.template")
                 for channel in action.channels:

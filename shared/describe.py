@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from shared.enrollment import EnrollmentState, EnrollmentView
 from shared.journey import (
     Action,
+    BranchOn,
     CreateTask,
     GoTo,
     Journey,
     SendMessage,
     SendNotification,
     SetProperty,
+    Split,
     Wait,
     WaitForEvent,
 )
@@ -52,6 +54,11 @@ def describe_action(action: Action) -> str:
             return f"notify {', '.join(action.to)}: {action.message!r}"
         case GoTo():
             return f"go to {action.target}"
+        case BranchOn():
+            return f"branch {action.name!r} ({len(action.paths)} paths)"
+        case Split():
+            shares = "/".join(f"{v.name} {v.percent}%" for v in action.variants)
+            return f"split {action.name!r} ({shares})"
     return str(action.type)
 
 

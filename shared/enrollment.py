@@ -35,6 +35,8 @@ class Outcome(StrEnum):
     LOOP_LIMIT = "loop_limit"
     JOURNEY_DEACTIVATED = "journey_deactivated"
     DELIVERY_FAILED = "delivery_failed"
+    HOLDOUT = "holdout"
+    """Drawn into a split's holdout: nothing more is sent; the goal is still watched."""
 
 
 class Phase(StrEnum):
@@ -120,14 +122,36 @@ class Convert(BaseModel):
     """Met inside the attribution window: another enrollment with an equal goal that is
     still running (or met it at the same moment) takes the credit instead."""
     goal_met_seq: int | None = None
+    experiments: bool = False
+    """The enrollment drew a split's variant: the experiment counts the goal too."""
 
 
 class Complete(BaseModel):
     kind: Literal["complete"] = "complete"
 
 
+class TakePath(BaseModel):
+    """A branch path or split variant taken in the record's stage: its metrics node
+    (`branch:<name>/<path>`, `split:<name>/<variant>`)."""
+
+    kind: Literal["take_path"] = "take_path"
+    node: str
+
+
+class Assign(BaseModel):
+    """The enrollment drew a split's variant (once): the experiment's read models."""
+
+    kind: Literal["assign"] = "assign"
+    split: str
+    variant: str
+    holdout: bool = False
+    version: int
+    auto_winner: bool = False
+    """The split declares its winner itself: check whether one is ahead now."""
+
+
 Effect = Annotated[
-    EnterStage | WriteProperty | EndEnrollment | AddToList | Convert | Complete,
+    EnterStage | WriteProperty | EndEnrollment | AddToList | Convert | Complete | TakePath | Assign,
     Field(discriminator="kind"),
 ]
 
@@ -195,6 +219,8 @@ class EnrollmentState(BaseModel):
     stage_entries: int = 0
     step_seq: int = 0
     marketing_sent: bool = False
+    assignments: dict[str, str] = {}
+    """Split name → the variant this enrollment drew (kept if it comes back to the split)."""
     failed_sends: int = 0
     """Messages, tasks and notifications that failed for good (the log says why)."""
 
@@ -244,6 +270,9 @@ class EnrollmentInput(BaseModel):
     """Set by continue-as-new: the previous run's whole state."""
     behaviour: int = 0
     """`BEHAVIOUR` for new runs; 0 in histories from before it (they replay by markers)."""
+    winners: dict[str, str] = {}
+    """Split name → the winner declared before this enrollment started (auto splits send
+    new contacts down the winner's path)."""
     continue_as_new_after: int | None = Field(default=None, ge=20)
     """History length that triggers continue-as-new (tests); None: when Temporal suggests."""
 

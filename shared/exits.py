@@ -174,6 +174,12 @@ def loop_limit(entries: int, cap: int, stage: str) -> Leaving:
     )
 
 
+def holdout(split: str, variant: str) -> Leaving:
+    """Drawn into a split's holdout: the journey sends nothing more; the attribution
+    window still watches the goal, for the experiment's comparison."""
+    return leave(Outcome.HOLDOUT, f"drawn into the holdout {variant!r} of split {split!r}")
+
+
 def delivery_failed(summary: str, message: str | None) -> Leaving:
     return leave(Outcome.DELIVERY_FAILED, f"{summary} failed: {message}")
 
@@ -206,7 +212,13 @@ def leaving_effects(
         effects.append(AddToList(list=leaving.add_to_list))
         join_locally(state, leaving.add_to_list)
     if leaving.outcome is Outcome.GOAL_MET:
-        effects.append(Convert(after_end=False, goal_met_seq=leaving.goal_met_seq))
+        effects.append(
+            Convert(
+                after_end=False,
+                goal_met_seq=leaving.goal_met_seq,
+                experiments=bool(state.assignments),
+            )
+        )
     return effects
 
 
@@ -251,7 +263,11 @@ def window_closed(state: EnrollmentState) -> tuple[str, str, dict[str, Any], lis
     """The last log record: the goal met inside the attribution window (a conversion, if
     it counts), or the window closed (or closed early); either completes the enrollment."""
     if state.goal_met_in_window:
-        convert = Convert(after_end=True, goal_met_seq=state.contact.event_seq)
+        convert = Convert(
+            after_end=True,
+            goal_met_seq=state.contact.event_seq,
+            experiments=bool(state.assignments),
+        )
         detail = {"explanation": state.explanation}
         return "goal_met", "after_end", detail, [convert, Complete()]
     why = state.window_closed_early or "attribution window closed"

@@ -96,16 +96,14 @@ def probability_better(variant: Arm, baseline: Arm) -> float:
 
 
 def winner(
-    arms: dict[str, Arm], baseline: str, min_per_variant: int, confidence: float
+    arms: dict[str, Arm], holdout: str | None, min_per_variant: int, confidence: float
 ) -> str | None:
     """The variant declared the winner: every arm has at least `min_per_variant` entries,
-    and this variant beats the baseline (and every other variant) with a posterior
-    probability of at least `confidence`. None while no variant is there yet."""
+    and this variant (never the holdout) beats every other arm, the holdout included,
+    with a posterior probability of at least `confidence`. None while none is there yet."""
     if any(arm.entered < min_per_variant for arm in arms.values()):
         return None
-    best = max(
-        (name for name in arms if name != baseline), key=lambda n: arms[n].rate, default=None
-    )
+    best = max((name for name in arms if name != holdout), key=lambda n: arms[n].rate, default=None)
     if best is None:
         return None
     rivals = [name for name in arms if name != best]

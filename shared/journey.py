@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -39,6 +40,7 @@ __all__ = [
     "Action",
     "ActionType",
     "Branch",
+    "BranchOn",
     "CreateTask",
     "DeliveryOptions",
     "End",
@@ -50,20 +52,27 @@ __all__ = [
     "GoToTarget",
     "Goal",
     "Journey",
+    "Otherwise",
+    "Path",
     "SendMessage",
     "SendNotification",
     "SendWindow",
     "SetProperty",
+    "Split",
     "Stage",
     "Target",
     "Trigger",
+    "Variant",
     "Wait",
     "WaitForEvent",
+    "Winner",
     "resolve_target",
 ]
 
 MAX_ACTIONS_PER_STAGE = 200
 MAX_ELIGIBLE_LISTS = 5
+MAX_PATHS = 20
+"""Paths of a `branch`, variants of a `split`."""
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=3)
 
 SUCCESS = "success"
@@ -176,13 +185,125 @@ class GoTo(DefinitionModel):
     target: str = Field(min_length=1)
 
 
+#: Names of branches, paths, splits and variants: they make metrics nodes such as
+#: `split:<split>/<variant>`, so no '/'.
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^/]+$")]
+
+
+class Path(DefinitionModel):
+    """One path of a `branch`: taken when `when` holds; without `go_to`, the stage goes
+    on with its next action."""
+
+    name: Name
+    when: Criteria
+    go_to: str | None = Field(default=None, min_length=1)
+
+
+class Otherwise(DefinitionModel):
+    """Where a `branch` goes when no path holds (without `go_to`: the next action)."""
+
+    go_to: str | None = Field(default=None, min_length=1)
+
+
+class BranchOn(DefinitionModel):
+    """If/then paths: the first path whose `when` holds for the contact now is taken,
+    else `otherwise`. A decision of the workflow: no activity."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "branch",
+                    "name": "by plan",
+                    "paths": [
+                        {
+                            "name": "enterprise",
+                            "when": {"property": "plan", "op": "eq", "value": "enterprise"},
+                            "go_to": "sales_assist",
+                        },
+                        {"name": "engaged", "when": {"event": "page_viewed", "min_count": 3}},
+                    ],
+                    "otherwise": {"go_to": "nurture"},
+                }
+            ]
+        },
+    )
+
+    type: Literal["branch"] = "branch"
+    name: Name
+    paths: list[Path] = Field(min_length=1, max_length=MAX_PATHS)
+    otherwise: Otherwise | None = None
+    """None, or no `go_to`: the stage goes on with its next action."""
+
+    @property
+    def otherwise_go_to(self) -> str | None:
+        return self.otherwise.go_to if self.otherwise is not None else None
+
+
+class Variant(DefinitionModel):
+    """One arm of a `split`: `percent` of the contacts (an integer); a `holdout` variant
+    receives nothing more from the journey while its goal is still watched."""
+
+    name: Name
+    percent: int = Field(ge=0, le=100)
+    go_to: str | None = Field(default=None, min_length=1)
+    holdout: bool = False
+
+
+class Winner(DefinitionModel):
+    """When a split has a winner: every variant has `min_per_variant` contacts and one is
+    ahead of the baseline with probability `confidence`; with `auto`, new contacts then
+    take the winner's path (the holdout keeps its share)."""
+
+    auto: bool = False
+    min_per_variant: int = Field(default=200, ge=1, le=1_000_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class Split(DefinitionModel):
+    """A random split (an A/B test): each contact draws one variant once, by the
+    percentages; replay draws the same. A decision of the workflow: no activity."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "split",
+                    "name": "welcome subject",
+                    "variants": [
+                        {"name": "A", "percent": 45, "go_to": "welcome_a"},
+                        {"name": "B", "percent": 45, "go_to": "welcome_b"},
+                        {"name": "control", "percent": 10, "holdout": True},
+                    ],
+                    "winner": {"auto": True, "min_per_variant": 200, "confidence": 0.95},
+                }
+            ]
+        },
+    )
+
+    type: Literal["split"] = "split"
+    name: Name
+    variants: list[Variant] = Field(min_length=2, max_length=MAX_PATHS)
+    winner: Winner | None = None
+
+
 Action = Annotated[
-    SendMessage | Wait | WaitForEvent | CreateTask | SetProperty | SendNotification | GoTo,
+    SendMessage
+    | Wait
+    | WaitForEvent
+    | CreateTask
+    | SetProperty
+    | SendNotification
+    | GoTo
+    | BranchOn
+    | Split,
     Field(discriminator="type"),
 ]
 ActionType = Literal[
     "send_message", "wait", "wait_for_event", "create_task", "set_property",
-    "send_notification", "go_to",
+    "send_notification", "go_to", "branch", "split",
 ]  # fmt: skip
 #: Tags pydantic puts into error locations of the action union (validation strips them).
 ACTION_TYPES: frozenset[str] = frozenset(get_args(ActionType))
@@ -407,13 +528,25 @@ class Journey(DefinitionModel):
     def attribution_window(self) -> timedelta:
         return self.goal.attribution_window if self.goal is not None else timedelta(0)
 
+    def criteria_in_use(self) -> list[Criteria]:
+        """Every criteria tree an enrollment evaluates: the goal's and each branch path's."""
+        trees = [self.goal.criteria] if self.goal is not None else []
+        for stage in self.stages:
+            for action in stage.actions:
+                if isinstance(action, BranchOn):
+                    trees.extend(path.when for path in action.paths)
+        return trees
+
+    def _leaves_in_use(self) -> list[PropertyLeaf | EventLeaf | ListLeaf]:
+        return [leaf for tree in self.criteria_in_use() for leaf in iter_leaves(tree)]
+
     def counted_event_leaves(self) -> list[EventLeaf]:
-        """The goal's event leaves, one per counter key: the counters `apply_event` keeps."""
+        """The event leaves of the goal and the branches, one per counter key: the
+        counters `apply_event` keeps."""
         leaves: dict[str, EventLeaf] = {}
-        if self.goal is not None:
-            for leaf in iter_leaves(self.goal.criteria):
-                if isinstance(leaf, EventLeaf):
-                    leaves.setdefault(leaf.counter_key(), leaf)
+        for leaf in self._leaves_in_use():
+            if isinstance(leaf, EventLeaf):
+                leaves.setdefault(leaf.counter_key(), leaf)
         return list(leaves.values())
 
     # -- the interest set: what changes an enrollment of this journey must hear about
@@ -433,21 +566,15 @@ class Journey(DefinitionModel):
         return frozenset(types)
 
     def referenced_properties(self) -> frozenset[str]:
-        """The stage property and every property the goal criteria read."""
+        """The stage property and every property the goal and branch criteria read."""
         props = {self.stage_property}
-        if self.goal is not None:
-            props.update(
-                leaf.property
-                for leaf in iter_leaves(self.goal.criteria)
-                if isinstance(leaf, PropertyLeaf)
-            )
+        props.update(
+            leaf.property for leaf in self._leaves_in_use() if isinstance(leaf, PropertyLeaf)
+        )
         return frozenset(props)
 
     def referenced_lists(self) -> frozenset[str]:
-        """Eligible and suppression lists and every list the goal criteria read."""
+        """Eligible and suppression lists and every list the goal and branch criteria read."""
         lists = {*self.eligible_lists, *self.suppression_lists}
-        if self.goal is not None:
-            lists.update(
-                leaf.list for leaf in iter_leaves(self.goal.criteria) if isinstance(leaf, ListLeaf)
-            )
+        lists.update(leaf.list for leaf in self._leaves_in_use() if isinstance(leaf, ListLeaf))
         return frozenset(lists)

@@ -12,6 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from shared.errors import Invalid
+from shared.experiment_metrics import ExperimentMetrics
 from shared.journey import Goal, Journey
 
 
@@ -33,6 +34,14 @@ class PathOut(BaseModel):
     """Of those who left the stage."""
 
 
+class DecisionOut(BaseModel):
+    node: str
+    """`branch:<branch>/<path>` or `split:<split>/<variant>`."""
+    count: int
+    percent: float
+    """Of those who took that branch or split in this stage."""
+
+
 class StageMetrics(BaseModel):
     key: str
     entered: int
@@ -40,6 +49,8 @@ class StageMetrics(BaseModel):
     active: int
     left: int
     paths: list[PathOut]
+    decisions: list[DecisionOut] = []
+    """Every branch path and split variant taken in the stage (`otherwise` included)."""
 
 
 class GoalMetrics(BaseModel):
@@ -73,6 +84,8 @@ class JourneyMetrics(BaseModel):
     """Every exit taken: `exit:<outcome>`. With `ends`, the sums of the stages' paths."""
     goal: GoalMetrics | None
     stages: list[StageMetrics]
+    experiments: list[ExperimentMetrics] = []
+    """Every split: its variants' figures against the baseline, and the winner."""
 
 
 @dataclass
@@ -155,7 +168,8 @@ def stage_metrics(journey: Journey, tally: Tally) -> list[StageMetrics]:
     keys += sorted((set(tally.entered) | set(tally.paths)) - set(keys) - _end_nodes(tally))
     stages = []
     for key in keys:
-        out = tally.paths.get(key, Counter())
+        every = tally.paths.get(key, Counter())
+        out = Counter({n: c for n, c in every.items() if not n.startswith(DECISIONS)})
         left = sum(out.values())
         paths = [PathOut(to=to, count=n, percent=pct(n, left)) for to, n in sorted(out.items())]
         stages.append(
@@ -165,13 +179,29 @@ def stage_metrics(journey: Journey, tally: Tally) -> list[StageMetrics]:
                 active=tally.active[key],
                 left=left,
                 paths=[p for p in paths if p.count],
+                decisions=_decisions(every),
             )
         )
     return stages
 
 
+DECISIONS = ("branch:", "split:")
+
+
+def _decisions(out: Counter[str]) -> list[DecisionOut]:
+    """Branch paths and split variants, each in % of its own branch or split."""
+    taken = {n: c for n, c in out.items() if n.startswith(DECISIONS) and c}
+    per: Counter[str] = Counter()
+    for node, n in taken.items():
+        per[node.rsplit("/", 1)[0]] += n
+    return [
+        DecisionOut(node=node, count=n, percent=pct(n, per[node.rsplit("/", 1)[0]]))
+        for node, n in sorted(taken.items())
+    ]
+
+
 def _end_nodes(tally: Tally) -> set[str]:
-    return {node for node in tally.entered if node.startswith(("end:", "exit:"))}
+    return {node for node in tally.entered if node.startswith(("end:", "exit:", *DECISIONS))}
 
 
 def journey_metrics(

@@ -24,6 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
+from shared import decision_rules
 from shared.criteria import CRITERIA_TAGS
 from shared.journey import (
     ACTION_TYPES,
@@ -32,6 +33,7 @@ from shared.journey import (
     MAX_ELIGIBLE_LISTS,
     SUCCESS,
     Branch,
+    BranchOn,
     CreateTask,
     Ends,
     Goal,
@@ -40,6 +42,7 @@ from shared.journey import (
     SendMessage,
     SendNotification,
     SetProperty,
+    Split,
     Stage,
     Wait,
     WaitForEvent,
@@ -73,6 +76,7 @@ PROBLEM_REASONS = frozenset(
         # delivery options
         "invalid_timezone", "empty_send_window",
     }
+    | decision_rules.REASONS
 )  # fmt: skip
 #: Every reason code a warning (returned alongside a successful save) can carry.
 WARNING_REASONS = frozenset(
@@ -182,6 +186,7 @@ _LENGTH_REASONS = {
     ("to", "too_short"): "no_recipients",
     ("all", "too_short"): "empty_criteria_group",
     ("any", "too_short"): "empty_criteria_group",
+    **decision_rules.LENGTH_REASONS,
 }
 
 
@@ -313,6 +318,7 @@ def _length_message(reason: str, err: ErrorDetails, where: str) -> str:
         "no_channels": "A send_message action needs at least one channel.",
         "no_recipients": "A send_notification action needs at least one recipient.",
         "empty_criteria_group": "An all/any group needs at least one condition.",
+        **decision_rules.LENGTH_MESSAGES,
     }.get(reason, _sentence(f"{err['msg']} {where}"))
 
 
@@ -429,6 +435,8 @@ class _Checker:
         self.stage_values = {value for _, _, value in parts.stage_ids if value is not None}
         self.end_values = self._end_values()
         self.edges: list[_Edge] = []
+        self.has_goal = parts.goal is not None
+        self.decision_names: dict[str, str] = {}
         self._check_stages()
         self._check_ends()
         self._check_lists()
@@ -578,6 +586,12 @@ class _Checker:
         elif isinstance(action, GoTo):
             self._jump(stage, f"{path}.target", action.target, waits=waited, live=live)
             return path
+        elif isinstance(action, BranchOn | Split):
+
+            def jump(at: str, target: str) -> None:
+                self._jump(stage, at, target, waits=waited, live=live)
+
+            return path if decision_rules.check(self, stage, path, action, jump) else None
         elif isinstance(action, SendMessage):
             if not TEMPLATE_NAME.fullmatch(action.template):
                 self.problem(

@@ -18,8 +18,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
+from services.experiments import check_winner
 from shared.enrollment import (
     AddToList,
+    Assign,
     Complete,
     Convert,
     Effect,
@@ -28,12 +30,14 @@ from shared.enrollment import (
     EnterStage,
     Outcome,
     StepRecord,
+    TakePath,
     WriteProperty,
 )
 from shared.journey import Journey
 from shared.settings import Settings
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
+from store import experiments as experiments_store
 from store import metrics as metrics_store
 from workers.sending import Sending, idempotency_key
 from workers.steps import (
@@ -283,7 +287,25 @@ class JourneyActivities:
                 await self._convert(conn, ref, record, effect)
             case Complete():
                 await enrollments_store.complete_enrollment(conn, ref.workflow_id, record.at)
+            case TakePath(node=node):
+                await metrics_store.path_taken(conn, ws, journey, record.stage, node)
+                await metrics_store.stage_move(conn, ref.workflow_id, record.at, record.stage, node)
+            case Assign():
+                drawn = await experiments_store.assign(
+                    conn, ref.workflow_id, effect.split, ws, journey, effect.version,
+                    effect.variant, effect.holdout, record.at,
+                )  # fmt: skip
+                if drawn and effect.auto_winner:
+                    await self._check_winner(conn, ref, effect.split, effect.version)
         return None
+
+    async def _check_winner(
+        self, conn: PoolConnectionProxy, ref: EnrollmentRef, split: str, version: int
+    ) -> None:
+        own = await enrollments_store.select_own_goal(conn, ref.workflow_id)
+        if own is not None:
+            journey = Journey.model_validate(own)
+            await check_winner(conn, ref.workspace, ref.journey_id, journey, split, version)
 
     async def _convert(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, effect: Convert
@@ -293,13 +315,25 @@ class JourneyActivities:
         the row, not trusted from the workflow: it is set in the same transaction as the
         outbox row, so even a send that raced an exit's cancellation is seen right."""
         row = await enrollments_store.conversion_facts(conn, ref.workflow_id)
-        if row is None or not row["marketing_sent"] or row["outcome"] == Outcome.SUPPRESSED:
+        if row is None or row["outcome"] == Outcome.SUPPRESSED:
+            return
+        headline = row["marketing_sent"] and row["outcome"] != Outcome.HOLDOUT
+        if not (headline or effect.experiments):
             return
         if effect.after_end and await self._credit_goes_elsewhere(conn, ref, effect):
             return
-        counted = await metrics_store.insert_conversion(
-            conn, ref.workspace, ref.journey_id, ref.contact_id, ref.goal_epoch, record.at
-        )
+        counted = "INSERT 0 0"
+        if headline:
+            counted = await metrics_store.insert_conversion(
+                conn, ref.workspace, ref.journey_id, ref.contact_id, ref.goal_epoch, record.at
+            )
+        if effect.experiments:
+            # the experiments compare goals met without the marketing condition
+            marked = await experiments_store.converted(
+                conn, ref.workflow_id, record.at, counted.endswith(" 1")
+            )
+            for split in marked:
+                await self._check_winner(conn, ref, split["split"], split["version"])
         if counted.endswith(" 1"):
             own = await enrollments_store.select_own_goal(conn, ref.workflow_id)
             goal = Journey.model_validate(own).goal if own is not None else None

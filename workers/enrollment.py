@@ -22,7 +22,7 @@ from temporalio import workflow
 from workers.step_log import StepLog
 
 with workflow.unsafe.imports_passed_through():
-    from shared import exits, own_writes, stages
+    from shared import decisions, exits, own_writes, stages
     from shared import search_attributes as sa
     from shared.contact import ContactEvent
     from shared.describe import current_details, describe_action, iso_duration, view, when
@@ -37,12 +37,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from shared.journey import (
         Action,
+        BranchOn,
         CreateTask,
         GoTo,
         Journey,
         SendMessage,
         SendNotification,
         SetProperty,
+        Split,
         Wait,
         WaitForEvent,
         resolve_target,
@@ -126,8 +128,7 @@ class EnrollmentWorkflow:
             self._stage_attribute = key
 
     async def _stay_in_stage(self) -> None:
-        """Every action of the stage has run and none jumped: the contact stays in the
-        stage until the stage property changes or an exit applies."""
+        """All actions ran, none jumped: stay until the stage property changes or an exit."""
         self._describe("all actions done; staying until the stage changes or an exit")
         await self.log.flush_read_models()
         await workflow.wait_condition(self._interrupted)
@@ -149,7 +150,10 @@ class EnrollmentWorkflow:
             case SetProperty():
                 return await self._set_property(action)
             case GoTo():
-                return await self._go_to_action(action)
+                self.log.record("go_to", "jumped", {"target": action.target})
+                return Next(action.target)
+            case BranchOn() | Split():
+                return self._decide(action)
 
     async def _send_message(self, action: SendMessage) -> Next | None:
         """Sends the message; outside the send window, or over the frequency cap with
@@ -268,9 +272,15 @@ class EnrollmentWorkflow:
             stages.stage_value_changed(self.journey, self.s, action.value, reason)
         return Next()
 
-    async def _go_to_action(self, action: GoTo) -> Next | None:
-        self.log.record("go_to", "jumped", {"target": action.target})
-        return Next(action.target)
+    def _decide(self, action: BranchOn | Split) -> Next | None:
+        """A branch or a split (`shared.decisions`): no activity; a holdout leaves."""
+        number, i = workflow.random().random(), self.input
+        decision = decisions.decide(action, self.s, number, i.winners, i.journey_version)
+        self.log.record(action.type, decision.result, decision.detail, decision.effects)
+        if decision.holdout:
+            self.s.leaving = exits.holdout(action.name, decision.result)
+            return None
+        return Next(decision.go_to)
 
     # --- waiting ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from shared.journey import Journey
 from shared.limits import checked
 from shared.settings import Settings
 from shared.validation import JourneyValidation, Problem, validate_journey
+from store import experiments as experiments_store
 from store import journeys as journeys_store
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
@@ -70,6 +71,14 @@ class Change(BaseModel):
     after: Any = None
 
 
+class WinnerOut(BaseModel):
+    split: str
+    variant: str
+    declared_at: datetime
+    figures: dict[str, Any]
+    """Each variant's entered and converted at that moment."""
+
+
 class VersionOut(BaseModel):
     version: int
     changed_by: str
@@ -80,6 +89,8 @@ class VersionOut(BaseModel):
     open: int
     """Of those, how many still run (or wait in their attribution window)."""
     current: bool
+    winners: list[WinnerOut] = []
+    """Split winners declared while this version was the journey's current one."""
 
 
 class VersionDetail(BaseModel):
@@ -230,8 +241,17 @@ async def list_versions(
     """Every version: who saved it, when, what it changed against the one before, and how
     many enrollments started on it (and still run)."""
     row = await journeys.get(pool, workspace, journey_id)
+    declared: dict[int, list[WinnerOut]] = {}
+    for w in await experiments_store.winners(pool, workspace, journey_id):
+        declared.setdefault(w["version"], []).append(
+            WinnerOut(**{k: w[k] for k in ("split", "variant", "declared_at", "figures")})
+        )
     return [
-        VersionOut(**dict(v), current=v["version"] == row["version"])
+        VersionOut(
+            **dict(v),
+            current=v["version"] == row["version"],
+            winners=declared.get(v["version"], []),
+        )
         for v in await journeys_store.version_history(pool, workspace, journey_id)
     ]
 

@@ -12,12 +12,13 @@ is counted at most once per `NURTURE_METRICS_ELIGIBLE_SECONDS` per journey. With
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.ingest import JourneyIdPath
-from services import audience, journeys
+from services import audience, experiments, journeys
 from shared.journey import Journey
 from shared.metrics import JourneyMetrics, journey_metrics, window_of
 from store import metrics as metrics_store
@@ -34,10 +35,13 @@ async def get_metrics(
     settings: SettingsDep,
     since: str | None = None,
     until: str | None = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> JourneyMetrics:
     """Eligible, enrolled, active, refused by reason, ended by outcome, the goal against
-    its target, and per stage: entered, active now and every path out. `since`/`until`
-    (ISO-8601 with a time zone) narrow it to the contacts enrolled in that window."""
+    its target, per stage: entered, active now, every path out and every branch path and
+    split variant taken, and every split's experiment figures. `since`/`until` (ISO-8601
+    with a time zone) narrow it to the contacts enrolled in that window; `version` narrows
+    the experiments to the contacts that drew on that version."""
     window = window_of(since, until)
     async with pool.acquire() as conn:
         row = await journeys.get(conn, workspace, journey_id)
@@ -59,4 +63,8 @@ async def get_metrics(
             if len(cache) > 10_000:
                 cache.clear()
             cache[key] = (eligible, now + settings.metrics_eligible_seconds)
-    return journey_metrics(journey_id, journey, epoch, tally, eligible, window)
+        bounds = (window.since, window.until) if window is not None else (None, None)
+        tested = await experiments.metrics(conn, workspace, journey_id, journey, *bounds, version)
+    answer = journey_metrics(journey_id, journey, epoch, tally, eligible, window)
+    answer.experiments = tested
+    return answer

@@ -34,6 +34,9 @@ async def test_the_suite_runs_on_its_own_stack_and_writes_a_report(tmp_path: Pat
     history = {f.name: f for f in figures if f.section == "2. history"}
     assert history["events per send_message"].baseline == 6  # scheduled/started/completed + WFT
     assert history["events per wait"].baseline == 5  # started/fired + WFT
+    # branches and splits are decisions of the workflow: no event of their own
+    assert history["events per branch (continuing)"].value == 0
+    assert history["events per split (continuing)"].value == 0
 
 
 async def test_a_missing_module_of_another_issue_is_marked_not_available() -> None:

@@ -83,6 +83,15 @@ class Enrollment:
             self.workflow_id,
         )
 
+    async def outbox_payloads(self) -> list[dict[str, Any]]:
+        """What the enrollment queued, in the order of its steps."""
+        rows = await self.pool.fetch(
+            "SELECT payload FROM outbox WHERE workflow_id = $1"
+            " ORDER BY created_at, idempotency_key",
+            self.workflow_id,
+        )
+        return [dict(r["payload"]) for r in rows]
+
     async def stage_stats(self) -> dict[str, tuple[int, int]]:
         rows = await self.pool.fetch(
             "SELECT stage, entered, active FROM stage_stats WHERE journey_id = $1",

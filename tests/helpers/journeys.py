@@ -90,3 +90,36 @@ def skeleton_journey(waiting: str) -> dict[str, Any]:
         enroll_empty_stage=False,
         ends={"success": {"value": "customer"}, "failure": []},
     )
+
+
+def branch(name: str, *paths: dict[str, Any], otherwise: str | None = None) -> dict[str, Any]:
+    """A branch; `paths` from `path(...)`; `otherwise`: its go_to (None: continue)."""
+    action: dict[str, Any] = {"type": "branch", "name": name, "paths": list(paths)}
+    if otherwise is not None:
+        action["otherwise"] = {"go_to": otherwise}
+    return action
+
+
+def path(name: str, when: dict[str, Any], go_to: str | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"name": name, "when": when}
+    if go_to is not None:
+        found["go_to"] = go_to
+    return found
+
+
+def split(
+    name: str,
+    *variants: tuple[str, int, str | None],
+    holdout: tuple[str, int] | None = None,
+    winner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A split of (name, percent, go_to) variants and an optional (name, percent) holdout."""
+    found: list[dict[str, Any]] = []
+    for variant, percent, goto in variants:
+        found.append({"name": variant, "percent": percent, **({"go_to": goto} if goto else {})})
+    if holdout is not None:
+        found.append({"name": holdout[0], "percent": holdout[1], "holdout": True})
+    action: dict[str, Any] = {"type": "split", "name": name, "variants": found}
+    if winner is not None:
+        action["winner"] = winner
+    return action

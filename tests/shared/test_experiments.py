@@ -54,6 +54,12 @@ def test_a_winner_needs_enough_contacts_in_every_arm_and_the_confidence() -> Non
     # ahead of the baseline but not of the other variant: no winner yet
     rivals = {"control": Arm(300, 10), "A": Arm(300, 41), "B": Arm(300, 40)}
     assert winner(rivals, "control", min_per_variant=200, confidence=0.95) is None
+    # no holdout: the first variant is the baseline of the figures, and may win itself
+    plain = {"A": Arm(300, 60), "B": Arm(300, 30)}
+    assert winner(plain, None, min_per_variant=200, confidence=0.95) == "A"
+    # a holdout ahead of every variant is never the winner
+    behind = {"control": Arm(300, 60), "A": Arm(300, 30), "B": Arm(300, 31)}
+    assert winner(behind, "control", min_per_variant=200, confidence=0.95) is None
 
 
 def test_impossible_counts_are_refused() -> None:

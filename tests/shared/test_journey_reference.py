@@ -28,5 +28,5 @@ def test_every_field_and_action_type_is_in_the_reference() -> None:
         for d in schema["$defs"].values()
         if "type" in d.get("properties", {}) and "const" in d["properties"]["type"]
     ]
-    assert len(actions) == 7
+    assert len(actions) == 9
     assert [a for a in actions if f"`{a}`" not in text] == []

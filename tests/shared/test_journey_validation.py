@@ -46,11 +46,12 @@ def load(name: str) -> dict[str, Any]:
 # --- the examples --------------------------------------------------------------------------
 
 
-def test_there_are_three_examples() -> None:
+def test_there_are_four_examples() -> None:
     assert [p.name for p in EXAMPLE_FILES] == [
         "abandoned_cart.json",
         "trial_to_paid.json",
         "webinar_follow_up.json",
+        "welcome_test.json",
     ]
 
 
@@ -210,6 +211,9 @@ def mutated(name: str, *edits: tuple[str, Any]) -> dict[str, Any]:
 T = "trial_to_paid.json"
 A0 = "stages[0].actions"  # onboarding: send_message, wait, wait_for_event
 A2 = "stages[2].actions"  # engaged: create_task, set_property, send_notification, wait, go_to
+W = "welcome_test.json"
+S = "stages[0].actions[0]"  # the welcome split: A, B, holdout control
+B = "stages[3].actions[1]"  # the by-plan branch: enterprise, engaged, otherwise
 
 
 def _nested(levels: int) -> dict[str, Any]:
@@ -221,6 +225,31 @@ def _nested(levels: int) -> dict[str, Any]:
 
 PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
     # (reason, journey, the path of the problem)
+    (
+        "too_many_paths",
+        mutated(W, (f"{B}.paths", [{"name": f"p{i}", "when": {"list": "x"}} for i in range(21)])),
+        f"{B}.paths",
+    ),
+    (
+        "too_few_variants",
+        mutated(W, (f"{S}.variants", [{"name": "A", "percent": 100}])),
+        f"{S}.variants",
+    ),
+    ("duplicate_path_name", mutated(W, (f"{S}.variants[1].name", "A")), f"{S}.variants[1].name"),
+    ("reserved_path_name", mutated(W, (f"{B}.paths[1].name", "otherwise")), f"{B}.paths[1].name"),
+    ("duplicate_decision_name", mutated(W, (f"{B}.name", "welcome subject")), f"{B}.name"),
+    ("split_percent_sum", mutated(W, (f"{S}.variants[0].percent", 50)), f"{S}.variants"),
+    (
+        "more_than_one_holdout",
+        mutated(W, (f"{S}.variants[1]", {"name": "B", "percent": 45, "holdout": True})),
+        f"{S}.variants[2].holdout",
+    ),
+    (
+        "holdout_with_go_to",
+        mutated(W, (f"{S}.variants[2].go_to", "nudge")),
+        f"{S}.variants[2].go_to",
+    ),
+    ("winner_without_goal", mutated(W, ("goal", DELETE)), f"{S}.winner"),
     ("missing_field", mutated(T, ("owner", DELETE)), "owner"),
     ("missing_field", mutated(T, (f"{A0}[1]", {"duration": "P1D"})), f"{A0}[1].type"),
     ("unknown_field", mutated(T, (f"{A0}[0].marketting", True)), f"{A0}[0].marketting"),

@@ -79,5 +79,7 @@ def test_recorded_histories_cover_every_action_type_and_every_exit_reason() -> N
         "set_property",
         "send_notification",
         "go_to",
+        "branch",
+        "split",
     }
     assert outcomes == {outcome.value for outcome in Outcome}
