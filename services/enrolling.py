@@ -19,6 +19,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services import entries
 from services.experiments import auto_splits, winners_of
 from shared import search_attributes as sa
 from shared.contact import ContactState
@@ -26,7 +27,9 @@ from shared.eligibility import Eligibility, eligibility
 from shared.enrollment import BEHAVIOUR, EnrollmentInput, Unenroll, workflow_id
 from shared.entry import Enrolled, JourneyRecord, Refused, entry_stage, refusal_for
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
+from shared.reentry import repeats
 from shared.settings import Settings
+from shared.trigger_context import TriggerContext
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import experiments as experiments_store
@@ -42,10 +45,17 @@ async def enroll(
     *,
     refuse_once: bool = False,
     entered_by: str | None = None,
-) -> Enrolled | Refused:
+    trigger: TriggerContext | None = None,
+) -> Enrolled | Refused | None:
     """Enrolls once, ever; every refusal is recorded with its reason (with `refuse_once`,
     the first refusal of this contact for each reason only: triggers). `entered_by`: what
-    enrolled the contact, in words, for its log (default: "enrolled")."""
+    enrolled the contact, in words, for its log (default: "enrolled"). A journey that may
+    repeat, or an entry started by an event (`trigger`), goes by `entries.enter`; None:
+    that event started an entry before (nothing to do)."""
+    if trigger is not None or repeats(record.journey):
+        return await entries.enter(
+            pool, temporal, settings, record, contact_id, trigger, entered_by, _start
+        )
     journey = record.journey
     wf_id = workflow_id(record.workspace, record.id, contact_id)
     async with pool.acquire() as conn:
@@ -107,13 +117,17 @@ async def _start(
     state: ContactState,
     entered_by: str | None = None,
     refuse_once: bool = False,
+    number: int = 1,
+    trigger: TriggerContext | None = None,
+    begin: str | None = None,
 ) -> Enrolled | Refused:
     """Starts the enrollment's workflow (its row is committed): once, by its id. A start
     Temporal rejects as a duplicate (a retry of a start that did happen) is refused
-    `already_enrolled` and recorded so."""
+    `already_enrolled` and recorded so. `number`: which entry of the contact (journeys
+    that may repeat); `trigger`: the event that started it (`record.journey` is bound)."""
     journey = record.journey
-    wf_id = workflow_id(record.workspace, record.id, contact_id)
-    entry = entry_stage(journey, state.properties)
+    wf_id = workflow_id(record.workspace, record.id, contact_id, number)
+    entry = begin or entry_stage(journey, state.properties)
     winners: dict[str, str] = {}
     if auto_splits(journey):  # new contacts take a declared winner's path
         winners = winners_of(await experiments_store.winners(pool, record.workspace, record.id))
@@ -130,6 +144,8 @@ async def _start(
         entered_by=entered_by,
         behaviour=BEHAVIOUR,
         winners=winners,
+        entry=number,
+        trigger=trigger,
     )
     try:
         await temporal.start_workflow(
@@ -147,7 +163,8 @@ async def _start(
                     SearchAttributePair(sa.JOURNEY_STAGE, entry),
                 ]
             ),
-            static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})",
+            static_summary=f"{contact_id} in journey {journey.name!r} (v{record.version})"
+            + (f", entry {number}" if number > 1 else ""),
             # a cluster with task queue fairness (`matching.enableFairness`) gives each
             # workspace its turn at the workers (docs/operating.md)
             priority=Priority(fairness_key=record.workspace),
@@ -307,6 +324,7 @@ async def enroll_contact(
         ) from exc
     if isinstance(result, Enrolled):
         return result
+    assert result is not None  # only an entry started by an event can be a duplicate
     refused = {"contact_not_found": NotFound, "enrollment_too_large": Invalid}
     error = refused.get(result.reason, Conflict)
     raise error(result.reason, result.message, explanation=result.explanation)

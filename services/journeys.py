@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -27,13 +29,14 @@ from services.rendering import renderer
 from shared import limits
 from shared.activation import BatchKind
 from shared.assets import Asset, assets_of, not_ready
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.journey import CreateTask, Journey, SendNotification
 from shared.settings import Settings
 from shared.templates import TOO_COSTLY, RenderError
 from shared.validation import Problem
 from shared.versions import changes_between
 from store import batches as batches_store
+from store import changes as changes_store
 from store import enrollments as enrollments_store
 from store import journeys as journeys_store
 from store import metrics as metrics_store
@@ -48,6 +51,8 @@ class Changed:
 
     journey: asyncpg.Record
     batch: asyncpg.Record | None = None
+    backfilled: int | None = None
+    """Activate with a backfill: the trigger's past events queued as entries."""
 
 
 async def get(
@@ -154,6 +159,26 @@ async def edit(
         return await get(conn, workspace, journey_id)
 
 
+MAX_BACKFILL = timedelta(days=30)
+MAX_BACKFILL_EVENTS = 100_000
+
+
+async def _backfill(
+    conn: Any, workspace: str, journey_id: str, journey: Journey, since: timedelta
+) -> int:
+    event = journey.trigger.event if journey.trigger is not None else None
+    if event is None:
+        raise Invalid(
+            "backfill_needs_event_trigger", "Only a journey started by an event can backfill."
+        )
+    if not timedelta(0) < since <= MAX_BACKFILL:
+        raise Invalid("invalid_backfill", "backfill is a duration of at most P30D, e.g. P1D.")
+    start = datetime.now(UTC) - since
+    return await changes_store.backfill(
+        conn, workspace, journey_id, event.type, start, MAX_BACKFILL_EVENTS
+    )
+
+
 async def activate(
     pool: asyncpg.Pool,
     temporal: Client,
@@ -162,11 +187,14 @@ async def activate(
     journey_id: str,
     actor: str | None,
     force: bool = False,
+    backfill: timedelta | None = None,
 ) -> Changed:
     """Accepts enrollments from now on and starts the activation batch; activating an
     active journey changes nothing (its latest activation is returned). A journey whose
     sends would fail or stay in the outbox (a missing template, a channel with no
-    provider) is refused `journey_not_ready` with the problems, unless `force`."""
+    provider) is refused `journey_not_ready` with the problems, unless `force`.
+    `backfill` (an event-triggered journey): the events of that last while that match its
+    trigger are delivered as if they had just arrived (each enters at most once)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await get(conn, workspace, journey_id, lock=True)
         if row["status"] == "active":
@@ -192,7 +220,10 @@ async def activate(
             batch = await start_batch(
                 conn, temporal, settings, BatchKind.ACTIVATE, workspace, row, actor
             )
-        return Changed(row, batch)
+        queued = None
+        if backfill is not None:
+            queued = await _backfill(conn, workspace, journey_id, journey, backfill)
+        return Changed(row, batch, queued)
 
 
 async def deactivate(

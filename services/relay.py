@@ -191,7 +191,7 @@ class Relay:
                 journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
                 if journeys:
                     views = await contact_views(
-                        conn, {c.contact for c in triggering if c.kind != "goal"}
+                        conn, {c.contact for c in triggering if c.kind not in ("goal", "event")}
                     )
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
@@ -208,7 +208,7 @@ class Relay:
             return 0
         outcome = Outcome()
         signals = await self._signals(rows, outcome)
-        entries = [r for r in rows if r["kind"] in ("enter", "enter_after_goal")]
+        entries = [r for r in rows if r["kind"].startswith("enter")]
         gate = asyncio.Semaphore(self.options.max_in_flight)
         jobs: list[Awaitable[None]] = [
             self._signal_enrollment(gate, wf_id, queue, outcome) for wf_id, queue in signals.items()
@@ -303,6 +303,7 @@ class Relay:
                 journey_id=row["journey_id"],
                 workflow_id=row["workflow_id"],
                 kind=row["kind"],
+                seq=row["seq"],
             )
             try:
                 await enter(self.pool, self.temporal, self.settings, delivery)

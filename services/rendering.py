@@ -53,23 +53,33 @@ class Renderer:
         self._idle: asyncio.Queue[_Child | None] = asyncio.Queue()
         self._all: set[_Child] = set()
 
-    async def render(self, template: TemplateBody, contact: dict[str, Any]) -> Rendered:
+    async def render(
+        self, template: TemplateBody, contact: dict[str, Any], trigger: dict[str, Any] | None = None
+    ) -> Rendered:
         """Every part of the template; RenderError names the failing part and its reason."""
         parts = template.model_dump()
-        return Rendered(**await self.render_parts(parts, contact))
+        return Rendered(**await self.render_parts(parts, contact, trigger))
 
-    async def render_lenient(self, source: str, contact: dict[str, Any]) -> str:
+    async def render_lenient(
+        self, source: str, contact: dict[str, Any], trigger: dict[str, Any] | None = None
+    ) -> str:
         """Task titles and notification messages: the text as written when it cannot render
         (they were checked when the journey was saved)."""
         try:
-            return (await self.render_parts({"text": source}, contact))["text"] or ""
+            return (await self.render_parts({"text": source}, contact, trigger))["text"] or ""
         except RenderError:
             return source
 
     async def render_parts(
-        self, parts: dict[str, str | None], contact: dict[str, Any]
+        self,
+        parts: dict[str, str | None],
+        contact: dict[str, Any],
+        trigger: dict[str, Any] | None = None,
     ) -> dict[str, str | None]:
-        request = json.dumps({"parts": parts, "contact": contact}).encode() + b"\n"
+        asked: dict[str, Any] = {"parts": parts, "contact": contact}
+        if trigger:
+            asked["trigger"] = trigger
+        request = json.dumps(asked, default=str).encode() + b"\n"
         child = await self._take()
         try:
             async with asyncio.timeout(self.settings.render_seconds):

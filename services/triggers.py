@@ -10,6 +10,9 @@ Two rules:
   it joined or left one of the eligible lists.
 - **goal achieved**: a contact that met the goal of journey X enters every active journey
   whose `trigger` is `{"goal_achieved_in": X}`.
+- **event**: an event of the contact matching a journey's `{"event": {...}}` trigger starts
+  an entry of that journey, keyed by the event, with the event as its context (every such
+  event is delivered, so the ones that cannot start an entry are refused and recorded).
 
 The relay finds candidates in its routing pass (`candidates()`, pure, over rows fetched
 once for the whole batch), keeps each as a delivery, and `enter()` enrolls it when it is
@@ -33,8 +36,10 @@ from services.enrolling import enroll
 from shared.entry import ContactView, Enrolled, JourneyRecord, Refused, enters
 from shared.routing import Delivery
 from shared.settings import Settings
+from shared.trigger_context import TriggerContext
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
+from store import events as events_store
 from store import journeys as journeys_store
 from store import metrics as metrics_store
 from store.db import Queryable
@@ -94,6 +99,8 @@ async def enter(
         return None
     record = JourneyRecord.from_row(ws, row)
     journey = record.journey
+    if delivery.kind == "enter_on_event":
+        return await _enter_on_event(pool, temporal, settings, record, delivery)
     status = await enrollments_store.status_of(pool, ws, record.id, contact_id)
     if status is not None and status != "completed":
         return None
@@ -106,7 +113,7 @@ async def enter(
         ):
             return None
         return await enroll(pool, temporal, settings, record, contact_id, refuse_once=True)
-    if journey.trigger is None:
+    if journey.trigger is None or journey.trigger.goal_achieved_in is None:
         return None
     source = journey.trigger.goal_achieved_in
     converted = await metrics_store.converted_at(pool, ws, source, contact_id)
@@ -116,3 +123,25 @@ async def enter(
     return await enroll(
         pool, temporal, settings, record, contact_id, refuse_once=True, entered_by=because
     )
+
+
+async def _enter_on_event(
+    pool: asyncpg.Pool,
+    temporal: Client,
+    settings: Settings,
+    record: JourneyRecord,
+    delivery: Delivery,
+) -> Enrolled | Refused | None:
+    """The journey's event trigger: the event (read as stored) must match its filter; its
+    idempotency key keys the entry, its properties are the entry's context."""
+    trigger = record.journey.trigger
+    if trigger is None or trigger.event is None:
+        return None
+    found = await events_store.trigger_event(
+        pool, delivery.workspace, delivery.seq, delivery.contact_id
+    )
+    if found is None or not trigger.event.matches(found[0]):
+        return None
+    event, key = found
+    context = TriggerContext.of(event, key)
+    return await enroll(pool, temporal, settings, record, delivery.contact_id, trigger=context)

@@ -130,14 +130,23 @@ class PropertyLeaf(DefinitionModel):
         return value
 
 
+MatchTrigger = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=16)]
+"""Properties an event must share with the event that started the entry (a journey with an
+event trigger); bound to `where` equalities when the entry starts (`shared.trigger_context`)."""
+
+
 class EventFilter(DefinitionModel):
-    """Which events a `wait_for_event` waits for: `{"type", "target"?, "where"?}`."""
+    """Which events a `wait_for_event` waits for: `{"type", "target"?, "where"?,
+    "match_trigger"?}`."""
 
     type: str = Field(min_length=1)
     target: str | None = None
     where: Where | None = None
+    match_trigger: MatchTrigger | None = None
 
     def matches(self, event: ContactEvent) -> bool:
+        if self.match_trigger:  # not bound to an entry's trigger: no event is "the same"
+            return False
         return _event_matches(self.type, self.target, self.where, event)
 
     def describe(self) -> str:
@@ -150,15 +159,21 @@ class EventLeaf(DefinitionModel):
     event: str = Field(min_length=1)
     target: str | None = None
     where: Where | None = None
+    match_trigger: MatchTrigger | None = None
     min_count: int = Field(default=1, ge=1)
 
     def counter_key(self) -> str:
         """The key of this leaf's counter in `ContactState.event_counts`: the same for
         every leaf that counts the same events, whatever its `min_count`."""
         where = sorted((self.where or {}).items())
-        return json.dumps([self.event, self.target, where], separators=(",", ":"))
+        key: list[Any] = [self.event, self.target, where]
+        if self.match_trigger:
+            key.append(sorted(self.match_trigger))
+        return json.dumps(key, separators=(",", ":"))
 
     def matches(self, event: ContactEvent) -> bool:
+        if self.match_trigger:  # not bound to an entry's trigger: no event is "the same"
+            return False
         return _event_matches(self.event, self.target, self.where, event)
 
     def describe(self) -> str:

@@ -15,11 +15,15 @@ from pydantic import BaseModel, Field
 
 from shared.contact import ContactState
 from shared.journey import Journey
+from shared.trigger_context import TriggerContext
 
 
-def workflow_id(workspace: str, journey_id: str, contact_id: str) -> str:
-    """The one id an enrollment ever has (docs/design.md, "One enrollment per contact")."""
-    return f"enrollment/{workspace}/{journey_id}/{contact_id}"
+def workflow_id(workspace: str, journey_id: str, contact_id: str, entry: int = 1) -> str:
+    """The id of a contact's entry into a journey (docs/design.md, "One enrollment per
+    contact"): the first keeps the id enrollments always had; a later entry (a journey
+    that may repeat) names its number in the first segment, which no contact id can alter."""
+    first = "enrollment" if entry == 1 else f"enrollment#{entry}"
+    return f"{first}/{workspace}/{journey_id}/{contact_id}"
 
 
 class Outcome(StrEnum):
@@ -270,6 +274,10 @@ class EnrollmentInput(BaseModel):
     """Set by continue-as-new: the previous run's whole state."""
     behaviour: int = 0
     """`BEHAVIOUR` for new runs; 0 in histories from before it (they replay by markers)."""
+    entry: int = 1
+    """Which entry of the contact into the journey this is (journeys that may repeat)."""
+    trigger: TriggerContext | None = None
+    """The event that started the entry (an event-triggered journey): `{{ trigger.* }}`."""
     winners: dict[str, str] = {}
     """Split name → the winner declared before this enrollment started (auto splits send
     new contacts down the winner's path)."""

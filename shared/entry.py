@@ -109,16 +109,31 @@ def candidates(
     contacts: Mapping[tuple[str, str], ContactView],
     enrolled: set[tuple[str, str, str]],
 ) -> list[Delivery]:
-    """The trigger deliveries a batch of changes calls for (at most one per contact and
-    journey). `journeys`: the active journeys of each workspace; `enrolled`: (workspace,
-    journey id, contact id) of the open enrollments of the batch's contacts."""
-    found: dict[tuple[str, str], Delivery] = {}
+    """The trigger deliveries a batch of changes calls for: at most one per contact and
+    journey, except events, one per event that an event trigger names (the entry or its
+    refusal is decided when it is delivered). `journeys`: the active journeys of each
+    workspace; `enrolled`: (workspace, journey id, contact id) of the open enrollments of
+    the batch's contacts."""
+    found: dict[tuple[str, str, int], Delivery] = {}
     for change in changes:
         for record in journeys.get(change.workspace, ()):
-            key = (record.id, change.contact_id)
-            if key in found or (change.workspace, *key) in enrolled:
-                continue
             journey = record.journey
+            event = journey.trigger.event if journey.trigger is not None else None
+            if change.kind == "event":
+                # every event may start an entry (or be refused): keyed by the event
+                if event is not None and event.type == change.name and change.seq:
+                    found[(record.id, change.contact_id, change.seq)] = Delivery(
+                        workspace=change.workspace,
+                        contact_id=change.contact_id,
+                        journey_id=record.id,
+                        workflow_id=workflow_id(change.workspace, record.id, change.contact_id),
+                        kind="enter_on_event",
+                        seq=change.seq,
+                    )
+                continue
+            key = (record.id, change.contact_id, 0)
+            if key in found or (change.workspace, record.id, change.contact_id) in enrolled:
+                continue
             kind = None
             if change.kind == "goal":
                 trigger = journey.trigger
@@ -140,7 +155,7 @@ def candidates(
 
 
 def may_trigger(change: Change) -> bool:
-    return change.kind in ("contact", "list", "goal")
+    return change.kind in ("contact", "list", "goal", "event")
 
 
 def _lists_explained(lists: list[str], state: ContactState) -> dict[str, Any]:

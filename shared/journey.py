@@ -54,6 +54,7 @@ __all__ = [
     "Journey",
     "Otherwise",
     "Path",
+    "Reentry",
     "SendMessage",
     "SendNotification",
     "SendWindow",
@@ -427,10 +428,32 @@ class DeliveryOptions(DefinitionModel):
 
 
 class Trigger(DefinitionModel):
-    """What enrolls contacts besides the list/stage rule: `{"goal_achieved_in": journey_id}`
-    enrolls a contact when it meets the goal of that other journey (docs/design.md, "Triggers")."""
+    """What enrolls contacts instead of the list/stage rule (docs/design.md, "Triggers"):
+    `{"goal_achieved_in": journey_id}`, meeting the goal of that other journey, or
+    `{"event": {"type", "target"?, "where"?}}`, an event of the contact (its properties are
+    the entry's context)."""
 
-    goal_achieved_in: str = Field(min_length=1)
+    goal_achieved_in: str | None = Field(default=None, min_length=1)
+    event: EventFilter | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        if (self.goal_achieved_in is None) == (self.event is None):
+            raise PydanticCustomError(
+                "invalid_trigger",
+                'A trigger is either {"goal_achieved_in": journey_id} or {"event": {...}}.',
+            )
+        return self
+
+
+class Reentry(DefinitionModel):
+    """Whether a contact may enter the journey again: `never` (the default), or
+    `after_exit`: once its previous entry has left the journey's actions (ended or exited)
+    and `cooldown` has passed since, at most `max_entries` times in all."""
+
+    mode: Literal["never", "after_exit"] = "never"
+    cooldown: Duration | None = None
+    max_entries: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 EndKind = Literal["success", "failure"]
@@ -478,6 +501,8 @@ class Journey(DefinitionModel):
     set: only when they achieve the goal of the named journey (or by the API)."""
     delivery: DeliveryOptions | None = None
     """Send window, failure and frequency-cap handling; None: the defaults."""
+    reentry: Reentry | None = None
+    """None: a contact enters once, ever (`{"mode": "never"}`)."""
 
     @property
     def delivery_options(self) -> DeliveryOptions:

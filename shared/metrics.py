@@ -56,7 +56,7 @@ class StageMetrics(BaseModel):
 class GoalMetrics(BaseModel):
     epoch: int
     enrolled: int
-    """Enrollments of this goal epoch: the base of the conversion rate."""
+    """Contacts (unique profiles) enrolled in this goal epoch: the base of the rate."""
     conversions: int
     conversion_rate: float
     target: dict[str, float] | None = None
@@ -72,6 +72,11 @@ class JourneyMetrics(BaseModel):
     window: Window | None
     eligible: int
     enrolled: int
+    """Entries: a contact that entered a repeating journey three times counts 3."""
+    entries: int
+    """The same as `enrolled`, named for repeating journeys."""
+    unique_profiles: int
+    """Contacts that entered at least once: the base of the goal's conversion rate."""
     active: int
     in_attribution_window: int
     refused: dict[str, int]
@@ -97,6 +102,8 @@ class Tally:
     ended: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     epoch_enrolled: int = 0
+    profiles: int = 0
+    epoch_profiles: int = 0
     conversions: int = 0
     entered: Counter[str] = field(default_factory=Counter)
     active: Counter[str] = field(default_factory=Counter)
@@ -215,13 +222,16 @@ def journey_metrics(
     """The metrics of a journey (or of the cohort `window` selects) from its tally."""
     goal = None
     if journey.goal is not None:
-        goal = goal_metrics(journey.goal, epoch, tally.epoch_enrolled, tally.conversions)
+        # conversions count unique profiles: so does the base of their rate
+        goal = goal_metrics(journey.goal, epoch, tally.epoch_profiles, tally.conversions)
     ends, exits = left_by_node(journey, tally)
     return JourneyMetrics(
         journey_id=journey_id,
         window=window,
         eligible=eligible,
         enrolled=tally.enrolled,
+        entries=tally.enrolled,
+        unique_profiles=tally.profiles,
         active=tally.by_status["running"],
         in_attribution_window=tally.by_status["in_attribution_window"],
         refused={k: n for k, n in sorted(tally.refused.items()) if n},

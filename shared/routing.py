@@ -26,9 +26,10 @@ from shared.journey import Journey
 log = logging.getLogger("nurture.relay")
 
 ChangeKind = Literal["contact", "list", "event", "goal"]
-DeliveryKind = Literal["event", "contact", "enter", "enter_after_goal"]
+DeliveryKind = Literal["event", "contact", "enter", "enter_after_goal", "enter_on_event"]
 """`event`: a `contact_event` signal; `contact`: a `contact_changed` snapshot, read when it
-is delivered; `enter`/`enter_after_goal`: an enrollment trigger (`services.triggers`)."""
+is delivered; `enter`/`enter_after_goal`/`enter_on_event` (`seq`: the event): an
+enrollment trigger (`services.triggers`)."""
 
 RUNNING = "running"
 IN_ATTRIBUTION_WINDOW = "in_attribution_window"

@@ -1,7 +1,9 @@
 """Message templates: Jinja2 in a sandbox, over the contact's properties.
 
-`{{ contact.first_name | default("there") }}`: the only variable is `contact`, the
-contact's properties (a missing property, even a nested one, renders empty). The sandbox
+`{{ contact.first_name | default("there") }}`: the variables are `contact`, the contact's
+properties, and `trigger`, the event that started the entry of an event-triggered journey
+(`{{ trigger.properties.cart_id }}`, `{{ trigger.occurred_at }}`; empty otherwise). A
+missing property, even a nested one, renders empty. The sandbox
 refuses attribute tricks (`{{ contact.__class__ }}`), so a template written by a
 marketer cannot reach Python. HTML parts are autoescaped; subject and text are not.
 
@@ -116,13 +118,19 @@ class Rendered(BaseModel):
 
 
 def render_text(
-    source: str, contact: dict[str, Any], *, html: bool = False, output_chars: int = OUTPUT_CHARS
+    source: str,
+    contact: dict[str, Any],
+    *,
+    html: bool = False,
+    output_chars: int = OUTPUT_CHARS,
+    trigger: dict[str, Any] | None = None,
 ) -> str:
-    """Renders one part; raises RenderError when it cannot."""
+    """Renders one part; raises RenderError when it cannot. `trigger`: the event that
+    started the entry (`trigger.properties.cart_id`), empty for other journeys."""
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in _compiled(source, html).generate(contact=contact):
+        for chunk in _compiled(source, html).generate(contact=contact, trigger=trigger or {}):
             size += len(chunk)
             if size > output_chars:
                 raise TooCostly(f"it renders more than {output_chars} characters")
@@ -145,7 +153,10 @@ def render_text(
 
 
 def render_parts(
-    parts: dict[str, str | None], contact: dict[str, Any], output_chars: int = OUTPUT_CHARS
+    parts: dict[str, str | None],
+    contact: dict[str, Any],
+    output_chars: int = OUTPUT_CHARS,
+    trigger: dict[str, Any] | None = None,
 ) -> dict[str, str | None]:
     """Every part over the contact (a part named `html` is autoescaped); RenderError names
     the failing part."""
@@ -155,7 +166,9 @@ def render_parts(
             out[part] = None
             continue
         try:
-            out[part] = render_text(source, contact, html=part == "html", output_chars=output_chars)
+            out[part] = render_text(
+                source, contact, html=part == "html", output_chars=output_chars, trigger=trigger
+            )
         except RenderError as exc:
             raise RenderError(part, exc.message, exc.reason) from exc
     return out

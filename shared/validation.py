@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-from shared import decision_rules
+from shared import decision_rules, trigger_rules
 from shared.criteria import CRITERIA_TAGS
 from shared.journey import (
     ACTION_TYPES,
@@ -77,6 +77,7 @@ PROBLEM_REASONS = frozenset(
         "invalid_timezone", "empty_send_window",
     }
     | decision_rules.REASONS
+    | trigger_rules.REASONS
 )  # fmt: skip
 #: Every reason code a warning (returned alongside a successful save) can carry.
 WARNING_REASONS = frozenset(
@@ -153,6 +154,8 @@ def validate_journey(payload: object) -> JourneyValidation:
         problems.extend(p for p in semantic.problems if p.path not in {q.path for q in problems})
         return JourneyValidation(journey=None, problems=problems, warnings=[])
     checker = _Checker(_Parts.of(journey), complete=True)
+    for path, reason, message in trigger_rules.problems(journey):
+        checker.problem(path, reason, message)
     return JourneyValidation(journey=journey, problems=checker.problems, warnings=checker.warnings)
 
 
@@ -174,6 +177,7 @@ _CUSTOM_REASONS = frozenset(
         "missing_value",
         "unexpected_value",
         "invalid_value",
+        "invalid_trigger",
     }
 )
 

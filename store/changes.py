@@ -170,6 +170,36 @@ CHANGES_CHANNEL = "nurture_changes"
 """What the relay LISTENs on; committed changes NOTIFY it (migration 003)."""
 
 
+# The events of the last while that an event trigger names, as entry deliveries the relay
+# hands to `services.triggers` like any other (the filter's target and where, and the
+# entry rules, are checked there; each entry is keyed by its event).
+BACKFILL = """
+WITH queued AS (
+    INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq)
+    SELECT e.workspace, e.contact_id, $2,
+           'enrollment/' || e.workspace || '/' || $2 || '/' || e.contact_id,
+           'enter_on_event', e.seq
+    FROM events e
+    WHERE e.workspace = $1 AND e.type = $3 AND e.occurred_at >= $4
+    ORDER BY e.seq
+    LIMIT $5
+    ON CONFLICT (workflow_id, kind, seq) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM queued
+"""
+
+
+async def backfill(
+    conn: Queryable, workspace: str, journey_id: str, event_type: str, since: Any, limit: int
+) -> int:
+    """Queues an entry delivery for each `event_type` event since `since` (at most
+    `limit`); returns how many, and wakes the relay."""
+    queued = int(await conn.fetchval(BACKFILL, workspace, journey_id, event_type, since, limit))
+    await conn.execute("SELECT pg_notify($1, '')", CHANGES_CHANNEL)
+    return queued
+
+
 async def requeue_dead_letter(
     conn: Queryable, workspace: str, dead_letter_id: int
 ) -> asyncpg.Record | None:

@@ -46,6 +46,65 @@ ON CONFLICT DO NOTHING
 """
 
 
+INSERT_ENTRY = """
+INSERT INTO enrollments (workspace, journey_id, contact_id, workflow_id, journey_version,
+                         goal_epoch, stage, entry, trigger_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING
+"""
+
+
+# The contact's latest entry, and whether its workflow may never have started.
+LATEST_ENTRY = """
+SELECT e.entry, e.status, e.ended_at, e.workflow_id, e.trigger_key,
+       e.status = 'running' AND NOT EXISTS (
+           SELECT 1 FROM enrollment_steps s WHERE s.workflow_id = e.workflow_id
+       ) AS unstarted
+FROM enrollments e
+WHERE e.workspace = $1 AND e.journey_id = $2 AND e.contact_id = $3
+ORDER BY e.entry DESC LIMIT 1
+"""
+
+
+ENTERED_BY = """
+SELECT workflow_id FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND trigger_key = $3
+"""
+
+
+async def insert_entry(
+    conn: Queryable,
+    workspace: str,
+    journey_id: str,
+    contact_id: str,
+    wf_id: str,
+    version: int,
+    goal_epoch: int,
+    stage: str,
+    entry: int,
+    trigger_key: str | None,
+) -> bool:
+    """Inserts an entry; False when another has its number, its trigger event, or runs."""
+    done = await conn.execute(
+        INSERT_ENTRY, workspace, journey_id, contact_id, wf_id, version, goal_epoch, stage,
+        entry, trigger_key,
+    )  # fmt: skip
+    return done.endswith(" 1")
+
+
+async def latest_entry(
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+) -> asyncpg.Record | None:
+    """entry, status, ended_at, workflow_id, trigger_key, unstarted."""
+    return await conn.fetchrow(LATEST_ENTRY, workspace, journey_id, contact_id)
+
+
+async def entered_by(conn: Queryable, workspace: str, journey_id: str, key: str) -> str | None:
+    """The workflow id of the entry this trigger event started, if any."""
+    found: str | None = await conn.fetchval(ENTERED_BY, workspace, journey_id, key)
+    return found
+
+
 DELETE_ENROLLMENT = "DELETE FROM enrollments WHERE workflow_id = $1"
 
 
@@ -153,13 +212,14 @@ async def insert_refusals(
 
 SELECT_ENROLLMENT_STATUS = """
 SELECT status FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+ORDER BY entry DESC LIMIT 1
 """
 
 
 async def status_of(
     conn: Queryable, workspace: str, journey_id: str, contact_id: str
 ) -> str | None:
-    """The enrollment's status, None if the contact never entered the journey."""
+    """The status of the contact's latest entry, None if it never entered the journey."""
     status: str | None = await conn.fetchval(
         SELECT_ENROLLMENT_STATUS, workspace, journey_id, contact_id
     )
@@ -424,10 +484,25 @@ async def select_active(conn: Queryable, workspace: Any, contact_id: Any) -> lis
 
 
 SELECT_ENROLLMENT = """
-SELECT contact_id, workflow_id, journey_version, status, stage, outcome, end_value,
+SELECT contact_id, entry, workflow_id, journey_version, status, stage, outcome, end_value,
        enrolled_at, ended_at, completed_at
 FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+  AND ($4::int IS NULL OR entry = $4)
+ORDER BY entry DESC LIMIT 1
 """
+
+
+SELECT_ENTRIES = """
+SELECT entry, workflow_id, journey_version, status, outcome, enrolled_at, ended_at
+FROM enrollments WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3
+ORDER BY entry
+"""
+
+
+async def entries(
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+) -> list[asyncpg.Record]:
+    return await conn.fetch(SELECT_ENTRIES, workspace, journey_id, contact_id)
 
 
 SELECT_STEPS = """
@@ -478,9 +553,10 @@ async def select_page(
 
 
 async def enrollment(
-    conn: Queryable, workspace: str, journey_id: str, contact_id: str
+    conn: Queryable, workspace: str, journey_id: str, contact_id: str, entry: int | None = None
 ) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id)
+    """The contact's latest entry into the journey (or entry number `entry`)."""
+    return await conn.fetchrow(SELECT_ENROLLMENT, workspace, journey_id, contact_id, entry)
 
 
 async def select_refusals(

@@ -87,3 +87,27 @@ async def by_seq(
         )
         for e in rows
     }
+
+
+TRIGGER_EVENT = """
+SELECT seq, id, idempotency_key, type, target, properties, occurred_at FROM events
+WHERE workspace = $1 AND seq = $2 AND contact_id = $3
+"""
+
+
+async def trigger_event(
+    conn: Queryable, workspace: str, seq: int, contact_id: str
+) -> tuple[ContactEvent, str] | None:
+    """The event that may start an entry, with its idempotency key (the entry's key)."""
+    e = await conn.fetchrow(TRIGGER_EVENT, workspace, seq, contact_id)
+    if e is None:
+        return None
+    event = ContactEvent(
+        id=e["id"],
+        seq=e["seq"],
+        type=e["type"],
+        target=e["target"],
+        properties=e["properties"],
+        occurred_at=e["occurred_at"],
+    )
+    return event, e["idempotency_key"]

@@ -130,6 +130,14 @@ WHERE e.workspace = $1 AND e.journey_id = $2 AND {IN_WINDOW.format(col="e.enroll
 """
 
 
+COHORT_PROFILES = f"""
+SELECT count(DISTINCT contact_id) AS profiles,
+       count(DISTINCT contact_id) FILTER (WHERE goal_epoch = $5) AS epoch_profiles
+FROM enrollments
+WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="enrolled_at")}
+"""
+
+
 COHORT_REFUSALS = f"""
 SELECT reason, count(*) AS n FROM refusals
 WHERE workspace = $1 AND journey_id = $2 AND {IN_WINDOW.format(col="refused_at")}
@@ -198,6 +206,10 @@ async def tally(conn: Queryable, workspace: str, journey_id: str, epoch: int) ->
             tally.refused[rest] = n
         elif key == f"epoch:{epoch}:enrolled":
             tally.epoch_enrolled = n
+        elif key == "profiles":
+            tally.profiles = n
+        elif key == f"epoch:{epoch}:profiles":
+            tally.epoch_profiles = n
         elif key == f"epoch:{epoch}:conversions":
             tally.conversions = n
     for r in await stages(conn, workspace, journey_id):
@@ -224,6 +236,9 @@ async def cohort_tally(
         if r["status"] == "running" and r["stage"] is not None:
             tally.active[r["stage"]] += n
     tally.conversions = await cohort_conversions(conn, bounds, epoch)
+    profiles = await conn.fetchrow(COHORT_PROFILES, *bounds, epoch)
+    if profiles is not None:
+        tally.profiles, tally.epoch_profiles = profiles["profiles"], profiles["epoch_profiles"]
     for r in await cohort_refusals(conn, bounds):
         tally.refused[r["reason"]] = r["n"]
     for r in await cohort_moves(conn, bounds):

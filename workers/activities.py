@@ -111,9 +111,10 @@ class JourneyActivities:
 
         async def rendered(properties: dict[str, Any]) -> dict[str, Any]:
             payload = action.model_dump(mode="json", exclude={"type"})
-            payload["title"] = await self.renderer.render_lenient(action.title, properties)
+            render = self.renderer.render_lenient
+            payload["title"] = await render(action.title, properties, request.trigger)
             if action.notes is not None:
-                payload["notes"] = await self.renderer.render_lenient(action.notes, properties)
+                payload["notes"] = await render(action.notes, properties, request.trigger)
             return payload
 
         return await self._internal(request, "task", rendered)
@@ -125,7 +126,8 @@ class JourneyActivities:
 
         async def rendered(properties: dict[str, Any]) -> dict[str, Any]:
             payload = action.model_dump(mode="json", exclude={"type"})
-            payload["message"] = await self.renderer.render_lenient(action.message, properties)
+            render = self.renderer.render_lenient
+            payload["message"] = await render(action.message, properties, request.trigger)
             return payload
 
         return await self._internal(request, "notification", rendered)

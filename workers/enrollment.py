@@ -2,13 +2,12 @@
 enrollment workflow").
 
 The main loop reads like the journey: enter the start stage; before every action check the
-exits; run the action with its handler (one short method per action type); go where it
-says; at an end or an exit write the outcome; then listen for the goal until the
-attribution window closes. Signal handlers only update the contact and decide (a pending
-exit or stage move); the loop acts between actions. Waits race their timer against
-`wait_condition`, so an exit or a stage move interrupts them at once; a running activity
-is cancelled by an exit. The decisions are pure (`shared.exits`, `shared.stages`,
-`shared.own_writes`); the log's bookkeeping rides along with activities (`StepLog`).
+exits; run the action with its handler (one per action type); go where it says; at an end
+or an exit write the outcome; then listen for the goal until the attribution window
+closes. Signal handlers only update the contact and decide; the loop acts between actions.
+Waits race their timer against `wait_condition`, so an exit or a stage move interrupts
+them; an exit cancels a running activity. Decisions are pure (`shared.exits`, `.stages`,
+`.own_writes`, `.decisions`); the log's bookkeeping rides along with activities.
 """
 
 from __future__ import annotations
@@ -68,6 +67,7 @@ class EnrollmentWorkflow:
         self.s = input.carried or input.first_state()
         self.details = ""
         self.log = StepLog(self.s, self.ref, input.contact_id, self._settle)
+        self.trigger = input.trigger.for_templates() if input.trigger else None
         self._stage_attribute = workflow.info().typed_search_attributes.get(sa.JOURNEY_STAGE)
 
     @workflow.run
@@ -173,6 +173,7 @@ class EnrollmentWorkflow:
                 action=action,
                 properties=self.s.contact.properties,
                 delivery=self.journey.delivery_options,
+                trigger=self.trigger,
             )
             summary = describe_action(action)
             result = await self.log.activity(steps.SEND_MESSAGE, request, summary)
@@ -200,8 +201,7 @@ class EnrollmentWorkflow:
         return elapsed
 
     def _after_delivery(self, sent: steps.SendOutcome, summary: str) -> Next | None:
-        """A send failed for good: counted (the `state` query), then per the journey go on
-        or end `delivery_failed`."""
+        """A send failed for good: counted, then per the journey go on or end."""
         if sent.status != "failed":
             return Next()
         self.s.failed_sends += 1
@@ -239,7 +239,7 @@ class EnrollmentWorkflow:
 
     async def _for_the_crm(self, action: CreateTask | SendNotification) -> Next | None:
         """A task or a notification: recorded, and POSTed to the workspace's webhook."""
-        about: dict[str, Any] = {"enrollment": self.ref, "pending": self.s.pending}
+        about = {"enrollment": self.ref, "pending": self.s.pending, "trigger": self.trigger}
         about["properties"] = self.s.contact.properties
         request: steps.CreateTaskRequest | steps.SendNotificationRequest
         if isinstance(action, CreateTask):

@@ -145,7 +145,7 @@ class Sending:
                 "properties": request.properties,
             }
             status, error, reason = await self._content(
-                ws, channel, template, action.template, props
+                ws, channel, template, action.template, props, request.trigger
             )
             if isinstance(status, dict):
                 payload.update(status)
@@ -228,6 +228,7 @@ class Sending:
         template: TemplateBody | None,
         name: str,
         props: dict[str, Any],
+        trigger: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any] | str, str | None, str | None]:
         """The rendered message and its address, or ("kept"/"failed", why, reason)."""
         configured = self.email.configured if channel == "email" else ws.webhook is not None
@@ -251,7 +252,7 @@ class Sending:
         if channel != "email" and template.text is None:
             return "failed", f"template {name!r} has no text for {channel}", "invalid_template"
         try:
-            rendered = await self.renderer.render(template, props)
+            rendered = await self.renderer.render(template, props, trigger)
         except RenderError as exc:
             why = f"template {name!r} cannot render its {exc.part}: {exc.message}"
             return "failed", why, exc.reason

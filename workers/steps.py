@@ -33,6 +33,8 @@ class StepRequest(BaseModel):
 class SendMessageRequest(StepRequest):
     action: SendMessage
     properties: dict[str, Any] = {}
+    trigger: dict[str, Any] | None = None
+    """The event that started the entry, for `{{ trigger.* }}` in templates."""
     delivery: DeliveryOptions = DeliveryOptions()
     """The journey's send window and what to do when capped."""
 
@@ -40,11 +42,13 @@ class SendMessageRequest(StepRequest):
 class CreateTaskRequest(StepRequest):
     action: CreateTask
     properties: dict[str, Any] = {}
+    trigger: dict[str, Any] | None = None
 
 
 class SendNotificationRequest(StepRequest):
     action: SendNotification
     properties: dict[str, Any] = {}
+    trigger: dict[str, Any] | None = None
 
 
 SendStatus = Literal["sending", "sent", "queued", "skipped", "deferred", "failed"]

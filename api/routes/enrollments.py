@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
@@ -25,6 +25,9 @@ REFUSAL_MESSAGES = {
     "suppressed": "The contact was in a suppression list of the journey.",
     "goal_already_met": "The contact already met the journey's goal.",
     "already_enrolled": "The contact had been enrolled in this journey before.",
+    "already_active": "An entry of the contact was still in the journey.",
+    "max_entries": "The contact had entered the journey as often as it allows.",
+    "cooldown": "The contact's previous entry ended within the journey's cooldown.",
 }
 
 
@@ -69,12 +72,28 @@ class StepOut(BaseModel):
     detail: dict[str, Any]
 
 
+class EntryOut(BaseModel):
+    """One entry of the contact into the journey (a journey that may repeat has several)."""
+
+    entry: int
+    workflow_id: str
+    journey_version: int
+    status: str
+    outcome: str | None
+    enrolled_at: datetime
+    ended_at: datetime | None
+
+
 class EnrollmentDetail(BaseModel):
-    """A contact in a journey: its enrollment (if it ever entered) and the whole log,
-    refusals included, in time order. `status` is `refused` when it never entered."""
+    """A contact in a journey: its latest entry (if it ever entered) with its whole log,
+    refusals included, in time order, and every entry. `status` is `refused` when it never
+    entered."""
 
     contact_id: str
     status: str
+    entry: int | None = None
+    """Which entry this is (1 for the first); `…/entries/{n}` shows another."""
+    entries: list[EntryOut] = []
     workflow_id: str | None = None
     journey_version: int | None = None
     stage: str | None = None
@@ -170,14 +189,40 @@ async def list_enrollments(
 async def get_enrollment(
     journey_id: JourneyIdPath, contact_id: ContactIdPath, pool: PoolDep, workspace: WorkspaceDep
 ) -> EnrollmentDetail:
-    """The enrollment log of one contact: every step with time, stage, action and result;
-    exits, ends and refusals with their reason and criteria explanation."""
+    """The enrollment log of one contact's latest entry: every step with time, stage,
+    action and result; exits, ends and refusals with their reason and criteria
+    explanation; and the list of its entries."""
+    return await _detail(pool, workspace, journey_id, contact_id, None)
+
+
+@router.get(
+    "/{contact_id}/entries/{entry}",
+    operation_id="get_enrollment_entry",
+    summary="One entry of a contact into a journey that may repeat",
+)
+async def get_entry(
+    journey_id: JourneyIdPath,
+    contact_id: ContactIdPath,
+    entry: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+) -> EnrollmentDetail:
+    """The log of entry number `entry` (1 is the first), as `GET …/{contact_id}` shows
+    the latest."""
+    return await _detail(pool, workspace, journey_id, contact_id, entry)
+
+
+async def _detail(
+    pool: Any, workspace: str, journey_id: str, contact_id: str, entry: int | None
+) -> EnrollmentDetail:
     await journeys.get(pool, workspace, journey_id)
-    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id)
+    row = await enrollments_store.enrollment(pool, workspace, journey_id, contact_id, entry)
     refusals = [
         _refusal(r)
         for r in await enrollments_store.select_refusals(pool, workspace, journey_id, contact_id)
     ]
+    if entry is not None and row is None:
+        raise ApiError(404, "entry_not_found", f"{contact_id!r} has no entry {entry} here.")
     if row is None and not refusals:
         raise ApiError(
             404, "enrollment_not_found", f"{contact_id!r} never entered nor was refused here."
@@ -186,7 +231,8 @@ async def get_enrollment(
         return EnrollmentDetail(contact_id=contact_id, status="refused", steps=refusals)
     steps = [_step(s) for s in await enrollments_store.select_steps(pool, row["workflow_id"])]
     steps = sorted([*steps, *refusals], key=lambda s: s.at)
-    return EnrollmentDetail(**dict(row), steps=steps)
+    listed = await enrollments_store.entries(pool, workspace, journey_id, contact_id)
+    return EnrollmentDetail(**dict(row), steps=steps, entries=[EntryOut(**dict(e)) for e in listed])
 
 
 @router.delete(

@@ -3,13 +3,13 @@ and its limits live in `services.journeys`; these routes parse and shape the ans
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from api.deps import ClientDep, PoolDep, SettingsDep, WorkspaceDep
 from api.ingest import JourneyIdPath, VersionPath
@@ -19,7 +19,7 @@ from api.routes.activation import ActivationOut, UnenrollOut, activation_out, un
 from services import journeys
 from shared.assets import Asset, not_ready
 from shared.errors import Invalid, NotFound
-from shared.journey import Journey
+from shared.journey import Duration, Journey
 from shared.limits import checked
 from shared.settings import Settings
 from shared.validation import JourneyValidation, Problem, validate_journey
@@ -55,6 +55,8 @@ class JourneyOut(BaseModel):
     """Activate: the activation batch enrolling the eligible contacts."""
     unenroll: UnenrollOut | None = None
     """Deactivate with `unenroll=true`: the batch ending the running enrollments."""
+    backfilled: int | None = None
+    """Activate with `backfill`: how many past trigger events were queued as entries."""
 
 
 class ValidationOut(BaseModel):
@@ -289,6 +291,12 @@ async def activate_journey(
         description="Activate even when a template is missing or a channel has no provider "
         "(its sends then fail, or wait in the outbox).",
     ),
+    backfill: str | None = Query(
+        None,
+        max_length=40,
+        description="An event-triggered journey: also enter contacts for the matching events "
+        "of this last while (ISO-8601, at most P30D), each event at most once.",
+    ),
 ) -> JourneyOut:
     """Makes the journey accept enrollments and starts its activation: a durable batch
     that enrolls every contact already eligible (progress: `GET .../activation`).
@@ -296,11 +304,24 @@ async def activate_journey(
     `conflicting_journey_id`) when another active journey has the same eligible lists and
     stage property; 409 `journey_not_ready` (with `problems`) when a template is missing
     or a channel has no provider, unless `force=true`."""
+    since = _duration("backfill", backfill) if backfill else None
     done = await journeys.activate(
-        pool, temporal, settings, workspace, journey_id, actor, force=force
+        pool, temporal, settings, workspace, journey_id, actor, force=force, backfill=since
     )
     batch = activation_out(done.batch) if done.batch is not None else None
-    return journey_out(done.journey, activation=batch)
+    return journey_out(done.journey, activation=batch, backfilled=done.backfilled)
+
+
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
+
+
+def _duration(name: str, text: str) -> timedelta:
+    try:
+        return _DURATION.validate_python(text)
+    except ValidationError:
+        raise Invalid(
+            "invalid_backfill", f"{name} must be an ISO-8601 duration such as P1D, got {text!r}."
+        ) from None
 
 
 @router.post(

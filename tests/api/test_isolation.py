@@ -166,6 +166,7 @@ def _url(path: str, owned: Owned) -> str:
         list_name=LIST,
         name=TEMPLATE,
         version=1,
+        entry=1,
         dead_letter_id=owned.dead_letter_id,
     )
 

@@ -250,6 +250,17 @@ PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
         f"{S}.variants[2].go_to",
     ),
     ("winner_without_goal", mutated(W, ("goal", DELETE)), f"{S}.winner"),
+    (
+        "invalid_trigger",
+        mutated("abandoned_cart.json", ("trigger.goal_achieved_in", "jrn_other")),
+        "trigger",
+    ),
+    (
+        "match_trigger_without_event_trigger",
+        mutated(T, ("goal.criteria.any[1].match_trigger", ["cart_id"])),
+        "goal.criteria.any[1].match_trigger",
+    ),
+    ("invalid_reentry", mutated(T, ("reentry", {"max_entries": 3})), "reentry"),
     ("missing_field", mutated(T, ("owner", DELETE)), "owner"),
     ("missing_field", mutated(T, (f"{A0}[1]", {"duration": "P1D"})), f"{A0}[1].type"),
     ("unknown_field", mutated(T, (f"{A0}[0].marketting", True)), f"{A0}[0].marketting"),

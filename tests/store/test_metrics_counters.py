@@ -7,7 +7,7 @@ import asyncpg
 
 RECOUNT = """
 SELECT workspace, journey_id, key, count(*) AS n
-FROM enrollments, unnest(nurture_enrollment_keys(status, outcome, goal_epoch)) AS key
+FROM enrollments, unnest(nurture_enrollment_keys(status, outcome, goal_epoch, entry)) AS key
 GROUP BY 1, 2, 3
 UNION ALL
 SELECT workspace, journey_id, 'refused:' || reason, count(*) FROM refusals GROUP BY 1, 2, 3
