@@ -519,19 +519,19 @@ WHERE workspace = $1 AND journey_id = $2 AND contact_id = $3 ORDER BY refused_at
 
 # converted: a conversion counted for the enrollment's goal epoch
 SELECT_PAGE = """
-SELECT e.contact_id, e.workflow_id, e.journey_version, e.status, e.stage, e.outcome,
-       e.end_value, e.enrolled_at, e.ended_at, e.completed_at,
+SELECT e.contact_id, e.entry, e.workflow_id, e.journey_version, e.status, e.stage,
+       e.outcome, e.end_value, e.enrolled_at, e.ended_at, e.completed_at,
        EXISTS (SELECT 1 FROM conversions c
                WHERE c.workspace = e.workspace AND c.journey_id = e.journey_id
                  AND c.contact_id = e.contact_id AND c.goal_epoch = e.goal_epoch) AS converted
 FROM enrollments e
-WHERE e.workspace = $1 AND e.journey_id = $2 AND e.contact_id > $3
+WHERE e.workspace = $1 AND e.journey_id = $2 AND (e.contact_id, e.entry) > ($3, $8::int)
   AND ($4::text IS NULL OR e.status = $4) AND ($5::text IS NULL OR e.outcome = $5)
   AND ($7::boolean IS NULL OR EXISTS (
         SELECT 1 FROM conversions c
         WHERE c.workspace = e.workspace AND c.journey_id = e.journey_id
           AND c.contact_id = e.contact_id AND c.goal_epoch = e.goal_epoch) = $7)
-ORDER BY e.contact_id LIMIT $6
+ORDER BY e.contact_id, e.entry LIMIT $6
 """
 
 
@@ -544,11 +544,13 @@ async def select_page(
     outcome: str | None,
     limit: int,
     converted: bool | None = None,
+    after_entry: int = 2**31 - 1,
 ) -> list[asyncpg.Record]:
-    """A page of the journey's enrollments by contact id, filtered by status, outcome and
-    whether a conversion was counted (None: any)."""
+    """A page of the journey's enrollments (entries) by contact id and entry number, after
+    (`after`, `after_entry`), filtered by status, outcome and whether a conversion was
+    counted (None: any)."""
     return await conn.fetch(
-        SELECT_PAGE, workspace, journey_id, after, status, outcome, limit, converted
+        SELECT_PAGE, workspace, journey_id, after, status, outcome, limit, converted, after_entry
     )
 
 

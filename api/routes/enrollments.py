@@ -44,6 +44,8 @@ class EnrollResponse(BaseModel):
 
 class EnrollmentOut(BaseModel):
     contact_id: str
+    entry: int = 1
+    """Which entry of the contact (journeys that may repeat list each)."""
     workflow_id: str
     journey_version: int
     status: str
@@ -175,13 +177,18 @@ async def list_enrollments(
     next page (400 `invalid_cursor` for a cursor this API did not return)."""
     _choice("status", status, [p.value for p in Phase])
     _choice("outcome", outcome, [o.value for o in Outcome])
-    after = decode_cursor(cursor) or ""
+    # the cursor is [contact id, entry], or a contact id alone (a cursor from before
+    # entries existed: the page starts after all of that contact's entries)
+    found = decode_cursor(cursor, (str, list)) or ""
+    after, entry = (found, "") if isinstance(found, str) else [*found, "", ""][:2]
+    after_entry = int(entry) if entry.isdigit() and len(entry) < 10 else 2**31 - 1
     await journeys.get(pool, workspace, journey_id)
     rows = await enrollments_store.select_page(
-        pool, workspace, journey_id, after, status, outcome, limit, converted
+        pool, workspace, journey_id, after, status, outcome, limit, converted, after_entry
     )
     items = [EnrollmentOut(**dict(r)) for r in rows]
-    next_cursor = encode_cursor(items[-1].contact_id) if len(items) == limit else None
+    last = items[-1] if len(items) == limit else None
+    next_cursor = encode_cursor([last.contact_id, str(last.entry)]) if last else None
     return EnrollmentPage(items=items, next_cursor=next_cursor)
 
 

@@ -14,6 +14,9 @@ import asyncpg
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from services.triggers import enter
+from shared.routing import Delivery
+from shared.settings import Settings
 from tests.helpers.channels import smtp_sink
 from tests.helpers.lifecycle import create
 from tests.helpers.stack import eventually, running_stack
@@ -132,6 +135,16 @@ async def test_an_abandoned_cart_enters_with_its_context_and_repeats_within_its_
         ]
         first = (await http.get(f"/v1/journeys/{journey_id}/enrollments/ada/entries/1")).json()
         assert first["entry"] == 1 and first["outcome"] == "goal_met"
+        # the list pages through entries: none is skipped at a page's edge
+        listed: list[tuple[str, int]] = []
+        cursor = None
+        while True:
+            params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+            page = (await http.get(f"/v1/journeys/{journey_id}/enrollments", params=params)).json()
+            listed += [(e["contact_id"], e["entry"]) for e in page["items"]]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert listed == [("ada", 1), ("ada", 2), ("ada", 3)]
         missing = await http.get(f"/v1/journeys/{journey_id}/enrollments/ada/entries/9")
         assert missing.status_code == 404 and missing.json()["reason"] == "entry_not_found"
 
@@ -189,3 +202,19 @@ async def test_activation_enters_past_events_only_when_asked_to_backfill(
         assert (await http.get(f"/v1/journeys/{plain}/enrollments")).json()["items"] == []
         again = await http.post(f"/v1/journeys/{filled}/activate", params={"backfill": "P1D"})
         assert again.json()["backfilled"] is None  # already active: nothing happens twice
+        # the same event delivered again (a relay's retry, a backfill racing the live
+        # event) is keyed to the entry it made: no second entry, no refusal
+        seq = await pool.fetchval("SELECT seq FROM events WHERE contact_id = 'bob'")
+        delivery = Delivery(
+            workspace="default", contact_id="bob", journey_id=filled,
+            workflow_id=f"enrollment/default/{filled}/bob", kind="enter_on_event", seq=seq,
+        )  # fmt: skip
+        settings = Settings(task_queue=task_queue)
+        assert await enter(pool, dev_env.client, settings, delivery) is None
+        rows = await pool.fetchval(
+            "SELECT count(*) FROM enrollments WHERE journey_id = $1 AND contact_id = 'bob'", filled
+        )
+        refusals = await pool.fetchval(
+            "SELECT count(*) FROM refusals WHERE journey_id = $1", filled
+        )
+        assert (rows, refusals) == (1, 0)
