@@ -27,6 +27,7 @@ from api.routes import (
     metrics,
     records,
     templates,
+    tracking,
 )
 from services.relay import run_relay
 from services.sender import SenderOptions, run_sender
@@ -102,6 +103,7 @@ def create_app(
     document_journey_schema(app)
     serve_docs(app)
     app.include_router(health.router)
+    app.include_router(tracking.router)  # mail clients: a signed token, no key
     routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
     for module in (*routers, records, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data

@@ -34,12 +34,14 @@ OPTIONAL = {
     "sender": ("bench.sender", 5),
     "fairness": ("bench.fairness", 0.5),
     "8. triggered entries": ("bench.triggered", 5),
+    "9. tracking": ("bench.tracking", 5),
 }
 """Section → (module, its size per unit of ours): metrics over 1,000,000 enrollments and
 activation of 1,000 contacts at the default size (1,000 took 72 s on the shared 2-core
 machine; `python -m bench.activation 100000` is the activation's own figure); the soak scales its
 rates by our size; the sender hands over 2,000 queued emails; fairness floods with 2,000
-events from 200 enrollments; 2,000 events start entries of an event-triggered journey."""
+events from 200 enrollments; 2,000 events start entries of an event-triggered journey;
+the tracking endpoints take 2,000 opens and 2,000 forged tokens."""
 
 
 def sizes(size: int, memory_count: int | None = None) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,6 +68,15 @@ async def _dev_key(url: str, data_dir: Path) -> str:
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+def _tracking_secret(data_dir: Path) -> str:
+    """Made once and kept under .nurture/, so links in emails sent earlier keep working."""
+    path = data_dir / "tracking-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _busy_ports(settings: Settings) -> list[int]:
@@ -147,6 +157,10 @@ def run_dev(settings: Settings) -> int:
             env["NURTURE_DEV_MAILBOX"] = "true"
         # webhooks of a local try-out are received on this machine: allow loopback only
         env.setdefault("NURTURE_WEBHOOK_ALLOW", LOOPBACK)
+        # emails are tracked (opens, clicks, one-click unsubscribe) through this API
+        if not settings.tracking_secret:
+            env["NURTURE_TRACKING_SECRET"] = _tracking_secret(data_dir)
+        env.setdefault("NURTURE_PUBLIC_URL", f"http://127.0.0.1:{settings.api_port}")
         procs = {name: _spawn(cmd, env, logs / f"{name}.log") for name, cmd in supervised.items()}
         _write_dev_env(data_dir, env)
         _print_urls(settings, data_dir, dev_key)

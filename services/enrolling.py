@@ -29,7 +29,7 @@ from shared.entry import Enrolled, JourneyRecord, Refused, entry_stage, refusal_
 from shared.errors import Conflict, Invalid, NotFound, Unavailable
 from shared.reentry import repeats
 from shared.settings import Settings
-from shared.trigger_context import TriggerContext
+from shared.trigger_context import TriggerContext, bind_journey_id
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import experiments as experiments_store
@@ -125,7 +125,7 @@ async def _start(
     Temporal rejects as a duplicate (a retry of a start that did happen) is refused
     `already_enrolled` and recorded so. `number`: which entry of the contact (journeys
     that may repeat); `trigger`: the event that started it (`record.journey` is bound)."""
-    journey = record.journey
+    journey = bind_journey_id(record.journey, record.id)
     wf_id = workflow_id(record.workspace, record.id, contact_id, number)
     entry = begin or entry_stage(journey, state.properties)
     winners: dict[str, str] = {}

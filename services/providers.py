@@ -125,6 +125,11 @@ class Email:
         msg["Message-ID"] = message_id(key, domain)
         msg["X-Nurture-Idempotency-Key"] = key
         msg["X-Nurture-Workspace"] = workspace
+        unsubscribe = [u for u in content.get("list_unsubscribe") or [] if isinstance(u, str)]
+        if unsubscribe and not any(header_problem(u) for u in unsubscribe):
+            # RFC 8058: one-click unsubscribe for bulk senders
+            msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in unsubscribe)
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         text, html = content.get("text"), content.get("html")
         msg.set_content(text if text is not None else "")
         if html is not None:

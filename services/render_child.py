@@ -15,8 +15,8 @@ from shared.templates import TOO_COSTLY, RenderError, render_parts
 def _answer(line: bytes, output_chars: int) -> dict[str, object]:
     try:
         request = json.loads(line)
-        trigger = request.get("trigger")
-        return {"ok": render_parts(request["parts"], request["contact"], output_chars, trigger)}
+        given = request.get("variables")
+        return {"ok": render_parts(request["parts"], request["contact"], output_chars, given)}
     except RenderError as exc:
         return {"error": {"part": exc.part, "message": exc.message, "reason": exc.reason}}
     except MemoryError:

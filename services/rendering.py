@@ -54,11 +54,15 @@ class Renderer:
         self._all: set[_Child] = set()
 
     async def render(
-        self, template: TemplateBody, contact: dict[str, Any], trigger: dict[str, Any] | None = None
+        self,
+        template: TemplateBody,
+        contact: dict[str, Any],
+        variables: dict[str, Any] | None = None,
     ) -> Rendered:
-        """Every part of the template; RenderError names the failing part and its reason."""
+        """Every part of the template; RenderError names the failing part and its reason.
+        `variables`: `trigger`, `unsubscribe_url` (shared.templates)."""
         parts = template.model_dump()
-        return Rendered(**await self.render_parts(parts, contact, trigger))
+        return Rendered(**await self.render_parts(parts, contact, variables))
 
     async def render_lenient(
         self, source: str, contact: dict[str, Any], trigger: dict[str, Any] | None = None
@@ -66,7 +70,8 @@ class Renderer:
         """Task titles and notification messages: the text as written when it cannot render
         (they were checked when the journey was saved)."""
         try:
-            return (await self.render_parts({"text": source}, contact, trigger))["text"] or ""
+            variables = {"trigger": trigger} if trigger else None
+            return (await self.render_parts({"text": source}, contact, variables))["text"] or ""
         except RenderError:
             return source
 
@@ -74,11 +79,11 @@ class Renderer:
         self,
         parts: dict[str, str | None],
         contact: dict[str, Any],
-        trigger: dict[str, Any] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> dict[str, str | None]:
         asked: dict[str, Any] = {"parts": parts, "contact": contact}
-        if trigger:
-            asked["trigger"] = trigger
+        if variables:
+            asked["variables"] = variables
         request = json.dumps(asked, default=str).encode() + b"\n"
         child = await self._take()
         try:

@@ -36,6 +36,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -135,17 +136,53 @@ MatchTrigger = Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_le
 event trigger); bound to `where` equalities when the entry starts (`shared.trigger_context`)."""
 
 
+ENGAGEMENTS = ("opened", "clicked")
+
+
+def engagement_as_event(data: Any, type_key: str) -> Any:
+    """`{"engagement": "opened" | "clicked", "in_journey"?: true, "human_only"?: false,
+    "min_count"?: 1}` is sugar for the event it counts (docs/journeys.md, "Engagement"):
+    the journey's own emails opened or clicked, each message once (`first`, or a person's
+    first with `human_only`)."""
+    if not isinstance(data, Mapping) or "engagement" not in data:
+        return data
+    found = dict(data)
+    kind = found.pop("engagement")
+    if kind not in ENGAGEMENTS:
+        raise PydanticCustomError(
+            "invalid_engagement",
+            'engagement is "opened" or "clicked", got {kind}.',
+            {"kind": repr(kind)},
+        )
+    human = found.pop("human_only", False)
+    where = {"machine": False, "repeat": False} if human is True else {"first": True}
+    found.setdefault("in_journey", True)
+    return {type_key: f"email_{kind}", "where": where, **found}
+
+
+def _unbound(where: Mapping[str, Any] | None, match_trigger: Any, in_journey: bool | None) -> bool:
+    """A leaf or filter not yet bound to its entry (`shared.trigger_context.bind`)."""
+    return bool(match_trigger) or (bool(in_journey) and "journey_id" not in (where or {}))
+
+
 class EventFilter(DefinitionModel):
     """Which events a `wait_for_event` waits for: `{"type", "target"?, "where"?,
-    "match_trigger"?}`."""
+    "match_trigger"?, "in_journey"?}` (or an `engagement` shorthand)."""
 
     type: str = Field(min_length=1)
     target: str | None = None
     where: Where | None = None
     match_trigger: MatchTrigger | None = None
+    in_journey: bool | None = None
+    """Only events about this journey's own emails (`properties.journey_id`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engagement(cls, data: Any) -> Any:
+        return engagement_as_event(data, "type")
 
     def matches(self, event: ContactEvent) -> bool:
-        if self.match_trigger:  # not bound to an entry's trigger: no event is "the same"
+        if _unbound(self.where, self.match_trigger, self.in_journey):
             return False
         return _event_matches(self.type, self.target, self.where, event)
 
@@ -160,7 +197,14 @@ class EventLeaf(DefinitionModel):
     target: str | None = None
     where: Where | None = None
     match_trigger: MatchTrigger | None = None
+    in_journey: bool | None = None
+    """Only events about this journey's own emails (`properties.journey_id`)."""
     min_count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engagement(cls, data: Any) -> Any:
+        return engagement_as_event(data, "event")
 
     def counter_key(self) -> str:
         """The key of this leaf's counter in `ContactState.event_counts`: the same for
@@ -169,10 +213,12 @@ class EventLeaf(DefinitionModel):
         key: list[Any] = [self.event, self.target, where]
         if self.match_trigger:
             key.append(sorted(self.match_trigger))
+        if self.in_journey and "journey_id" not in (self.where or {}):
+            key.append("in_journey")
         return json.dumps(key, separators=(",", ":"))
 
     def matches(self, event: ContactEvent) -> bool:
-        if self.match_trigger:  # not bound to an entry's trigger: no event is "the same"
+        if _unbound(self.where, self.match_trigger, self.in_journey):
             return False
         return _event_matches(self.event, self.target, self.where, event)
 
@@ -210,6 +256,8 @@ _KINDS: tuple[tuple[str, type[BaseModel]], ...] = (
 
 def _criteria_kind(node: Any) -> str | None:
     """Criteria have no `type` on the wire: the key that is present says the kind."""
+    if isinstance(node, Mapping) and "engagement" in node:
+        return "event"
     if isinstance(node, Mapping):
         return next((kind for kind, _ in _KINDS if kind in node), None)
     return next((kind for kind, model in _KINDS if isinstance(node, model)), None)

@@ -130,6 +130,8 @@ class SendMessage(DefinitionModel):
     channels: list[Literal["email", "sms", "whatsapp"]] = Field(min_length=1)
     template: str
     marketing: bool = False
+    tracking: bool | None = None
+    """Opens and clicks of its email tracked; None: as the journey's `delivery.tracking`."""
 
 
 class Wait(DefinitionModel):
@@ -425,6 +427,9 @@ class DeliveryOptions(DefinitionModel):
     when_capped: Literal["wait", "skip"] = "wait"
     """The workspace's frequency cap is reached: wait until a marketing message is
     allowed again, or skip the message."""
+    tracking: bool = True
+    """Opens and clicks of the journey's emails tracked (when the server has a
+    tracking secret)."""
 
 
 class Trigger(DefinitionModel):

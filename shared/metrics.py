@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from shared.engagement_metrics import MessagePerformance
 from shared.errors import Invalid
 from shared.experiment_metrics import ExperimentMetrics
 from shared.journey import Goal, Journey
@@ -91,6 +92,9 @@ class JourneyMetrics(BaseModel):
     stages: list[StageMetrics]
     experiments: list[ExperimentMetrics] = []
     """Every split: its variants' figures against the baseline, and the winner."""
+    messages: list[MessagePerformance] = []
+    """Every message sent (stage, template, variant): sends, opens and clicks by people
+    and by machines, unsubscribes, conversions."""
 
 
 @dataclass

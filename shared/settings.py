@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     dev_smtp_port: int = 1025
 
     # journey life cycle
+    tracking_secret: str | None = None
+    """Signs the open, click and unsubscribe tokens of emails; unset: emails are not
+    tracked and carry no unsubscribe link (docs/channels.md, "Tracking")."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where mail clients reach the API's tracking endpoints (`/t/...`)."""
+    unsubscribe_mailto: str | None = None
+    """Also offered in `List-Unsubscribe` (as `mailto:`), when set."""
+    machine_seconds: float = 5.0
+    """An open or click this soon after the email was handed over counts as a machine's."""
     api_key_cache_seconds: float = 5.0
     """How long the API trusts a key it looked up: a revoked key stops working within it."""
     metrics_eligible_seconds: float = 10.0

@@ -2,10 +2,10 @@
 
 `{{ contact.first_name | default("there") }}`: the variables are `contact`, the contact's
 properties, and `trigger`, the event that started the entry of an event-triggered journey
-(`{{ trigger.properties.cart_id }}`, `{{ trigger.occurred_at }}`; empty otherwise). A
-missing property, even a nested one, renders empty. The sandbox
-refuses attribute tricks (`{{ contact.__class__ }}`), so a template written by a
-marketer cannot reach Python. HTML parts are autoescaped; subject and text are not.
+(`{{ trigger.properties.cart_id }}`, `{{ trigger.occurred_at }}`; empty otherwise), and
+`unsubscribe_url` in tracked emails. A missing property, even a nested one, renders
+empty. The sandbox refuses attribute tricks (`{{ contact.__class__ }}`), so a template
+written by a marketer cannot reach Python. HTML parts are autoescaped; subject and text are not.
 
 It is also limited, so that a template cannot cost much (docs/reliability.md, "Security"):
 no `lipsum`, `range` of at most MAX_RANGE items, `*` and `**` refused when their result
@@ -123,14 +123,15 @@ def render_text(
     *,
     html: bool = False,
     output_chars: int = OUTPUT_CHARS,
-    trigger: dict[str, Any] | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> str:
-    """Renders one part; raises RenderError when it cannot. `trigger`: the event that
-    started the entry (`trigger.properties.cart_id`), empty for other journeys."""
+    """Renders one part; raises RenderError when it cannot. `variables`: `trigger` (the
+    event that started the entry, empty for other journeys) and `unsubscribe_url`."""
+    given = {"trigger": {}, "unsubscribe_url": "", **(variables or {})}
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in _compiled(source, html).generate(contact=contact, trigger=trigger or {}):
+        for chunk in _compiled(source, html).generate(contact=contact, **given):
             size += len(chunk)
             if size > output_chars:
                 raise TooCostly(f"it renders more than {output_chars} characters")
@@ -156,7 +157,7 @@ def render_parts(
     parts: dict[str, str | None],
     contact: dict[str, Any],
     output_chars: int = OUTPUT_CHARS,
-    trigger: dict[str, Any] | None = None,
+    variables: dict[str, Any] | None = None,
 ) -> dict[str, str | None]:
     """Every part over the contact (a part named `html` is autoescaped); RenderError names
     the failing part."""
@@ -167,7 +168,7 @@ def render_parts(
             continue
         try:
             out[part] = render_text(
-                source, contact, html=part == "html", output_chars=output_chars, trigger=trigger
+                source, contact, html=part == "html", output_chars=output_chars, variables=variables
             )
         except RenderError as exc:
             raise RenderError(part, exc.message, exc.reason) from exc

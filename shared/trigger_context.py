@@ -50,20 +50,23 @@ class TriggerContext(BaseModel):
         return self.model_dump(mode="json", exclude={"key", "seq"})
 
 
-def _bound(node: Any, properties: dict[str, Any]) -> Any:
+def _bound(node: Any, properties: dict[str, Any] | None, journey_id: str | None) -> Any:
     if isinstance(node, list):
-        return [_bound(item, properties) for item in node]
+        return [_bound(item, properties, journey_id) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _bound(v, properties) for k, v in node.items() if k != "match_trigger"}
+    out = {k: _bound(v, properties, journey_id) for k, v in node.items()}
     names = node.get("match_trigger")
-    if isinstance(names, list) and names:
+    if properties is not None and isinstance(names, list) and names:
         where = dict(out.get("where") or {})
         for name in names:
             value = properties.get(name)
             scalar = isinstance(value, str | int | float | bool) and value is not None
             where[name] = value if scalar else NO_VALUE
         out["where"] = where
+        del out["match_trigger"]
+    if journey_id is not None and node.get("in_journey") is True:
+        out["where"] = {**(out.get("where") or {}), "journey_id": journey_id}
     return out
 
 
@@ -71,9 +74,20 @@ def uses_match_trigger(journey: Journey) -> bool:
     return "match_trigger" in journey.model_dump_json()
 
 
+def uses_in_journey(journey: Journey) -> bool:
+    return '"in_journey":true' in journey.model_dump_json()
+
+
 def bind(journey: Journey, context: TriggerContext) -> Journey:
     """The journey with every `match_trigger` turned into `where` equalities."""
     if not uses_match_trigger(journey):
         return journey
-    data = _bound(journey.model_dump(mode="json"), context.properties)
-    return Journey.model_validate(data)
+    return Journey.model_validate(_bound(journey.model_dump(mode="json"), context.properties, None))
+
+
+def bind_journey_id(journey: Journey, journey_id: str) -> Journey:
+    """The journey with every `in_journey` leaf and filter limited to its own emails'
+    events (`where: {"journey_id": ...}`): what an enrollment of it runs."""
+    if not uses_in_journey(journey):
+        return journey
+    return Journey.model_validate(_bound(journey.model_dump(mode="json"), None, journey_id))

@@ -44,6 +44,7 @@ from store import enrollments as enrollments_store
 from store import outbox as outbox_store
 from store import templates as templates_store
 from store import workspaces as workspaces_store
+from workers.email_tracking import EmailTracking
 from workers.steps import SendMessageRequest, SendOutcome
 
 PENDING = ("queued", "sending")
@@ -70,6 +71,7 @@ class Sending:
         self.settings = settings
         self.email = Email(settings)
         self.renderer = renderer(settings)
+        self.tracking = EmailTracking(settings)
 
     # --- inside the step's transaction ------------------------------------------------------
 
@@ -144,10 +146,20 @@ class Sending:
                 "marketing": action.marketing,
                 "properties": request.properties,
             }
+            key = idempotency_key(ref.workflow_id, step.step_seq, channel)
+            plan = self.tracking.plan(key, action, request.delivery) if channel == "email" else None
+            variables: dict[str, Any] = {"trigger": request.trigger or {}}
+            if plan is not None:
+                variables["unsubscribe_url"] = plan.unsubscribe_url
             status, error, reason = await self._content(
-                ws, channel, template, action.template, props, request.trigger
+                ws, channel, template, action.template, props, variables
             )
             if isinstance(status, dict):
+                if plan is not None:
+                    tracked = await self.tracking.apply(
+                        conn, plan, status["content"], key, ref, step, action
+                    )
+                    status = {**status, "content": tracked}
                 payload.update(status)
                 status = "queued"
             elif reason is not None:
@@ -228,7 +240,7 @@ class Sending:
         template: TemplateBody | None,
         name: str,
         props: dict[str, Any],
-        trigger: dict[str, Any] | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any] | str, str | None, str | None]:
         """The rendered message and its address, or ("kept"/"failed", why, reason)."""
         configured = self.email.configured if channel == "email" else ws.webhook is not None
@@ -252,7 +264,7 @@ class Sending:
         if channel != "email" and template.text is None:
             return "failed", f"template {name!r} has no text for {channel}", "invalid_template"
         try:
-            rendered = await self.renderer.render(template, props, trigger)
+            rendered = await self.renderer.render(template, props, variables)
         except RenderError as exc:
             why = f"template {name!r} cannot render its {exc.part}: {exc.message}"
             return "failed", why, exc.reason

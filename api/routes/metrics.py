@@ -19,9 +19,11 @@ from fastapi import APIRouter, Query, Request
 from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.ingest import JourneyIdPath
 from services import audience, experiments, journeys
+from shared.engagement_metrics import message_figures
 from shared.journey import Journey
 from shared.metrics import JourneyMetrics, journey_metrics, window_of
 from store import metrics as metrics_store
+from store import tracking as tracking_store
 
 router = APIRouter(prefix="/v1/journeys/{journey_id}/metrics", tags=["metrics"])
 
@@ -65,6 +67,8 @@ async def get_metrics(
             cache[key] = (eligible, now + settings.metrics_eligible_seconds)
         bounds = (window.since, window.until) if window is not None else (None, None)
         tested = await experiments.metrics(conn, workspace, journey_id, journey, *bounds, version)
+        sent = await tracking_store.performance(conn, workspace, journey_id, None)
     answer = journey_metrics(journey_id, journey, epoch, tally, eligible, window)
     answer.experiments = tested
+    answer.messages = [message_figures(r) for r in sent]
     return answer

@@ -11,8 +11,10 @@ from pydantic import Field
 from api.deps import PoolDep, SettingsDep, WorkspaceDep
 from api.errors import ApiError
 from services.rendering import renderer
+from shared.engagement_metrics import TemplatePerformance, template_figures
 from shared.templates import TEMPLATE_NAME, RenderError, TemplateBody
 from store import templates as templates_store
+from store import tracking as tracking_store
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 
@@ -97,6 +99,23 @@ async def get_template(name: str, pool: PoolDep, workspace: WorkspaceDep) -> Any
     if row is None:
         raise ApiError(404, "template_not_found", f"No template named {name!r}.")
     return dict(row)
+
+
+@router.get(
+    "/{name}/performance",
+    operation_id="template_performance",
+    summary="How a template's messages perform, in every journey",
+)
+async def template_performance(
+    name: str, pool: PoolDep, workspace: WorkspaceDep
+) -> TemplatePerformance:
+    """Per journey and stage that sent it, and in all: sent, delivered, failed, unique
+    opens and clicks by people and by machines, click-to-open rate, unsubscribes and
+    conversions (docs/metrics.md, "Message performance")."""
+    if await templates_store.template(pool, workspace, name) is None:
+        raise ApiError(404, "template_not_found", f"No template named {name!r}.")
+    rows = await tracking_store.performance(pool, workspace, None, name)
+    return template_figures(name, rows)
 
 
 @router.delete(
