@@ -151,7 +151,7 @@ def engagement_as_event(data: Any, type_key: str) -> Any:
     if kind not in ENGAGEMENTS:
         raise PydanticCustomError(
             "invalid_engagement",
-            'engagement is "opened" or "clicked", got {kind}.',
+            'An engagement is "opened" or "clicked", got {kind}.',
             {"kind": repr(kind)},
         )
     human = found.pop("human_only", False)

@@ -78,6 +78,7 @@ PROBLEM_REASONS = frozenset(
     }
     | decision_rules.REASONS
     | trigger_rules.REASONS
+    | {"invalid_engagement"}
 )  # fmt: skip
 #: Every reason code a warning (returned alongside a successful save) can carry.
 WARNING_REASONS = frozenset(
@@ -178,6 +179,7 @@ _CUSTOM_REASONS = frozenset(
         "unexpected_value",
         "invalid_value",
         "invalid_trigger",
+        "invalid_engagement",
     }
 )
 

@@ -261,6 +261,11 @@ PROBLEM_CASES: list[tuple[str, dict[str, Any], str]] = [
         "goal.criteria.any[1].match_trigger",
     ),
     ("invalid_reentry", mutated(T, ("reentry", {"max_entries": 3})), "reentry"),
+    (
+        "invalid_engagement",
+        mutated(T, ("goal.criteria.any[1]", {"engagement": "forwarded"})),
+        "goal.criteria.any[1]",
+    ),
     ("missing_field", mutated(T, ("owner", DELETE)), "owner"),
     ("missing_field", mutated(T, (f"{A0}[1]", {"duration": "P1D"})), f"{A0}[1].type"),
     ("unknown_field", mutated(T, (f"{A0}[0].marketting", True)), f"{A0}[0].marketting"),
