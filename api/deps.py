@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -45,26 +45,33 @@ async def get_workspace(
             "Send an API key as `Authorization: Bearer <key>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # a key is looked up again once its cached answer is older than the cache's lifetime, so
-    # a revoked key stops working within it
-    cache: dict[str, tuple[str, float]] = request.app.state.key_cache
-    now = time.monotonic()
-    cached = cache.get(credentials.credentials)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    workspace = await workspace_for(request.app.state.pool, credentials.credentials)
+    workspace = await key_workspace(request.app, credentials.credentials)
     if workspace is None:
-        cache.pop(credentials.credentials, None)
         raise ApiError(
             401,
             "invalid_api_key",
             "The API key is unknown or revoked.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return workspace
+
+
+async def key_workspace(app: Any, key: str) -> str | None:
+    """The workspace of an API key (None: unknown or revoked). A key is looked up again once
+    its cached answer is older than the cache's lifetime, so a revoked key stops working
+    within it (the web view's cookie holds a key too)."""
+    cache: dict[str, tuple[str, float]] = app.state.key_cache
+    now = time.monotonic()
+    cached = cache.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    workspace = await workspace_for(app.state.pool, key)
+    if workspace is None:
+        cache.pop(key, None)
+        return None
     if len(cache) > 10_000:
         cache.clear()
-    lifetime = request.app.state.settings.api_key_cache_seconds
-    cache[credentials.credentials] = (workspace, now + lifetime)
+    cache[key] = (workspace, now + app.state.settings.api_key_cache_seconds)
     return workspace
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api.deps import get_workspace
@@ -28,6 +29,7 @@ from api.routes import (
     records,
     templates,
     tracking,
+    ui,
 )
 from services.relay import run_relay
 from services.sender import SenderOptions, run_sender
@@ -104,6 +106,8 @@ def create_app(
     serve_docs(app)
     app.include_router(health.router)
     app.include_router(tracking.router)  # mail clients: a signed token, no key
+    app.include_router(ui.router)  # people: an API key in a cookie (docs/web.md)
+    app.mount("/ui/static", StaticFiles(directory=ui.UI / "static"), name="ui-static")
     routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
     for module in (*routers, records, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data

@@ -1,4 +1,5 @@
-"""Metrics at scale: /v1/journeys/{id}/metrics over 1,000,000 enrollments in 20 journeys.
+"""Metrics at scale: /v1/journeys/{id}/metrics over 1,000,000 enrollments in 20 journeys,
+and the web view's map of the same journey (`/ui/journeys/{id}/map`).
 
 Starts its own embedded Postgres on a free port (data in a temporary directory), migrates
 it, fills it set-wise (generate_series, no row-by-row inserts) with contacts, list
@@ -234,12 +235,16 @@ async def measure(url: str) -> dict[str, Any]:
                 now = await pool.fetchval("SELECT now()")
                 day = {"since": (now - timedelta(days=1)).isoformat(), "until": now.isoformat()}
                 month = {"since": (now - timedelta(days=31)).isoformat()}
-                return {
+                found = {
                     "enrolled_in_journey": body["enrolled"],
                     "metrics": await _time(http, path, {}),
                     "metrics_window_1_day": await _time(http, path, day),
                     "metrics_window_30_days": await _time(http, path, month),
                 }
+                # the web view's map of the same journey: its metrics plus the page
+                http.cookies.set("nurture_key", key, path="/ui")
+                found["web_map"] = await _time(http, "/ui/journeys/jrn_bench00007/map", {})
+                return found
         finally:
             server.should_exit = True
             await serving

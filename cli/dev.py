@@ -214,6 +214,7 @@ def _print_urls(settings: Settings, data_dir: Path, dev_key: str) -> None:
         console.print(f"  Temporal UI   http://127.0.0.1:{UI_PORT}")
         console.print(f"  Temporal gRPC 127.0.0.1:{TEMPORAL_PORT}")
     console.print(f"  API           {api}   (docs {api}/docs, health {api}/healthz)")
+    console.print(f"  web view      {api}/ui   (log in with the dev API key below)")
     if not settings.database_url:
         console.print(
             f"  Postgres      postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}"

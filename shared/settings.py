@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     """Also offered in `List-Unsubscribe` (as `mailto:`), when set."""
     machine_seconds: float = 5.0
     """An open or click this soon after the email was handed over counts as a machine's."""
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    """The Temporal UI the web view links each enrollment's workflow to."""
     api_key_cache_seconds: float = 5.0
     """How long the API trusts a key it looked up: a revoked key stops working within it."""
     metrics_eligible_seconds: float = 10.0

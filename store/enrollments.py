@@ -531,6 +531,7 @@ WHERE e.workspace = $1 AND e.journey_id = $2 AND (e.contact_id, e.entry) > ($3, 
         SELECT 1 FROM conversions c
         WHERE c.workspace = e.workspace AND c.journey_id = e.journey_id
           AND c.contact_id = e.contact_id AND c.goal_epoch = e.goal_epoch) = $7)
+  AND ($9::text IS NULL OR e.stage = $9)
 ORDER BY e.contact_id, e.entry LIMIT $6
 """
 
@@ -545,12 +546,22 @@ async def select_page(
     limit: int,
     converted: bool | None = None,
     after_entry: int = 2**31 - 1,
+    stage: str | None = None,
 ) -> list[asyncpg.Record]:
     """A page of the journey's enrollments (entries) by contact id and entry number, after
     (`after`, `after_entry`), filtered by status, outcome and whether a conversion was
     counted (None: any)."""
     return await conn.fetch(
-        SELECT_PAGE, workspace, journey_id, after, status, outcome, limit, converted, after_entry
+        SELECT_PAGE,
+        workspace,
+        journey_id,
+        after,
+        status,
+        outcome,
+        limit,
+        converted,
+        after_entry,
+        stage,
     )
 
 
