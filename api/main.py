@@ -27,6 +27,7 @@ from api.routes import (
     messages,
     metrics,
     records,
+    simulation,
     templates,
     tracking,
     ui,
@@ -83,6 +84,8 @@ def create_app(
             await relay
             if sender is not None:
                 await sender
+            if getattr(app.state, "simulator", None) is not None:
+                await app.state.simulator.close()
             if owned_pool is not None:
                 await owned_pool.close()
 
@@ -108,7 +111,10 @@ def create_app(
     app.include_router(tracking.router)  # mail clients: a signed token, no key
     app.include_router(ui.router)  # people: an API key in a cookie (docs/web.md)
     app.mount("/ui/static", StaticFiles(directory=ui.UI / "static"), name="ui-static")
-    routers = (journeys, activation, enrollments, contacts, events, metrics, templates, channels)
+    routers = (
+        simulation, journeys, activation, enrollments, contacts, events, metrics, templates,
+        channels,
+    )  # fmt: skip
     for module in (*routers, records, messages, dead_letters):
         # every route but /healthz and the docs needs a key, whether or not it reads data
         app.include_router(module.router, dependencies=[Depends(get_workspace)])

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from cli.journeys import app as journeys_app
 from cli.keys import app as keys_app
+from cli.simulate import simulate
 from cli.workspaces import app as workspaces_app
 from shared.settings import Settings
 
@@ -22,6 +23,7 @@ console = Console()
 app.add_typer(keys_app, name="keys")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(workspaces_app, name="workspaces")
+app.command("simulate")(simulate)
 
 
 @app.command()

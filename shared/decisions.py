@@ -33,11 +33,13 @@ def decide(
     number: float,
     winners: dict[str, str],
     version: int,
+    forced: dict[str, str] | None = None,
 ) -> Decision:
-    """The branch's path or the split's variant for this enrollment now."""
+    """The branch's path or the split's variant for this enrollment now (`forced`: a
+    simulation's choice of variant)."""
     if isinstance(action, BranchOn):
         return take_branch(action, state)
-    return take_split(action, state, number, winners, version)
+    return take_split(action, state, number, winners, version, forced)
 
 
 def branch_node(action: BranchOn, path: str) -> str:
@@ -95,15 +97,19 @@ def take_split(
     number: float,
     winners: dict[str, str],
     version: int,
+    forced: dict[str, str] | None = None,
 ) -> Decision:
     """The variant for this enrollment: the one it drew before (a loop back keeps it),
     else drawn with `number` (the workflow's deterministic random), over the winner's
-    share once a winner of this split is declared."""
+    share once a winner of this split is declared; a simulation may force one."""
     names = {v.name: v for v in action.variants}
     assigned = state.assignments.get(action.name)
     declared = winners.get(action.name) if action.winner and action.winner.auto else None
+    chosen = (forced or {}).get(action.name)
     if assigned in names:
         variant, how = names[assigned], "kept"
+    elif chosen in names:
+        variant, how = names[chosen], "forced"
     elif declared in names and not names[declared].holdout:
         variant, how = draw(winner_share(action, declared), number), "winner"
     else:

@@ -278,6 +278,8 @@ class EnrollmentInput(BaseModel):
     """Which entry of the contact into the journey this is (journeys that may repeat)."""
     trigger: TriggerContext | None = None
     """The event that started the entry (an event-triggered journey): `{{ trigger.* }}`."""
+    forced: dict[str, str] = {}
+    """Split name → the variant to take (simulations that force a path)."""
     winners: dict[str, str] = {}
     """Split name → the winner declared before this enrollment started (auto splits send
     new contacts down the winner's path)."""

@@ -37,3 +37,9 @@ class Unavailable(CallerError):
     """A part the request needs (Temporal) did not answer; the caller may retry."""
 
     status = 503
+
+
+class TooMany(CallerError):
+    """The caller asks for more at once than it may; it may retry later."""
+
+    status = 429

@@ -275,7 +275,7 @@ class EnrollmentWorkflow:
     def _decide(self, action: BranchOn | Split) -> Next | None:
         """A branch or a split (`shared.decisions`): no activity; a holdout leaves."""
         number, i = workflow.random().random(), self.input
-        decision = decisions.decide(action, self.s, number, i.winners, i.journey_version)
+        decision = decisions.decide(action, self.s, number, i.winners, i.journey_version, i.forced)
         self.log.record(action.type, decision.result, decision.detail, decision.effects)
         if decision.holdout:
             self.s.leaving = exits.holdout(action.name, decision.result)

@@ -156,6 +156,8 @@ def _body(operation_id: str) -> Any:
         "post_events": {"contact_id": CONTACT, "type": "purchase", "idempotency_key": EVENT_KEY},
         "put_template": {"text": "hijacked"},
         "put_channel_settings": {"timezone": "Asia/Tokyo"},
+        "simulate_definition": {"journey": definition(), "contact": {"id": CONTACT}},
+        "simulate_journey": {"contact": {"id": CONTACT}},
     }.get(operation_id)
 
 
