@@ -116,6 +116,8 @@ VALID_BODIES: dict[str, Any] = {
     "post_events": {"contact_id": "ada", "type": "purchase"},
     "put_template": {"subject": "Hi", "text": "Hello {{ contact.first_name }}"},
     "put_channel_settings": {"timezone": "Europe/Berlin"},
+    "simulate_definition": {"journey": definition(), "contact": {"id": "ada"}},
+    "simulate_journey": {"contact": {"id": "ada"}},
 }
 BODY_OPERATIONS = [
     (method.upper(), path, operation["operationId"])
