@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     tracked and carry no unsubscribe link (docs/channels.md, "Tracking")."""
     public_url: str = "http://127.0.0.1:8000"
     """Where mail clients reach the API's tracking endpoints (`/t/...`)."""
+    track_text_links: bool = False
+    """Also rewrite the URLs of plain-text parts to click-tracked ones (off: a text reader
+    sees an opaque link where the URL was)."""
     unsubscribe_mailto: str | None = None
     """Also offered in `List-Unsubscribe` (as `mailto:`), when set."""
     machine_seconds: float = 5.0

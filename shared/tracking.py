@@ -106,6 +106,28 @@ def track_html(secret: str, base_url: str, message: bytes, source: str, skip: st
     return Tracked(rewritten, links)
 
 
+_TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
+
+
+def track_text(
+    secret: str, base_url: str, message: bytes, source: str, links: list[str], skip: str = ""
+) -> str:
+    """Every http(s) URL of a plain-text part replaced by its click URL; `links` (the HTML
+    part's, if any) is extended, so a URL in both parts shares its link number."""
+    base = base_url.rstrip("/")
+
+    def rewrite(found: re.Match[str]) -> str:
+        url = found.group(0).rstrip(".,;:!?")
+        tail = found.group(0)[len(url) :]
+        if url == skip or (url not in links and len(links) >= MAX_LINKS):
+            return found.group(0)
+        if url not in links:
+            links.append(url)
+        return f"{base}/t/c/{token(secret, message, CLICK, links.index(url))}{tail}"
+
+    return _TEXT_URL.sub(rewrite, source)
+
+
 def unsubscribe_url(secret: str, base_url: str, message: bytes) -> str:
     return f"{base_url.rstrip('/')}/t/u/{token(secret, message, UNSUBSCRIBE)}"
 

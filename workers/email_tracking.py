@@ -27,6 +27,7 @@ class EmailTracking:
         self.secret = settings.tracking_secret
         self.base = settings.public_url
         self.mailto = settings.unsubscribe_mailto
+        self.text_links = settings.track_text_links
 
     def plan(self, key: str, action: SendMessage, delivery: DeliveryOptions) -> Plan | None:
         """None when tracking is off: no secret, or the journey or message says so."""
@@ -56,6 +57,12 @@ class EmailTracking:
             )
             content = {**content, "html": done.html}
             links = done.links
+        if self.text_links and content.get("text"):
+            text = tracking.track_text(
+                self.secret, self.base, plan.message, content["text"], links,
+                skip=plan.unsubscribe_url,
+            )  # fmt: skip
+            content = {**content, "text": text}
         if action.marketing:
             targets = [plan.unsubscribe_url] + ([f"mailto:{self.mailto}"] if self.mailto else [])
             content = {**content, "list_unsubscribe": targets}

@@ -67,3 +67,18 @@ def test_a_machine_opens_at_once_or_says_so_and_a_scanner_clicks_every_link() ->
     assert not tracking.machine_click(
         sent, later, person, within, (later - timedelta(seconds=0.3), 1), 1
     )
+
+
+def test_plain_text_urls_are_tracked_sharing_the_html_links_numbers() -> None:
+    links = ["https://x.test/a"]
+    text = "See https://x.test/a, and https://y.test/b. Stop: https://u.test/stop"
+    done = tracking.track_text(
+        SECRET, "https://t.test", MESSAGE, text, links, "https://u.test/stop"
+    )
+    assert links == ["https://x.test/a", "https://y.test/b"]
+    assert "x.test" not in done and "y.test" not in done and "https://u.test/stop" in done
+    tokens = [part.split(",")[0].split(".")[0] for part in done.split("https://t.test/t/c/")[1:]]
+    assert [tracking.read(SECRET, t, tracking.CLICK) for t in tokens] == [
+        (MESSAGE, 0),
+        (MESSAGE, 1),
+    ]
