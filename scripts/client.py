@@ -12,6 +12,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "client" / "nurture_client" / "_operations.py"
+SCHEMA = ROOT / "client" / "nurture_client" / "journey.schema.json"
 TYPES = {"string": "str", "integer": "int", "boolean": "bool", "number": "float"}
 
 
@@ -31,6 +32,57 @@ def _name(text: str) -> str:
     if name.startswith("x_"):
         name = name[2:]
     return f"{name}_" if keyword.iskeyword(name) else name
+
+
+def _py(schema: dict[str, Any]) -> str:
+    """A Python type for a JSON Schema: the API's models by name (TypedDicts below)."""
+    if "$ref" in schema:
+        return _model(schema["$ref"].rsplit("/", 1)[1])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            kinds = list(dict.fromkeys(_py(s) for s in schema[key]))
+            return "Any" if "Any" in kinds else " | ".join(kinds)
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list[{_py(schema.get('items', {}))}]"
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return f"dict[str, {_py(extra)}]" if isinstance(extra, dict) and extra else "dict[str, Any]"
+    if kind == "null":
+        return "None"
+    if isinstance(kind, list):
+        return " | ".join(
+            dict.fromkeys("None" if k == "null" else TYPES.get(k, "Any") for k in kind)
+        )
+    return TYPES.get(kind or "", "Any")
+
+
+def _model(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _models(document: dict[str, Any]) -> list[str]:
+    """Every object schema of the document as a TypedDict (total=False: the API leaves
+    unset optionals out); one whose field names are not identifiers stays a dict."""
+    out = []
+    for name, schema in sorted(document.get("components", {}).get("schemas", {}).items()):
+        fields = schema.get("properties")
+        plain = fields and all(k.isidentifier() and not keyword.iskeyword(k) for k in fields)
+        if not plain:
+            out += [f"{_model(name)} = dict[str, Any]", ""]
+            continue
+        out += ["", f"class {_model(name)}(TypedDict, total=False):"]
+        out += [f"    {k}: {_py(v)}" for k, v in fields.items()]
+        out.append("")
+    return out
+
+
+def _returns(op: dict[str, Any]) -> str:
+    for code in ("200", "201", "202"):
+        content = op.get("responses", {}).get(code, {}).get("content", {})
+        if "application/json" in content:
+            return _py(content["application/json"].get("schema", {}))
+    return "None" if "204" in op.get("responses", {}) else "Any"
 
 
 def _method(op_id: str, verb: str, path: str, op: dict[str, Any], aio: bool) -> str:
@@ -58,8 +110,9 @@ def _method(op_id: str, verb: str, path: str, op: dict[str, Any], aio: bool) -> 
     summary = op.get("summary", op_id).rstrip(".")
     prefix = "async def" if aio else "def"
     result = f"await {call}" if aio else call
+    returns = _returns(op)
     return (
-        f"    {prefix} {op_id}({signature}) -> Any:\n"
+        f"    {prefix} {op_id}({signature}) -> {returns}:\n"
         f'        """{summary}: `{verb.upper()} {path}`"""\n'
         f"        return {result}\n"
     )
@@ -79,10 +132,15 @@ def render(document: dict[str, Any]) -> str:
         "",
         "from __future__ import annotations",
         "",
-        "from typing import Any",
+        "from typing import Any, TypedDict",
         "",
         f'API_VERSION = "{document["info"]["version"]}"',
         f"OPERATIONS = {tuple(o[0] for o in ops)!r}",
+        "",
+        "",
+        "# --- the API's models (responses; requests are JSON bodies) ---",
+        "",
+        *_models(document),
         "",
         "",
         "class Operations:",
@@ -117,6 +175,16 @@ def document() -> dict[str, Any]:
     return create_app(Settings()).openapi()
 
 
+def journey_schema() -> str:
+    """The journey's JSON Schema (`GET /v1/journeys/schema`), for local validation."""
+    import json
+
+    from shared.journey import Journey
+
+    return json.dumps(Journey.model_json_schema(), indent=1, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
     TARGET.write_text(render(document()))
-    print(f"wrote {TARGET}")
+    SCHEMA.write_text(journey_schema())
+    print(f"wrote {TARGET} and {SCHEMA}")

@@ -69,7 +69,8 @@ class Simulation:
     raw: dict[str, Any]
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> Simulation:
+    def of(cls, answer: Any) -> Simulation:
+        body: dict[str, Any] = dict(answer)
         steps = [
             SimulatedStep(s["offset"], s["stage"], s["action"], s["result"], s.get("detail", {}))
             for s in body["steps"]

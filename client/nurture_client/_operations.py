@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 API_VERSION = "1"
 OPERATIONS = (
@@ -55,6 +55,793 @@ OPERATIONS = (
 )
 
 
+# --- the API's models (responses; requests are JSON bodies) ---
+
+
+class ActivationOut(TypedDict, total=False):
+    journey_id: str
+    activation: int
+    workflow_id: str
+    journey_version: int
+    status: BatchStatus
+    eligible: int | None
+    processed: int
+    started: int
+    refused: dict[str, int]
+    rate: float
+    requested_by: str | None
+    stop_reason: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+class ActiveEnrollment(TypedDict, total=False):
+    journey_id: str
+    workflow_id: str
+    status: str
+    stage: str | None
+
+
+class AllNode(TypedDict, total=False):
+    all: list[PropertyLeaf | EventLeaf | ListLeaf | AllNode | AnyNode]
+
+
+class AnyNode(TypedDict, total=False):
+    any: list[PropertyLeaf | EventLeaf | ListLeaf | AllNode | AnyNode]
+
+
+class Asset(TypedDict, total=False):
+    kind: str
+    name: str
+    used_at: list[str]
+    exists: bool | None
+
+
+class AssetsOut(TypedDict, total=False):
+    journey_id: str
+    version: int
+    assets: list[Asset]
+    warnings: list[Problem]
+
+
+BatchStatus = dict[str, Any]
+
+
+class Branch(TypedDict, total=False):
+    go_to: str
+
+
+class BranchOn(TypedDict, total=False):
+    type: str
+    name: str
+    paths: list[Path]
+    otherwise: Otherwise | None
+
+
+class Change(TypedDict, total=False):
+    path: str
+    change: str
+    before: Any
+    after: Any
+
+
+class ChannelSettings(TypedDict, total=False):
+    webhook: Webhook | None
+    email_from: str | None
+    timezone: str
+    send_window: SendWindow | None
+    frequency_cap: FrequencyCap | None
+
+
+class ChannelSettingsOut(TypedDict, total=False):
+    webhook: WebhookOut | None
+    email_from: str | None
+    timezone: str
+    send_window: SendWindow | None
+    frequency_cap: FrequencyCap | None
+
+
+class CheckOut(TypedDict, total=False):
+    check: str
+    passed: bool
+    reason: str | None
+    message: str
+    explanation: dict[str, Any] | None
+
+
+class ContactIn(TypedDict, total=False):
+    properties: dict[str, Any]
+
+
+class ContactOut(TypedDict, total=False):
+    id: str
+    properties: dict[str, Any]
+    lists: list[str]
+    seq: int
+    enrollments: list[ActiveEnrollment]
+
+
+class CreateTask(TypedDict, total=False):
+    type: str
+    title: str
+    assign_to: str
+    notes: str | None
+
+
+class DeadLetterOut(TypedDict, total=False):
+    id: int
+    kind: str
+    contact_id: str
+    journey_id: str
+    workflow_id: str
+    event_id: str | None
+    event_idempotency_key: str | None
+    event_type: str | None
+    attempts: int
+    last_error: str | None
+    queued_at: str
+    failed_at: str | None
+
+
+class DecisionOut(TypedDict, total=False):
+    node: str
+    count: int
+    percent: float
+
+
+class Declared(TypedDict, total=False):
+    variant: str
+    version: int
+    declared_at: str
+    figures: dict[str, Any]
+
+
+class DeleteOut(TypedDict, total=False):
+    id: str
+    deleted: bool
+    unenroll: UnenrollOut | None
+
+
+class DeliveryOptions(TypedDict, total=False):
+    send_window: SendWindow | None
+    on_failure: str
+    when_capped: str
+    tracking: bool
+
+
+class Eligibility(TypedDict, total=False):
+    journey_id: str
+    contact_id: str
+    would_enroll: bool
+    stage: str | None
+    reason: str | None
+    checks: list[CheckOut]
+
+
+class End(TypedDict, total=False):
+    value: str
+    add_to_list: str | None
+
+
+class Ends(TypedDict, total=False):
+    success: End
+    failure: list[End]
+
+
+class EnrollRequest(TypedDict, total=False):
+    contact_id: str
+
+
+class EnrollResponse(TypedDict, total=False):
+    workflow_id: str
+
+
+class EnrollmentDetail(TypedDict, total=False):
+    contact_id: str
+    status: str
+    entry: int | None
+    entries: list[EntryOut]
+    workflow_id: str | None
+    journey_version: int | None
+    stage: str | None
+    outcome: str | None
+    end_value: str | None
+    enrolled_at: str | None
+    ended_at: str | None
+    completed_at: str | None
+    steps: list[StepOut]
+
+
+class EnrollmentOut(TypedDict, total=False):
+    contact_id: str
+    entry: int
+    workflow_id: str
+    journey_version: int
+    status: str
+    stage: str | None
+    outcome: str | None
+    end_value: str | None
+    enrolled_at: str
+    ended_at: str | None
+    completed_at: str | None
+    converted: bool
+
+
+class EnrollmentPage(TypedDict, total=False):
+    items: list[EnrollmentOut]
+    next_cursor: str | None
+
+
+class EntryOut(TypedDict, total=False):
+    entry: int
+    workflow_id: str
+    journey_version: int
+    status: str
+    outcome: str | None
+    enrolled_at: str
+    ended_at: str | None
+
+
+class EventBatchOut(TypedDict, total=False):
+    accepted: int
+    duplicates: int
+    events: list[EventOut]
+
+
+class EventFilter(TypedDict, total=False):
+    type: str
+    target: str | None
+    where: dict[str, str | float | bool | None] | None
+    match_trigger: list[str] | None
+    in_journey: bool | None
+
+
+class EventLeaf(TypedDict, total=False):
+    event: str
+    target: str | None
+    where: dict[str, str | float | bool | None] | None
+    match_trigger: list[str] | None
+    in_journey: bool | None
+    min_count: int
+
+
+class EventOut(TypedDict, total=False):
+    id: str
+    seq: int
+    contact_id: str
+    idempotency_key: str
+    duplicate: bool
+
+
+class ExitOptions(TypedDict, total=False):
+    when_removed_from_eligible_lists: bool
+    when_stage_matches_end: bool
+
+
+class ExperimentMetrics(TypedDict, total=False):
+    split: str
+    stage: str | None
+    baseline: str
+    method: str
+    confidence: float
+    min_per_variant: int
+    auto_winner: bool
+    variants: list[VariantFigures]
+    winner: str | None
+    declared: Declared | None
+
+
+class FrequencyCap(TypedDict, total=False):
+    max: int
+    per: str
+
+
+class GoTo(TypedDict, total=False):
+    type: str
+    target: str
+
+
+class Goal(TypedDict, total=False):
+    criteria: PropertyLeaf | EventLeaf | ListLeaf | AllNode | AnyNode
+    target: Target | None
+    attribution_window: str
+    add_to_list: str | None
+
+
+class GoalMetrics(TypedDict, total=False):
+    epoch: int
+    enrolled: int
+    conversions: int
+    conversion_rate: float
+    target: dict[str, float] | None
+    target_met: bool | None
+    progress: float | None
+    conversions_needed: int | None
+
+
+class HTTPValidationError(TypedDict, total=False):
+    detail: list[ValidationError]
+
+
+class Journey(TypedDict, total=False):
+    name: str
+    owner: str
+    stage_property: str
+    eligible_lists: list[str]
+    start_stage: str
+    enroll_empty_stage: bool
+    stages: list[Stage]
+    ends: Ends
+    goal: Goal | None
+    suppression_lists: list[str]
+    exit: ExitOptions
+    trigger: Trigger | None
+    delivery: DeliveryOptions | None
+    reentry: Reentry | None
+
+
+class JourneyMetrics(TypedDict, total=False):
+    journey_id: str
+    window: Window | None
+    eligible: int
+    enrolled: int
+    entries: int
+    unique_profiles: int
+    active: int
+    in_attribution_window: int
+    refused: dict[str, int]
+    refused_total: int
+    ended: dict[str, Share]
+    ends: dict[str, Share]
+    exits: dict[str, Share]
+    goal: GoalMetrics | None
+    stages: list[StageMetrics]
+    experiments: list[ExperimentMetrics]
+    messages: list[MessagePerformance]
+
+
+class JourneyOut(TypedDict, total=False):
+    id: str
+    name: str
+    owner: str
+    status: str
+    version: int
+    ever_active: bool
+    goal_epoch: int
+    definition: dict[str, Any]
+    warnings: list[Problem]
+    created_at: str
+    updated_at: str
+    activation: ActivationOut | None
+    unenroll: UnenrollOut | None
+    backfilled: int | None
+
+
+class JourneyPage(TypedDict, total=False):
+    items: list[JourneyOut]
+    next_cursor: str | None
+
+
+class ListLeaf(TypedDict, total=False):
+    list: str
+    member: bool
+
+
+class MembersIn(TypedDict, total=False):
+    add: list[str]
+    remove: list[str]
+
+
+class MembersOut(TypedDict, total=False):
+    added: int
+    removed: int
+    unchanged: int
+
+
+class MembersPage(TypedDict, total=False):
+    items: list[str]
+    next_cursor: str | None
+
+
+class MessageOut(TypedDict, total=False):
+    id: int
+    received_at: str
+    mail_from: str
+    rcpt_to: list[str]
+    subject: str | None
+    message_id: str | None
+    idempotency_key: str | None
+    text: str | None
+    html: str | None
+    headers: dict[str, str]
+
+
+class MessagePerformance(TypedDict, total=False):
+    stage: str | None
+    template: str | None
+    variant: str | None
+    journey_id: str | None
+    sent: int
+    delivered: int
+    failed: int
+    opens: int
+    machine_opens: int
+    clicks: int
+    machine_clicks: int
+    click_to_open_rate: float
+    unsubscribes: int
+    conversions: int
+
+
+class Moment(TypedDict, total=False):
+    at: str
+    event: TimelineEvent | None
+    set: dict[str, Any] | None
+    join: str | None
+    leave: str | None
+
+
+class Otherwise(TypedDict, total=False):
+    go_to: str | None
+
+
+class Path(TypedDict, total=False):
+    name: str
+    when: PropertyLeaf | EventLeaf | ListLeaf | AllNode | AnyNode
+    go_to: str | None
+
+
+class PathOut(TypedDict, total=False):
+    to: str
+    count: int
+    percent: float
+
+
+class PreviewOut(TypedDict, total=False):
+    journey_id: str
+    version: int
+    status: str
+    bulk_enrolls: bool
+    eligible: int
+    would_enroll: int
+    refused: dict[str, int]
+
+
+class Problem(TypedDict, total=False):
+    path: str
+    reason: str
+    message: str
+
+
+class PropertyLeaf(TypedDict, total=False):
+    property: str
+    op: str
+    value: Any
+
+
+class RecordOut(TypedDict, total=False):
+    id: str
+    journey_id: str
+    contact_id: str
+    workflow_id: str
+    content: dict[str, Any]
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    failed_at: str | None
+
+
+class RecordPage(TypedDict, total=False):
+    items: list[RecordOut]
+    next_cursor: str | None
+
+
+class Reentry(TypedDict, total=False):
+    mode: str
+    cooldown: str | None
+    max_entries: int | None
+
+
+class RetriedOut(TypedDict, total=False):
+    id: int
+    kind: str
+    contact_id: str
+    journey_id: str
+    workflow_id: str
+    event_id: str | None
+    event_idempotency_key: str | None
+    event_type: str | None
+    attempts: int
+    last_error: str | None
+    queued_at: str
+    failed_at: str | None
+    status: str
+
+
+class SendMessage(TypedDict, total=False):
+    type: str
+    channels: list[str]
+    template: str
+    marketing: bool
+    tracking: bool | None
+
+
+class SendNotification(TypedDict, total=False):
+    type: str
+    to: list[str]
+    message: str
+
+
+class SendWindow(TypedDict, total=False):
+    start: str
+    end: str
+    days: list[str]
+    timezone: str | None
+
+
+class SetProperty(TypedDict, total=False):
+    type: str
+    property: str
+    value: Any
+
+
+class Share(TypedDict, total=False):
+    count: int
+    percent: float
+
+
+class SimulatedContact(TypedDict, total=False):
+    id: str
+    properties: dict[str, Any]
+    lists: list[str]
+
+
+class SimulatedMessage(TypedDict, total=False):
+    at: str
+    offset: str
+    kind: str
+    channel: str | None
+    template: str | None
+    content: dict[str, Any]
+
+
+class SimulatedStep(TypedDict, total=False):
+    step_seq: int
+    at: str
+    offset: str
+    stage: str | None
+    action: str
+    result: str
+    detail: dict[str, Any]
+
+
+class SimulationRequest(TypedDict, total=False):
+    contact: SimulatedContact
+    timeline: list[Moment]
+    force: dict[str, str]
+    horizon: str
+
+
+class SimulationResult(TypedDict, total=False):
+    outcome: str | None
+    finished: bool
+    stage: str | None
+    explanation: dict[str, Any] | None
+    reason: str | None
+    converted: bool
+    steps: list[SimulatedStep]
+    messages: list[SimulatedMessage]
+    decisions: list[dict[str, Any]]
+    simulated: str
+    contact: dict[str, Any]
+
+
+class SimulationRun(TypedDict, total=False):
+    contact: SimulatedContact
+    timeline: list[Moment]
+    force: dict[str, str]
+    horizon: str
+    journey: dict[str, Any]
+
+
+class Split(TypedDict, total=False):
+    type: str
+    name: str
+    variants: list[Variant]
+    winner: Winner | None
+
+
+class Stage(TypedDict, total=False):
+    key: str
+    value: str
+    actions: list[
+        SendMessage
+        | Wait
+        | WaitForEvent
+        | CreateTask
+        | SetProperty
+        | SendNotification
+        | GoTo
+        | BranchOn
+        | Split
+    ]
+
+
+class StageMetrics(TypedDict, total=False):
+    key: str
+    entered: int
+    active: int
+    left: int
+    paths: list[PathOut]
+    decisions: list[DecisionOut]
+
+
+class StepOut(TypedDict, total=False):
+    step_seq: int | None
+    at: str
+    stage: str | None
+    action: str
+    result: str
+    reason: str | None
+    explanation: dict[str, Any] | None
+    detail: dict[str, Any]
+
+
+class Target(TypedDict, total=False):
+    count: int | None
+    percent: int | float | None
+
+
+class TemplateIn(TypedDict, total=False):
+    subject: str | None
+    html: str | None
+    text: str | None
+    sample: dict[str, Any]
+
+
+class TemplateOut(TypedDict, total=False):
+    subject: str | None
+    html: str | None
+    text: str | None
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class TemplatePerformance(TypedDict, total=False):
+    template: str
+    total: MessagePerformance
+    journeys: list[MessagePerformance]
+
+
+class TimelineEvent(TypedDict, total=False):
+    type: str
+    target: str | None
+    properties: dict[str, Any]
+
+
+class Trigger(TypedDict, total=False):
+    goal_achieved_in: str | None
+    event: EventFilter | None
+
+
+class UnenrollOut(TypedDict, total=False):
+    journey_id: str
+    batch: int
+    workflow_id: str
+    status: BatchStatus
+    running: int | None
+    processed: int
+    signalled: int
+    skipped: dict[str, int]
+    rate: float
+    requested_by: str | None
+    stop_reason: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+class ValidationError(TypedDict, total=False):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any
+    ctx: dict[str, Any]
+
+
+class ValidationOut(TypedDict, total=False):
+    valid: bool
+    problems: list[Problem]
+    warnings: list[Problem]
+
+
+class Variant(TypedDict, total=False):
+    name: str
+    percent: int
+    go_to: str | None
+    holdout: bool
+
+
+class VariantFigures(TypedDict, total=False):
+    name: str
+    holdout: bool
+    percent: int | None
+    entered: int
+    converted: int
+    conversion_rate: float
+    headline_conversions: int
+    lift: float | None
+    relative_lift: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    probability_better: float | None
+
+
+class VersionDetail(TypedDict, total=False):
+    version: int
+    changed_by: str
+    changed_at: str
+    changes: list[Change]
+    definition: dict[str, Any]
+
+
+class VersionOut(TypedDict, total=False):
+    version: int
+    changed_by: str
+    changed_at: str
+    changes: list[Change]
+    enrolled: int
+    open: int
+    current: bool
+    winners: list[WinnerOut]
+
+
+class Wait(TypedDict, total=False):
+    type: str
+    duration: str
+
+
+class WaitForEvent(TypedDict, total=False):
+    type: str
+    event: EventFilter
+    timeout: str
+    on_event: Branch | None
+    on_timeout: Branch | None
+
+
+class Webhook(TypedDict, total=False):
+    url: str
+    secret: str
+
+
+class WebhookOut(TypedDict, total=False):
+    url: str
+    secret_set: bool
+
+
+class Window(TypedDict, total=False):
+    since: str | None
+    until: str | None
+
+
+class Winner(TypedDict, total=False):
+    auto: bool
+    min_per_variant: int
+    confidence: float
+
+
+class WinnerOut(TypedDict, total=False):
+    split: str
+    variant: str
+    declared_at: str
+    figures: dict[str, Any]
+
+
 class Operations:
     """Sync: `Nurture` supplies `_call`."""
 
@@ -69,7 +856,7 @@ class Operations:
         force: bool | None = None,
         backfill: str | None = None,
         actor: str | None = None,
-    ) -> Any:
+    ) -> JourneyOut:
         """Activate a journey (enrolls who is eligible): `POST /v1/journeys/{journey_id}/activate`"""
         return self._call(
             "POST",
@@ -80,7 +867,7 @@ class Operations:
             {"X-Actor": actor},
         )
 
-    def add_member(self, list_name: str, contact_id: str) -> Any:
+    def add_member(self, list_name: str, contact_id: str) -> None:
         """Add a contact to a list: `PUT /v1/lists/{list_name}/members/{contact_id}`"""
         return self._call(
             "PUT",
@@ -91,19 +878,19 @@ class Operations:
             {},
         )
 
-    def change_members(self, list_name: str, body: Any) -> Any:
+    def change_members(self, list_name: str, body: Any) -> MembersOut:
         """Add and remove list members in one batch: `POST /v1/lists/{list_name}/members`"""
         return self._call(
             "POST", "/v1/lists/{list_name}/members", {"list_name": list_name}, {}, body, {}
         )
 
-    def create_journey(self, body: Any, *, actor: str | None = None) -> Any:
+    def create_journey(self, body: Any, *, actor: str | None = None) -> JourneyOut:
         """Create a draft journey: `POST /v1/journeys`"""
         return self._call("POST", "/v1/journeys", {}, {}, body, {"X-Actor": actor})
 
     def deactivate_journey(
         self, journey_id: str, *, unenroll: bool | None = None, actor: str | None = None
-    ) -> Any:
+    ) -> JourneyOut:
         """Deactivate a journey: `POST /v1/journeys/{journey_id}/deactivate`"""
         return self._call(
             "POST",
@@ -116,7 +903,7 @@ class Operations:
 
     def delete_journey(
         self, journey_id: str, *, unenroll: bool | None = None, actor: str | None = None
-    ) -> Any:
+    ) -> DeleteOut:
         """Delete a journey: `DELETE /v1/journeys/{journey_id}`"""
         return self._call(
             "DELETE",
@@ -127,11 +914,11 @@ class Operations:
             {"X-Actor": actor},
         )
 
-    def delete_template(self, name: str) -> Any:
+    def delete_template(self, name: str) -> None:
         """Delete a message template: `DELETE /v1/templates/{name}`"""
         return self._call("DELETE", "/v1/templates/{name}", {"name": name}, {}, None, {})
 
-    def edit_journey(self, journey_id: str, body: Any, *, actor: str | None = None) -> Any:
+    def edit_journey(self, journey_id: str, body: Any, *, actor: str | None = None) -> JourneyOut:
         """Edit a draft or inactive journey (a new version): `PUT /v1/journeys/{journey_id}`"""
         return self._call(
             "PUT",
@@ -142,7 +929,7 @@ class Operations:
             {"X-Actor": actor},
         )
 
-    def enroll_contact(self, journey_id: str, body: Any) -> Any:
+    def enroll_contact(self, journey_id: str, body: Any) -> EnrollResponse:
         """Enroll a contact: `POST /v1/journeys/{journey_id}/enrollments`"""
         return self._call(
             "POST",
@@ -153,23 +940,23 @@ class Operations:
             {},
         )
 
-    def get_activation(self, journey_id: str) -> Any:
+    def get_activation(self, journey_id: str) -> ActivationOut:
         """The latest activation's progress: `GET /v1/journeys/{journey_id}/activation`"""
         return self._call(
             "GET", "/v1/journeys/{journey_id}/activation", {"journey_id": journey_id}, {}, None, {}
         )
 
-    def get_channel_settings(self) -> Any:
+    def get_channel_settings(self) -> ChannelSettingsOut:
         """The workspace's channel settings: `GET /v1/settings/channels`"""
         return self._call("GET", "/v1/settings/channels", {}, {}, None, {})
 
-    def get_contact(self, contact_id: str) -> Any:
+    def get_contact(self, contact_id: str) -> ContactOut:
         """Get a contact with its lists and enrollments: `GET /v1/contacts/{contact_id}`"""
         return self._call(
             "GET", "/v1/contacts/{contact_id}", {"contact_id": contact_id}, {}, None, {}
         )
 
-    def get_eligibility(self, journey_id: str, contact_id: str) -> Any:
+    def get_eligibility(self, journey_id: str, contact_id: str) -> Eligibility:
         """Why a contact is (not) in the journey: `GET /v1/journeys/{journey_id}/eligibility/{contact_id}`"""
         return self._call(
             "GET",
@@ -180,7 +967,7 @@ class Operations:
             {},
         )
 
-    def get_enrollment(self, journey_id: str, contact_id: str) -> Any:
+    def get_enrollment(self, journey_id: str, contact_id: str) -> EnrollmentDetail:
         """A contact's enrollment log: `GET /v1/journeys/{journey_id}/enrollments/{contact_id}`"""
         return self._call(
             "GET",
@@ -191,7 +978,9 @@ class Operations:
             {},
         )
 
-    def get_enrollment_entry(self, journey_id: str, contact_id: str, entry: int) -> Any:
+    def get_enrollment_entry(
+        self, journey_id: str, contact_id: str, entry: int
+    ) -> EnrollmentDetail:
         """One entry of a contact into a journey that may repeat: `GET /v1/journeys/{journey_id}/enrollments/{contact_id}/entries/{entry}`"""
         return self._call(
             "GET",
@@ -202,13 +991,13 @@ class Operations:
             {},
         )
 
-    def get_journey(self, journey_id: str) -> Any:
+    def get_journey(self, journey_id: str) -> JourneyOut:
         """Get a journey: `GET /v1/journeys/{journey_id}`"""
         return self._call(
             "GET", "/v1/journeys/{journey_id}", {"journey_id": journey_id}, {}, None, {}
         )
 
-    def get_journey_version(self, journey_id: str, version: int) -> Any:
+    def get_journey_version(self, journey_id: str, version: int) -> VersionDetail:
         """Get one version of a journey: `GET /v1/journeys/{journey_id}/versions/{version}`"""
         return self._call(
             "GET",
@@ -219,11 +1008,11 @@ class Operations:
             {},
         )
 
-    def get_template(self, name: str) -> Any:
+    def get_template(self, name: str) -> TemplateOut:
         """Get a message template: `GET /v1/templates/{name}`"""
         return self._call("GET", "/v1/templates/{name}", {"name": name}, {}, None, {})
 
-    def get_unenroll(self, journey_id: str) -> Any:
+    def get_unenroll(self, journey_id: str) -> UnenrollOut:
         """The latest bulk unenroll's progress: `GET /v1/journeys/{journey_id}/unenroll`"""
         return self._call(
             "GET", "/v1/journeys/{journey_id}/unenroll", {"journey_id": journey_id}, {}, None, {}
@@ -233,7 +1022,7 @@ class Operations:
         """Is the API up, are Temporal and Postgres reachable: `GET /healthz`"""
         return self._call("GET", "/healthz", {}, {}, None, {})
 
-    def journey_assets(self, journey_id: str) -> Any:
+    def journey_assets(self, journey_id: str) -> AssetsOut:
         """The templates, lists, properties and channels a journey uses: `GET /v1/journeys/{journey_id}/assets`"""
         return self._call(
             "GET", "/v1/journeys/{journey_id}/assets", {"journey_id": journey_id}, {}, None, {}
@@ -246,7 +1035,7 @@ class Operations:
         since: str | None = None,
         until: str | None = None,
         version: int | None = None,
-    ) -> Any:
+    ) -> JourneyMetrics:
         """A journey's metrics: `GET /v1/journeys/{journey_id}/metrics`"""
         return self._call(
             "GET",
@@ -257,7 +1046,7 @@ class Operations:
             {},
         )
 
-    def journey_schema(self) -> Any:
+    def journey_schema(self) -> dict[str, Any]:
         """The JSON Schema of a journey: `GET /v1/journeys/schema`"""
         return self._call("GET", "/v1/journeys/schema", {}, {}, None, {})
 
@@ -267,7 +1056,7 @@ class Operations:
         journey_id: str | None = None,
         contact_id: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> list[DeadLetterOut]:
         """List deliveries Temporal refused for good: `GET /v1/dead-letters`"""
         return self._call(
             "GET",
@@ -287,7 +1076,7 @@ class Operations:
         converted: bool | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> EnrollmentPage:
         """List a journey's enrollments: `GET /v1/journeys/{journey_id}/enrollments`"""
         return self._call(
             "GET",
@@ -304,19 +1093,19 @@ class Operations:
             {},
         )
 
-    def list_journey_versions(self, journey_id: str) -> Any:
+    def list_journey_versions(self, journey_id: str) -> list[VersionOut]:
         """List a journey's versions: `GET /v1/journeys/{journey_id}/versions`"""
         return self._call(
             "GET", "/v1/journeys/{journey_id}/versions", {"journey_id": journey_id}, {}, None, {}
         )
 
-    def list_journeys(self, *, cursor: str | None = None, limit: int | None = None) -> Any:
+    def list_journeys(self, *, cursor: str | None = None, limit: int | None = None) -> JourneyPage:
         """List the workspace's journeys: `GET /v1/journeys`"""
         return self._call("GET", "/v1/journeys", {}, {"cursor": cursor, "limit": limit}, None, {})
 
     def list_members(
         self, list_name: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> Any:
+    ) -> MembersPage:
         """List a list's members: `GET /v1/lists/{list_name}/members`"""
         return self._call(
             "GET",
@@ -327,7 +1116,7 @@ class Operations:
             {},
         )
 
-    def list_messages(self, *, to: str | None = None, limit: int | None = None) -> Any:
+    def list_messages(self, *, to: str | None = None, limit: int | None = None) -> list[MessageOut]:
         """The dev mailbox: emails the local SMTP sink received: `GET /v1/messages`"""
         return self._call("GET", "/v1/messages", {}, {"to": to, "limit": limit}, None, {})
 
@@ -338,7 +1127,7 @@ class Operations:
         contact_id: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> RecordPage:
         """Notifications the journeys sent: `GET /v1/notifications`"""
         return self._call(
             "GET",
@@ -356,7 +1145,7 @@ class Operations:
         contact_id: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> RecordPage:
         """Tasks the journeys created: `GET /v1/tasks`"""
         return self._call(
             "GET",
@@ -367,29 +1156,29 @@ class Operations:
             {},
         )
 
-    def list_templates(self) -> Any:
+    def list_templates(self) -> list[TemplateOut]:
         """List the message templates: `GET /v1/templates`"""
         return self._call("GET", "/v1/templates", {}, {}, None, {})
 
-    def post_events(self, body: Any) -> Any:
+    def post_events(self, body: Any) -> EventOut | EventBatchOut:
         """Record events (one or a batch): `POST /v1/events`"""
         return self._call("POST", "/v1/events", {}, {}, body, {})
 
-    def preview_journey(self, journey_id: str) -> Any:
+    def preview_journey(self, journey_id: str) -> PreviewOut:
         """Who activating would enroll or refuse, now: `POST /v1/journeys/{journey_id}/preview`"""
         return self._call(
             "POST", "/v1/journeys/{journey_id}/preview", {"journey_id": journey_id}, {}, None, {}
         )
 
-    def put_channel_settings(self, body: Any) -> Any:
+    def put_channel_settings(self, body: Any) -> ChannelSettingsOut:
         """Replace the workspace's channel settings: `PUT /v1/settings/channels`"""
         return self._call("PUT", "/v1/settings/channels", {}, {}, body, {})
 
-    def put_template(self, name: str, body: Any) -> Any:
+    def put_template(self, name: str, body: Any) -> TemplateOut:
         """Save a message template: `PUT /v1/templates/{name}`"""
         return self._call("PUT", "/v1/templates/{name}", {"name": name}, {}, body, {})
 
-    def remove_member(self, list_name: str, contact_id: str) -> Any:
+    def remove_member(self, list_name: str, contact_id: str) -> None:
         """Remove a contact from a list: `DELETE /v1/lists/{list_name}/members/{contact_id}`"""
         return self._call(
             "DELETE",
@@ -400,7 +1189,7 @@ class Operations:
             {},
         )
 
-    def retry_dead_letter(self, dead_letter_id: int) -> Any:
+    def retry_dead_letter(self, dead_letter_id: int) -> RetriedOut:
         """Send a dead letter again: `POST /v1/dead-letters/{dead_letter_id}/retry`"""
         return self._call(
             "POST",
@@ -411,11 +1200,13 @@ class Operations:
             {},
         )
 
-    def simulate_definition(self, body: Any) -> Any:
+    def simulate_definition(self, body: Any) -> SimulationResult:
         """Simulate a journey not yet saved: `POST /v1/journeys/simulate`"""
         return self._call("POST", "/v1/journeys/simulate", {}, {}, body, {})
 
-    def simulate_journey(self, journey_id: str, body: Any, *, version: int | None = None) -> Any:
+    def simulate_journey(
+        self, journey_id: str, body: Any, *, version: int | None = None
+    ) -> SimulationResult:
         """Simulate a journey: `POST /v1/journeys/{journey_id}/simulate`"""
         return self._call(
             "POST",
@@ -426,7 +1217,7 @@ class Operations:
             {},
         )
 
-    def template_performance(self, name: str) -> Any:
+    def template_performance(self, name: str) -> TemplatePerformance:
         """How a template's messages perform, in every journey: `GET /v1/templates/{name}/performance`"""
         return self._call("GET", "/v1/templates/{name}/performance", {"name": name}, {}, None, {})
 
@@ -441,13 +1232,13 @@ class Operations:
             {},
         )
 
-    def upsert_contact(self, contact_id: str, body: Any) -> Any:
+    def upsert_contact(self, contact_id: str, body: Any) -> ContactOut:
         """Create or update a contact: `PUT /v1/contacts/{contact_id}`"""
         return self._call(
             "PUT", "/v1/contacts/{contact_id}", {"contact_id": contact_id}, {}, body, {}
         )
 
-    def validate_journey(self, body: Any) -> Any:
+    def validate_journey(self, body: Any) -> ValidationOut:
         """Validate a journey without saving it: `POST /v1/journeys/validate`"""
         return self._call("POST", "/v1/journeys/validate", {}, {}, body, {})
 
@@ -467,7 +1258,7 @@ class AsyncOperations:
         force: bool | None = None,
         backfill: str | None = None,
         actor: str | None = None,
-    ) -> Any:
+    ) -> JourneyOut:
         """Activate a journey (enrolls who is eligible): `POST /v1/journeys/{journey_id}/activate`"""
         return await self._call(
             "POST",
@@ -478,7 +1269,7 @@ class AsyncOperations:
             {"X-Actor": actor},
         )
 
-    async def add_member(self, list_name: str, contact_id: str) -> Any:
+    async def add_member(self, list_name: str, contact_id: str) -> None:
         """Add a contact to a list: `PUT /v1/lists/{list_name}/members/{contact_id}`"""
         return await self._call(
             "PUT",
@@ -489,19 +1280,19 @@ class AsyncOperations:
             {},
         )
 
-    async def change_members(self, list_name: str, body: Any) -> Any:
+    async def change_members(self, list_name: str, body: Any) -> MembersOut:
         """Add and remove list members in one batch: `POST /v1/lists/{list_name}/members`"""
         return await self._call(
             "POST", "/v1/lists/{list_name}/members", {"list_name": list_name}, {}, body, {}
         )
 
-    async def create_journey(self, body: Any, *, actor: str | None = None) -> Any:
+    async def create_journey(self, body: Any, *, actor: str | None = None) -> JourneyOut:
         """Create a draft journey: `POST /v1/journeys`"""
         return await self._call("POST", "/v1/journeys", {}, {}, body, {"X-Actor": actor})
 
     async def deactivate_journey(
         self, journey_id: str, *, unenroll: bool | None = None, actor: str | None = None
-    ) -> Any:
+    ) -> JourneyOut:
         """Deactivate a journey: `POST /v1/journeys/{journey_id}/deactivate`"""
         return await self._call(
             "POST",
@@ -514,7 +1305,7 @@ class AsyncOperations:
 
     async def delete_journey(
         self, journey_id: str, *, unenroll: bool | None = None, actor: str | None = None
-    ) -> Any:
+    ) -> DeleteOut:
         """Delete a journey: `DELETE /v1/journeys/{journey_id}`"""
         return await self._call(
             "DELETE",
@@ -525,11 +1316,13 @@ class AsyncOperations:
             {"X-Actor": actor},
         )
 
-    async def delete_template(self, name: str) -> Any:
+    async def delete_template(self, name: str) -> None:
         """Delete a message template: `DELETE /v1/templates/{name}`"""
         return await self._call("DELETE", "/v1/templates/{name}", {"name": name}, {}, None, {})
 
-    async def edit_journey(self, journey_id: str, body: Any, *, actor: str | None = None) -> Any:
+    async def edit_journey(
+        self, journey_id: str, body: Any, *, actor: str | None = None
+    ) -> JourneyOut:
         """Edit a draft or inactive journey (a new version): `PUT /v1/journeys/{journey_id}`"""
         return await self._call(
             "PUT",
@@ -540,7 +1333,7 @@ class AsyncOperations:
             {"X-Actor": actor},
         )
 
-    async def enroll_contact(self, journey_id: str, body: Any) -> Any:
+    async def enroll_contact(self, journey_id: str, body: Any) -> EnrollResponse:
         """Enroll a contact: `POST /v1/journeys/{journey_id}/enrollments`"""
         return await self._call(
             "POST",
@@ -551,23 +1344,23 @@ class AsyncOperations:
             {},
         )
 
-    async def get_activation(self, journey_id: str) -> Any:
+    async def get_activation(self, journey_id: str) -> ActivationOut:
         """The latest activation's progress: `GET /v1/journeys/{journey_id}/activation`"""
         return await self._call(
             "GET", "/v1/journeys/{journey_id}/activation", {"journey_id": journey_id}, {}, None, {}
         )
 
-    async def get_channel_settings(self) -> Any:
+    async def get_channel_settings(self) -> ChannelSettingsOut:
         """The workspace's channel settings: `GET /v1/settings/channels`"""
         return await self._call("GET", "/v1/settings/channels", {}, {}, None, {})
 
-    async def get_contact(self, contact_id: str) -> Any:
+    async def get_contact(self, contact_id: str) -> ContactOut:
         """Get a contact with its lists and enrollments: `GET /v1/contacts/{contact_id}`"""
         return await self._call(
             "GET", "/v1/contacts/{contact_id}", {"contact_id": contact_id}, {}, None, {}
         )
 
-    async def get_eligibility(self, journey_id: str, contact_id: str) -> Any:
+    async def get_eligibility(self, journey_id: str, contact_id: str) -> Eligibility:
         """Why a contact is (not) in the journey: `GET /v1/journeys/{journey_id}/eligibility/{contact_id}`"""
         return await self._call(
             "GET",
@@ -578,7 +1371,7 @@ class AsyncOperations:
             {},
         )
 
-    async def get_enrollment(self, journey_id: str, contact_id: str) -> Any:
+    async def get_enrollment(self, journey_id: str, contact_id: str) -> EnrollmentDetail:
         """A contact's enrollment log: `GET /v1/journeys/{journey_id}/enrollments/{contact_id}`"""
         return await self._call(
             "GET",
@@ -589,7 +1382,9 @@ class AsyncOperations:
             {},
         )
 
-    async def get_enrollment_entry(self, journey_id: str, contact_id: str, entry: int) -> Any:
+    async def get_enrollment_entry(
+        self, journey_id: str, contact_id: str, entry: int
+    ) -> EnrollmentDetail:
         """One entry of a contact into a journey that may repeat: `GET /v1/journeys/{journey_id}/enrollments/{contact_id}/entries/{entry}`"""
         return await self._call(
             "GET",
@@ -600,13 +1395,13 @@ class AsyncOperations:
             {},
         )
 
-    async def get_journey(self, journey_id: str) -> Any:
+    async def get_journey(self, journey_id: str) -> JourneyOut:
         """Get a journey: `GET /v1/journeys/{journey_id}`"""
         return await self._call(
             "GET", "/v1/journeys/{journey_id}", {"journey_id": journey_id}, {}, None, {}
         )
 
-    async def get_journey_version(self, journey_id: str, version: int) -> Any:
+    async def get_journey_version(self, journey_id: str, version: int) -> VersionDetail:
         """Get one version of a journey: `GET /v1/journeys/{journey_id}/versions/{version}`"""
         return await self._call(
             "GET",
@@ -617,11 +1412,11 @@ class AsyncOperations:
             {},
         )
 
-    async def get_template(self, name: str) -> Any:
+    async def get_template(self, name: str) -> TemplateOut:
         """Get a message template: `GET /v1/templates/{name}`"""
         return await self._call("GET", "/v1/templates/{name}", {"name": name}, {}, None, {})
 
-    async def get_unenroll(self, journey_id: str) -> Any:
+    async def get_unenroll(self, journey_id: str) -> UnenrollOut:
         """The latest bulk unenroll's progress: `GET /v1/journeys/{journey_id}/unenroll`"""
         return await self._call(
             "GET", "/v1/journeys/{journey_id}/unenroll", {"journey_id": journey_id}, {}, None, {}
@@ -631,7 +1426,7 @@ class AsyncOperations:
         """Is the API up, are Temporal and Postgres reachable: `GET /healthz`"""
         return await self._call("GET", "/healthz", {}, {}, None, {})
 
-    async def journey_assets(self, journey_id: str) -> Any:
+    async def journey_assets(self, journey_id: str) -> AssetsOut:
         """The templates, lists, properties and channels a journey uses: `GET /v1/journeys/{journey_id}/assets`"""
         return await self._call(
             "GET", "/v1/journeys/{journey_id}/assets", {"journey_id": journey_id}, {}, None, {}
@@ -644,7 +1439,7 @@ class AsyncOperations:
         since: str | None = None,
         until: str | None = None,
         version: int | None = None,
-    ) -> Any:
+    ) -> JourneyMetrics:
         """A journey's metrics: `GET /v1/journeys/{journey_id}/metrics`"""
         return await self._call(
             "GET",
@@ -655,7 +1450,7 @@ class AsyncOperations:
             {},
         )
 
-    async def journey_schema(self) -> Any:
+    async def journey_schema(self) -> dict[str, Any]:
         """The JSON Schema of a journey: `GET /v1/journeys/schema`"""
         return await self._call("GET", "/v1/journeys/schema", {}, {}, None, {})
 
@@ -665,7 +1460,7 @@ class AsyncOperations:
         journey_id: str | None = None,
         contact_id: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> list[DeadLetterOut]:
         """List deliveries Temporal refused for good: `GET /v1/dead-letters`"""
         return await self._call(
             "GET",
@@ -685,7 +1480,7 @@ class AsyncOperations:
         converted: bool | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> EnrollmentPage:
         """List a journey's enrollments: `GET /v1/journeys/{journey_id}/enrollments`"""
         return await self._call(
             "GET",
@@ -702,13 +1497,15 @@ class AsyncOperations:
             {},
         )
 
-    async def list_journey_versions(self, journey_id: str) -> Any:
+    async def list_journey_versions(self, journey_id: str) -> list[VersionOut]:
         """List a journey's versions: `GET /v1/journeys/{journey_id}/versions`"""
         return await self._call(
             "GET", "/v1/journeys/{journey_id}/versions", {"journey_id": journey_id}, {}, None, {}
         )
 
-    async def list_journeys(self, *, cursor: str | None = None, limit: int | None = None) -> Any:
+    async def list_journeys(
+        self, *, cursor: str | None = None, limit: int | None = None
+    ) -> JourneyPage:
         """List the workspace's journeys: `GET /v1/journeys`"""
         return await self._call(
             "GET", "/v1/journeys", {}, {"cursor": cursor, "limit": limit}, None, {}
@@ -716,7 +1513,7 @@ class AsyncOperations:
 
     async def list_members(
         self, list_name: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> Any:
+    ) -> MembersPage:
         """List a list's members: `GET /v1/lists/{list_name}/members`"""
         return await self._call(
             "GET",
@@ -727,7 +1524,9 @@ class AsyncOperations:
             {},
         )
 
-    async def list_messages(self, *, to: str | None = None, limit: int | None = None) -> Any:
+    async def list_messages(
+        self, *, to: str | None = None, limit: int | None = None
+    ) -> list[MessageOut]:
         """The dev mailbox: emails the local SMTP sink received: `GET /v1/messages`"""
         return await self._call("GET", "/v1/messages", {}, {"to": to, "limit": limit}, None, {})
 
@@ -738,7 +1537,7 @@ class AsyncOperations:
         contact_id: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> RecordPage:
         """Notifications the journeys sent: `GET /v1/notifications`"""
         return await self._call(
             "GET",
@@ -756,7 +1555,7 @@ class AsyncOperations:
         contact_id: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Any:
+    ) -> RecordPage:
         """Tasks the journeys created: `GET /v1/tasks`"""
         return await self._call(
             "GET",
@@ -767,29 +1566,29 @@ class AsyncOperations:
             {},
         )
 
-    async def list_templates(self) -> Any:
+    async def list_templates(self) -> list[TemplateOut]:
         """List the message templates: `GET /v1/templates`"""
         return await self._call("GET", "/v1/templates", {}, {}, None, {})
 
-    async def post_events(self, body: Any) -> Any:
+    async def post_events(self, body: Any) -> EventOut | EventBatchOut:
         """Record events (one or a batch): `POST /v1/events`"""
         return await self._call("POST", "/v1/events", {}, {}, body, {})
 
-    async def preview_journey(self, journey_id: str) -> Any:
+    async def preview_journey(self, journey_id: str) -> PreviewOut:
         """Who activating would enroll or refuse, now: `POST /v1/journeys/{journey_id}/preview`"""
         return await self._call(
             "POST", "/v1/journeys/{journey_id}/preview", {"journey_id": journey_id}, {}, None, {}
         )
 
-    async def put_channel_settings(self, body: Any) -> Any:
+    async def put_channel_settings(self, body: Any) -> ChannelSettingsOut:
         """Replace the workspace's channel settings: `PUT /v1/settings/channels`"""
         return await self._call("PUT", "/v1/settings/channels", {}, {}, body, {})
 
-    async def put_template(self, name: str, body: Any) -> Any:
+    async def put_template(self, name: str, body: Any) -> TemplateOut:
         """Save a message template: `PUT /v1/templates/{name}`"""
         return await self._call("PUT", "/v1/templates/{name}", {"name": name}, {}, body, {})
 
-    async def remove_member(self, list_name: str, contact_id: str) -> Any:
+    async def remove_member(self, list_name: str, contact_id: str) -> None:
         """Remove a contact from a list: `DELETE /v1/lists/{list_name}/members/{contact_id}`"""
         return await self._call(
             "DELETE",
@@ -800,7 +1599,7 @@ class AsyncOperations:
             {},
         )
 
-    async def retry_dead_letter(self, dead_letter_id: int) -> Any:
+    async def retry_dead_letter(self, dead_letter_id: int) -> RetriedOut:
         """Send a dead letter again: `POST /v1/dead-letters/{dead_letter_id}/retry`"""
         return await self._call(
             "POST",
@@ -811,13 +1610,13 @@ class AsyncOperations:
             {},
         )
 
-    async def simulate_definition(self, body: Any) -> Any:
+    async def simulate_definition(self, body: Any) -> SimulationResult:
         """Simulate a journey not yet saved: `POST /v1/journeys/simulate`"""
         return await self._call("POST", "/v1/journeys/simulate", {}, {}, body, {})
 
     async def simulate_journey(
         self, journey_id: str, body: Any, *, version: int | None = None
-    ) -> Any:
+    ) -> SimulationResult:
         """Simulate a journey: `POST /v1/journeys/{journey_id}/simulate`"""
         return await self._call(
             "POST",
@@ -828,7 +1627,7 @@ class AsyncOperations:
             {},
         )
 
-    async def template_performance(self, name: str) -> Any:
+    async def template_performance(self, name: str) -> TemplatePerformance:
         """How a template's messages perform, in every journey: `GET /v1/templates/{name}/performance`"""
         return await self._call(
             "GET", "/v1/templates/{name}/performance", {"name": name}, {}, None, {}
@@ -845,12 +1644,12 @@ class AsyncOperations:
             {},
         )
 
-    async def upsert_contact(self, contact_id: str, body: Any) -> Any:
+    async def upsert_contact(self, contact_id: str, body: Any) -> ContactOut:
         """Create or update a contact: `PUT /v1/contacts/{contact_id}`"""
         return await self._call(
             "PUT", "/v1/contacts/{contact_id}", {"contact_id": contact_id}, {}, body, {}
         )
 
-    async def validate_journey(self, body: Any) -> Any:
+    async def validate_journey(self, body: Any) -> ValidationOut:
         """Validate a journey without saving it: `POST /v1/journeys/validate`"""
         return await self._call("POST", "/v1/journeys/validate", {}, {}, body, {})

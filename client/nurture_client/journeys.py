@@ -1,10 +1,32 @@
-"""Builders for journey definitions: plain JSON (dicts) in the API's shape, checked for the
-mistakes a builder can see alone (docs/journeys.md has every field); the API's
-`validate_journey` (or a save) checks the whole journey."""
+"""Builders for journey definitions: plain JSON (dicts) in the API's shape, validated
+locally against the journey's JSON Schema (the one `GET /v1/journeys/schema` serves,
+bundled with the client) before anything is sent; the API's `validate_journey` (or a
+save) adds the rules that look across the journey (targets that exist, loops without a
+wait, ...)."""
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
 from typing import Any
+
+from jsonschema import Draft202012Validator
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    text = resources.files("nurture_client").joinpath("journey.schema.json").read_text()
+    return Draft202012Validator(json.loads(text))
+
+
+def problems(definition: dict[str, Any]) -> list[str]:
+    """What the journey's JSON Schema refuses in `definition`, each with its JSON path."""
+    found = []
+    for error in sorted(_validator().iter_errors(definition), key=lambda e: list(e.path)):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        found.append(f"{where.lstrip('.') or 'journey'}: {error.message}")
+    return found
 
 
 def journey(name: str, owner: str, stages: list[dict[str, Any]], *, stage_property: str,
@@ -16,7 +38,7 @@ def journey(name: str, owner: str, stages: list[dict[str, Any]], *, stage_proper
     keys = [s["key"] for s in stages]
     if len(set(keys)) != len(keys):
         raise ValueError(f"stage keys must be unique: {keys}")
-    return {
+    definition = {
         "name": name,
         "owner": owner,
         "stage_property": stage_property,
@@ -25,6 +47,9 @@ def journey(name: str, owner: str, stages: list[dict[str, Any]], *, stage_proper
         "ends": {"success": {"value": success}, "failure": [{"value": f} for f in failures]},
         **more,
     }
+    if found := problems(definition):
+        raise ValueError("not a valid journey: " + "; ".join(found))
+    return definition
 
 
 def stage(key: str, *actions: dict[str, Any], value: str | None = None) -> dict[str, Any]:

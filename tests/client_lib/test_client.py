@@ -3,6 +3,9 @@ async), errors with the API's reason, paging, and simulate returning typed resul
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import asyncpg
 from nurture_client import (
     API_VERSION,
@@ -16,11 +19,14 @@ from nurture_client import (
     stage,
     wait,
 )
+from nurture_client.journeys import problems
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from shared.settings import Settings
 from tests.helpers.stack import running_stack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_operation_has_a_method_sync_and_async() -> None:
@@ -83,4 +89,18 @@ def test_builders_refuse_what_they_can_see_alone() -> None:
                 stage_property="p")  # fmt: skip
     with pytest.raises(ValueError, match="ISO-8601"):
         wait("3 days")
-    assert Nurture.__doc__ and AsyncNurture.__doc__
+    # the journey's JSON Schema, bundled, refuses before anything is sent
+    with pytest.raises(ValueError, match="not a valid journey"):
+        journey("j", "o@x.test", [stage("a", wait("P1D"))], stage_property="p", colour="blue")
+    for example in sorted((ROOT / "examples").glob("*.json")):
+        assert problems(json.loads(example.read_text())) == [], example
+    broken = json.loads((ROOT / "examples" / "trial_to_paid.json").read_text())
+    del broken["owner"]
+    assert problems(broken) == ["journey: 'owner' is a required property"]
+
+
+def test_the_generated_parts_are_current() -> None:
+    """scripts/client.py was run after the API changed: the bundled schema is the API's."""
+    from scripts.client import SCHEMA, journey_schema
+
+    assert SCHEMA.read_text() == journey_schema()
