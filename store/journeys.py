@@ -202,3 +202,13 @@ async def versions(
         VERSIONS_BY_KEY, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
     )
     return {(r["workspace"], r["journey_id"], r["version"]): r["definition"] for r in rows}
+
+
+VERSION_NUMBERS = """
+SELECT version FROM journey_versions WHERE workspace = $1 AND journey_id = $2 ORDER BY version
+"""
+
+
+async def version_numbers(conn: Queryable, workspace: str, journey_id: str) -> list[int]:
+    """The journey's version numbers (without the counts `version_history` reads)."""
+    return [r["version"] for r in await conn.fetch(VERSION_NUMBERS, workspace, journey_id)]

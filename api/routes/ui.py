@@ -169,9 +169,7 @@ async def _map_context(request: Request, workspace: str, journey_id: str) -> dic
             conn, request.app.state.settings, request.app.state.eligible_cache, workspace,
             journey_id, window, version if version != row["version"] else None, shown,
         )  # fmt: skip
-        versions = [
-            v["version"] for v in await journeys_store.version_history(conn, workspace, journey_id)
-        ]
+        versions = await journeys_store.version_numbers(conn, workspace, journey_id)
     actions = {s.key: [describe_action(a) for a in s.actions] for s in shown.stages}
     stages = [{**s.model_dump(), "actions": actions.get(s.key, [])} for s in m.stages]
     query = urlencode(
