@@ -14,7 +14,7 @@ from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
 
 from cli.simulate import simulate_over, timeline_table
-from tests.helpers.channels import smtp_sink
+from tests.helpers.channels import WebhookReceiver, smtp_sink, webhook_receiver
 from tests.helpers.lifecycle import create
 from tests.helpers.stack import eventually, running_stack
 from tests.workers.test_operating import example_journey
@@ -29,6 +29,10 @@ def _path(steps: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
     return [(s["stage"], s["action"]) for s in steps if s.get("step_seq") is not None]
 
 
+async def _received(receiver: WebhookReceiver, count: int) -> None:
+    assert len(receiver.received) == count, [r.body for r in receiver.received]
+
+
 async def _rows(pool: asyncpg.Pool) -> dict[str, int]:
     return {t: int(await pool.fetchval(f"SELECT count(*) FROM {t}")) for t in TABLES}
 
@@ -37,7 +41,10 @@ async def test_a_simulation_takes_the_steps_a_real_run_takes(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     definition = example_journey().model_dump(mode="json")
-    async with running_stack(pool, dev_env.client, task_queue) as http:
+    async with (
+        webhook_receiver(pool, WebhookReceiver()) as receiver,
+        running_stack(pool, dev_env.client, task_queue) as http,
+    ):
         journey_id = await create(http, definition)
         activated = await http.post(f"/v1/journeys/{journey_id}/activate", params={"force": "true"})
         assert activated.status_code == 200, activated.text
@@ -67,11 +74,15 @@ async def test_a_simulation_takes_the_steps_a_real_run_takes(
             "contact": {"id": "ada", "properties": ADA, "lists": ["trial-users"]},
             "timeline": [{"at": "PT3S", "event": DEMO}],
         }
+        # the real run's task and notification reached the webhook
+        await eventually(lambda: _received(receiver, 2))
         before = await _rows(pool)
         simulated = await http.post(f"/v1/journeys/{journey_id}/simulate", json=asked)
         assert simulated.status_code == 200, simulated.text
         found = simulated.json()
         assert await _rows(pool) == before  # nothing written, nothing sent
+        await asyncio.sleep(1)
+        assert len(receiver.received) == 2  # the simulated ones went nowhere
     assert found["finished"] and found["outcome"] == real["outcome"] == "success"
     assert _path(found["steps"]) == _path(real["steps"])
     assert [s["action"] for s in found["steps"]][-2:] == ["end", "complete"]
