@@ -188,7 +188,12 @@ class Relay:
             deliveries = route(changes, by_contact(enrollments), self._versions)
             triggering = [c for c in changes if may_trigger(c)]
             if triggering:
-                journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
+                # a batch of events alone needs only the journeys an event starts (most
+                # batches, and usually none: a partial index answers it)
+                events_only = all(c.kind == "event" for c in triggering)
+                journeys = await self._journeys.load(
+                    conn, {c.workspace for c in triggering}, event_triggered=events_only
+                )
                 if journeys:
                     views = await contact_views(
                         conn, {c.contact for c in triggering if c.kind not in ("goal", "event")}

@@ -56,13 +56,13 @@ class ActiveJourneys:
         self._parsed: dict[tuple[str, str, int, int], JourneyRecord] = {}
 
     async def load(
-        self, conn: Queryable, workspaces: Iterable[str]
+        self, conn: Queryable, workspaces: Iterable[str], event_triggered: bool = False
     ) -> dict[str, list[JourneyRecord]]:
         names = sorted(set(workspaces))
         if not names:
             return {}
         active: dict[str, list[JourneyRecord]] = {}
-        for row in await journeys_store.active_journeys(conn, names):
+        for row in await journeys_store.active_journeys(conn, names, event_triggered):
             key = (row["workspace"], row["id"], row["version"], row["goal_epoch"])
             record = self._parsed.get(key)
             if record is None:

@@ -113,9 +113,19 @@ async def journeys(
     return await conn.fetch(SELECT_JOURNEYS, workspace, since, after_id, limit)
 
 
-async def active_journeys(conn: Queryable, workspaces: list[str]) -> list[asyncpg.Record]:
-    """The active journeys of these workspaces (with a `workspace` column)."""
-    return await conn.fetch(SELECT_ACTIVE_JOURNEYS, workspaces)
+SELECT_EVENT_TRIGGERED = f"""
+SELECT workspace, {JOURNEY_COLUMNS} FROM journeys
+WHERE workspace = ANY($1::text[]) AND status = 'active' AND (definition -> 'trigger') ? 'event'
+"""
+
+
+async def active_journeys(
+    conn: Queryable, workspaces: list[str], event_triggered: bool = False
+) -> list[asyncpg.Record]:
+    """The active journeys of these workspaces (with a `workspace` column); only those an
+    event starts with `event_triggered` (a partial index answers it)."""
+    query = SELECT_EVENT_TRIGGERED if event_triggered else SELECT_ACTIVE_JOURNEYS
+    return await conn.fetch(query, workspaces)
 
 
 async def insert_journey(
