@@ -62,6 +62,8 @@ def read(secret: str, text: str, kind: str) -> tuple[bytes, int] | None:
         return None
     if len(raw) != _BODY + _TAG:
         return None
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != text:
+        return None  # the last character's unused bits altered: not the token we made
     body, tag = raw[:_BODY], raw[_BODY:]
     expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:_TAG]
     if not hmac.compare_digest(tag, expected) or body[12:13] != kind.encode():

@@ -18,6 +18,10 @@ def test_a_token_reads_back_only_with_its_secret_kind_and_every_character() -> N
     for i in range(len(token)):
         flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
         assert tracking.read(SECRET, flipped, tracking.CLICK) is None
+    # the last character carries unused bits: another character there is refused too
+    for last in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+        if last != token[-1]:
+            assert tracking.read(SECRET, token[:-1] + last, tracking.CLICK) is None
     for junk in ("", "x" * 42, "!" * 42, token + "A", "é" * 42):
         assert tracking.read(SECRET, junk, tracking.CLICK) is None
     # the same idempotency key gives the same message id: a retried send tracks alike
