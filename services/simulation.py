@@ -76,9 +76,10 @@ class Simulator:
         self.runs: dict[str, Run] = {}
         self.lock = asyncio.Lock()
         self.waiting: Counter[str] = Counter()
-        self._worker: asyncio.Task[None] | None = None
+        self.activities = SimulatedActivities(pool, settings, self.runs)
 
     async def _started(self) -> WorkflowEnvironment:
+        """The time-skipping server, started with the first simulation and kept."""
         if self.env is None:
             binary = test_server()
             if binary is None:
@@ -89,20 +90,13 @@ class Simulator:
                 test_server_existing_path=binary, data_converter=pydantic_data_converter
             )
             await _register_search_attributes(env.client)
-            activities = SimulatedActivities(self.pool, self.settings, self.runs)
-            worker = Worker(
-                env.client, task_queue=QUEUE, workflows=[EnrollmentWorkflow],
-                activities=activities.all(),
-            )  # fmt: skip
-            self._worker = asyncio.create_task(worker.run())
             self.env = env
         return self.env
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
         if self.env is not None:
             await self.env.shutdown()
+            self.env = None
 
     async def simulate(
         self,
@@ -120,9 +114,16 @@ class Simulator:
         try:
             async with self.lock:
                 env = await self._started()
-                return await asyncio.wait_for(
-                    self._play(env, workspace, journey_id, version, journey, asked), WALL_SECONDS
-                )
+                # a worker for this simulation only: nothing keeps running between them
+                worker = Worker(
+                    env.client, task_queue=QUEUE, workflows=[EnrollmentWorkflow],
+                    activities=self.activities.all(),
+                )  # fmt: skip
+                async with worker:
+                    return await asyncio.wait_for(
+                        self._play(env, workspace, journey_id, version, journey, asked),
+                        WALL_SECONDS,
+                    )
         finally:
             self.waiting[workspace] -= 1
 

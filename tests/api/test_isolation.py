@@ -141,6 +141,8 @@ async def owned(dev_env: WorkflowEnvironment, postgres: EmbeddedPostgres) -> Asy
             event.json()["seq"],
         )
         yield Owned(http, pool, journey_id, event.json()["id"], dead_letter_id)
+    if getattr(app.state, "simulator", None) is not None:  # no lifespan ran to close it
+        await app.state.simulator.close()
     await pool.close()
 
 

@@ -70,6 +70,9 @@ async def running_stack(
         # pool the fixture has closed, and the session never ends
         server.should_exit = True
         await serving
+        simulator = getattr(app.state, "simulator", None)
+        if simulator is not None:  # the lifespan closes it, when it ran
+            await simulator.close()
 
 
 async def eventually(check: Callable[[], object], timeout: float = 30) -> None:
