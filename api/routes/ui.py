@@ -160,7 +160,9 @@ async def _map_context(request: Request, workspace: str, journey_id: str) -> dic
     window = window_of(since, until)
     async with request.app.state.pool.acquire() as conn:
         row = await journeys.get(conn, workspace, journey_id)
-        version = int(q["version"]) if q.get("version", "").isdigit() else row["version"]
+        asked = q.get("version", "")
+        # at most 9 digits: a version is a Postgres int
+        version = int(asked) if asked.isdigit() and len(asked) <= 9 else row["version"]
         found = await journeys_store.version(conn, workspace, journey_id, version)
         if found is None:
             raise NotFound("version_not_found", f"Journey {journey_id!r} has no version {version}.")

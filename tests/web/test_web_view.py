@@ -162,6 +162,10 @@ async def test_writes_need_the_session_and_its_csrf_token(
                 in (await browser.get("/ui")).headers["content-security-policy"]
             )
             csrf = page.split('name="csrf" value="')[1].split('"')[0]
+            # hostile query values answer, never 500
+            for query in ("version=99999999999", "version=7", "since=yesterday"):
+                odd = await browser.get(f"/ui/journeys/{journey_id}?{query}")
+                assert odd.status_code in (200, 404), (query, odd.status_code)
             done = await browser.post(f"/ui/journeys/{journey_id}/activate", data={"csrf": csrf})
             assert done.status_code == 303
         await asyncio.sleep(0)
