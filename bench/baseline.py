@@ -90,6 +90,8 @@ async def main(address: str, task_queue: str) -> None:
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main(sys.argv[1], sys.argv[2]))
+        from cli.main import run_loop  # the loop `nurture worker` runs on: same settings
+
+        run_loop(main(sys.argv[1], sys.argv[2]))
     except KeyboardInterrupt:
         pass

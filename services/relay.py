@@ -122,6 +122,8 @@ class Relay:
         self._versions = InterestCache()
         self._journeys = ActiveJourneys()
         self._outage = 0  # consecutive passes that found Temporal unreachable
+        self._more = False  # this pass's claims may have left rows behind
+        self._worked = False  # this pass routed or delivered something
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -154,16 +156,21 @@ class Relay:
             await asyncio.gather(listening, return_exceptions=True)
 
     async def run_once(self) -> bool:
-        """Routes a batch of changes and delivers a batch of due deliveries. True if there
-        was anything to do (the loop then goes on at once)."""
+        """Routes a batch of changes and delivers a batch of due deliveries. True if more
+        may be waiting (a claim took a workspace's whole share): the loop then goes on at
+        once; otherwise it waits for a notification (one that came during the pass wakes
+        it at once) or the poll.  A pass that found a few rows is not followed by an empty
+        one: that second pass was four statements per event."""
+        self._more = False
         routed = await self.route_once()
         delivered = await self.deliver_once()
-        return routed > 0 or delivered > 0
+        self._worked = routed > 0 or delivered > 0
+        return self._more
 
     async def drain(self) -> None:
         """Routes and delivers until nothing is due (tests, shutdown); bound it with
         `asyncio.timeout` while Temporal may be unreachable."""
-        while await self.run_once():
+        while await self.run_once() or self._worked:
             pass
 
     def _outage_delay(self) -> float:
@@ -176,7 +183,10 @@ class Relay:
         claim, open enrollments, unknown journey versions, and (when the batch holds
         property, list or goal changes) active journeys and contacts; then one insert."""
         async with self.pool.acquire() as conn, conn.transaction():
-            changes = await changes_store.claim_changes(conn, limit or self.options.batch_size)
+            changes, more = await changes_store.claim_changes(
+                conn, limit or self.options.batch_size
+            )
+            self._more = self._more or more
             if not changes:
                 return 0
             enrollments = await enrollments_store.open_enrollments(
@@ -211,6 +221,7 @@ class Relay:
         )
         if not rows:
             return 0
+        self._more = self._more or changes_store.filled(rows)
         outcome = Outcome()
         signals = await self._signals(rows, outcome)
         entries = [r for r in rows if r["kind"].startswith("enter")]

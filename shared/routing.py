@@ -83,8 +83,17 @@ class Change:
 
     @classmethod
     def from_row(cls, row: Any) -> Change:
-        """From a row of `change_queue` (any mapping with its columns)."""
-        return cls(**dict(row))
+        """From a row of `change_queue` (any mapping with its columns; others are ignored)."""
+        return cls(
+            id=row["id"],
+            workspace=row["workspace"],
+            contact_id=row["contact_id"],
+            kind=row["kind"],
+            seq=row["seq"],
+            name=row["name"],
+            changed=row["changed"],
+            created=row["created"],
+        )
 
     @property
     def contact(self) -> tuple[str, str]:

@@ -29,14 +29,17 @@ WITH RECURSIVE spaces(workspace) AS (
     SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
     FROM spaces WHERE workspace IS NOT NULL
 )
-DELETE FROM change_queue WHERE id IN (
-    SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
-        SELECT q.id FROM change_queue q WHERE q.workspace = s.workspace
-        ORDER BY q.id LIMIT share.n FOR UPDATE SKIP LOCKED
-    ) picked
-    WHERE s.workspace IS NOT NULL
+, claimed AS (
+    DELETE FROM change_queue WHERE id IN (
+        SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
+            SELECT q.id FROM change_queue q WHERE q.workspace = s.workspace
+            ORDER BY q.id LIMIT share.n FOR UPDATE SKIP LOCKED
+        ) picked
+        WHERE s.workspace IS NOT NULL
+    )
+    RETURNING id, workspace, contact_id, kind, seq, name, changed, created
 )
-RETURNING id, workspace, contact_id, kind, seq, name, changed, created
+SELECT claimed.*, share.n AS share FROM claimed CROSS JOIN share
 """
 
 
@@ -48,11 +51,23 @@ SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
 """
 
 
-async def claim_changes(conn: Queryable, limit: int) -> list[Change]:
+async def claim_changes(conn: Queryable, limit: int) -> tuple[list[Change], bool]:
     """Takes the oldest queued changes off the queue, an equal share of `limit` per
-    workspace with changes (skipping rows another relay holds), in queue order."""
+    workspace with changes (skipping rows another relay holds), in queue order; and
+    whether more may be queued (a workspace took its whole share)."""
     rows = sorted(await conn.fetch(CLAIM_CHANGES, limit), key=lambda r: r["id"])
-    return [Change.from_row(r) for r in rows]
+    return [Change.from_row(r) for r in rows], filled(rows)
+
+
+def filled(rows: list[Any]) -> bool:
+    """Whether a workspace's claim took its whole share (each row carries `share`): then
+    more of its rows may be waiting, and the caller claims again at once."""
+    taken: dict[str, int] = {}
+    for row in rows:
+        taken[row["workspace"]] = taken.get(row["workspace"], 0) + 1
+        if taken[row["workspace"]] >= row["share"]:
+            return True
+    return False
 
 
 async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
@@ -84,16 +99,20 @@ WITH RECURSIVE spaces(workspace) AS (
     SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
     FROM spaces WHERE workspace IS NOT NULL
 )
-UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
-WHERE id IN (
-    SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
-        SELECT q.id FROM deliveries q
-        WHERE q.workspace = s.workspace AND q.failed_at IS NULL AND q.next_attempt_at <= now()
-        ORDER BY q.next_attempt_at, q.id LIMIT share.n FOR UPDATE SKIP LOCKED
-    ) picked
-    WHERE s.workspace IS NOT NULL
+, claimed AS (
+    UPDATE deliveries d SET next_attempt_at = now() + $2 * interval '1 second'
+    WHERE id IN (
+        SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
+            SELECT q.id FROM deliveries q
+            WHERE q.workspace = s.workspace AND q.failed_at IS NULL
+              AND q.next_attempt_at <= now()
+            ORDER BY q.next_attempt_at, q.id LIMIT share.n FOR UPDATE SKIP LOCKED
+        ) picked
+        WHERE s.workspace IS NOT NULL
+    )
+    RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
 )
-RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
+SELECT claimed.*, share.n AS share FROM claimed CROSS JOIN share
 """
 
 
@@ -119,7 +138,8 @@ FROM unnest($1::bigint[], $2::text[]) AS x(id, error) WHERE d.id = x.id
 
 
 async def claim_due(conn: Queryable, limit: int, lease: float) -> list[dict[str, Any]]:
-    """Due deliveries, leased to the caller for `lease` seconds."""
+    """Due deliveries, leased to the caller for `lease` seconds; each row carries the
+    workspace's `share` of the claim (`filled` tells whether to claim again at once)."""
     return [dict(r) for r in await conn.fetch(CLAIM_DUE, limit, lease)]
 
 

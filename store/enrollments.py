@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from shared.enrollment import EnrollmentRef, StepRecord
 from shared.routing import OpenEnrollment
 from store.db import Queryable, pairs
 
@@ -316,15 +317,6 @@ async def refused_since(
     return {r["contact_id"]: r["reason"] for r in rows}
 
 
-INSERT_STEP = """
-INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,
-                              at, stage, action, result, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-ON CONFLICT (workflow_id, step_seq) DO NOTHING
-RETURNING step_seq
-"""
-
-
 RECORDED_WRITES = """
 SELECT contact_seq, refused_writes FROM enrollment_steps WHERE workflow_id = $1 AND step_seq = $2
 """
@@ -333,22 +325,6 @@ SELECT contact_seq, refused_writes FROM enrollment_steps WHERE workflow_id = $1 
 RECORD_WRITES = """
 UPDATE enrollment_steps SET contact_seq = $3, refused_writes = $4
 WHERE workflow_id = $1 AND step_seq = $2
-"""
-
-
-SET_ENROLLMENT_STAGE = "UPDATE enrollments SET stage = $2 WHERE workflow_id = $1"
-
-
-END_ENROLLMENT = """
-UPDATE enrollments
-SET outcome = $2, end_value = $3, status = $4, ended_at = $5, goal_met_seq = $6,
-    completed_at = CASE WHEN $4 = 'completed' THEN $5 ELSE completed_at END
-WHERE workflow_id = $1
-"""
-
-
-COMPLETE_ENROLLMENT = """
-UPDATE enrollments SET status = 'completed', completed_at = $2 WHERE workflow_id = $1
 """
 
 
@@ -381,31 +357,22 @@ WHERE e.workflow_id = $1
 """
 
 
-async def insert_step(
-    conn: Queryable,
-    workflow_id: Any,
-    step_seq: Any,
-    workspace: Any,
-    journey_id: Any,
-    contact_id: Any,
-    at: Any,
-    stage: Any,
-    action: Any,
-    result: Any,
-    detail: Any,
-) -> Any:
-    return await conn.fetchval(
-        INSERT_STEP,
-        workflow_id,
-        step_seq,
-        workspace,
-        journey_id,
-        contact_id,
-        at,
-        stage,
-        action,
-        result,
-        detail,
+RECORD_STEPS = "SELECT nurture_record_steps($1, $2, $3, $4, $5)"
+
+
+async def record_steps(
+    conn: Queryable, ref: EnrollmentRef, records: Sequence[StepRecord]
+) -> list[int]:
+    """Inserts the log records that are new and moves the read models their stage
+    entries, ends, completion and paths change (020_record_steps.sql), in one statement.
+    Returns the step numbers inserted now: only those may run their other effects."""
+    if not records:
+        return []
+    rows = [r.model_dump(mode="json") for r in records]
+    return list(
+        await conn.fetchval(
+            RECORD_STEPS, ref.workflow_id, ref.workspace, ref.journey_id, ref.contact_id, rows
+        )
     )
 
 
@@ -434,28 +401,6 @@ async def recorded_writes(
     conn: Queryable, workflow_id: Any, step_seq: Any
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(RECORDED_WRITES, workflow_id, step_seq)
-
-
-async def set_enrollment_stage(conn: Queryable, workflow_id: Any, stage: Any) -> str:
-    return await conn.execute(SET_ENROLLMENT_STAGE, workflow_id, stage)
-
-
-async def end_enrollment(
-    conn: Queryable,
-    workflow_id: Any,
-    value: Any,
-    end_value: Any,
-    value4: Any,
-    at: Any,
-    goal_met_seq: Any,
-) -> str:
-    return await conn.execute(
-        END_ENROLLMENT, workflow_id, value, end_value, value4, at, goal_met_seq
-    )
-
-
-async def complete_enrollment(conn: Queryable, workflow_id: Any, at: Any) -> str:
-    return await conn.execute(COMPLETE_ENROLLMENT, workflow_id, at)
 
 
 async def marketing_sent(conn: Queryable, workflow_id: Any) -> str:

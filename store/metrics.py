@@ -1,5 +1,5 @@
-"""The read models the metrics read, and the journey's writes to them: counters, stage
-entries and paths, dated stage moves, conversions."""
+"""The read models the metrics read, and the journey's conversions. Stage entries, paths
+and dated stage moves are written with the log records (020_record_steps.sql)."""
 
 from __future__ import annotations
 
@@ -15,34 +15,6 @@ from store.db import Queryable
 
 # The window's bounds are inclusive of `since` and exclusive of `until`; NULL is open.
 IN_WINDOW = "($3::timestamptz IS NULL OR {col} >= $3) AND ($4::timestamptz IS NULL OR {col} < $4)"
-
-
-STAGE_ENTERED = """
-INSERT INTO stage_stats AS s (workspace, journey_id, stage, entered, active)
-VALUES ($1, $2, $3, 1, 1)
-ON CONFLICT (workspace, journey_id, stage)
-DO UPDATE SET entered = s.entered + 1, active = s.active + 1
-"""
-
-
-STAGE_LEFT = """
-UPDATE stage_stats SET active = active - 1
-WHERE workspace = $1 AND journey_id = $2 AND stage = $3
-"""
-
-
-PATH_TAKEN = """
-INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
-VALUES ($1, $2, $3, $4, 1)
-ON CONFLICT (workspace, journey_id, from_stage, to_node) DO UPDATE SET count = p.count + 1
-"""
-
-
-# Dated stage moves: the metrics of a cohort of enrollment dates (?since=&until=).
-STAGE_MOVE = """
-INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
-SELECT workspace, journey_id, enrolled_at, $2, $3, $4 FROM enrollments WHERE workflow_id = $1
-"""
 
 
 INSERT_CONVERSION = """
@@ -72,24 +44,6 @@ async def insert_conversion(
     conn: Queryable, workspace: Any, journey_id: Any, contact_id: Any, goal_epoch: Any, at: Any
 ) -> str:
     return await conn.execute(INSERT_CONVERSION, workspace, journey_id, contact_id, goal_epoch, at)
-
-
-async def stage_entered(conn: Queryable, ws: Any, journey: Any, stage: Any) -> str:
-    return await conn.execute(STAGE_ENTERED, ws, journey, stage)
-
-
-async def stage_move(
-    conn: Queryable, workflow_id: Any, at: Any, from_stage: Any, stage: Any
-) -> str:
-    return await conn.execute(STAGE_MOVE, workflow_id, at, from_stage, stage)
-
-
-async def stage_left(conn: Queryable, ws: Any, journey: Any, from_stage: Any) -> str:
-    return await conn.execute(STAGE_LEFT, ws, journey, from_stage)
-
-
-async def path_taken(conn: Queryable, ws: Any, journey: Any, from_stage: Any, stage: Any) -> str:
-    return await conn.execute(PATH_TAKEN, ws, journey, from_stage, stage)
 
 
 COUNTERS = "SELECT key, n FROM journey_counters WHERE workspace = $1 AND journey_id = $2"

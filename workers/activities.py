@@ -188,41 +188,34 @@ class JourneyActivities:
         waiting for the sender, heartbeats so that an exit's cancellation reaches it."""
         result = StepResult()
         ref = request.enrollment
+        records = [*request.pending, *([request.step] if request.step is not None else [])]
         async with self.pool.acquire() as conn, conn.transaction():
-            for record in request.pending:
-                await self.apply(conn, ref, record, result)
-            new = False
-            if request.step is not None:
-                new = await self.apply(conn, ref, request.step, result)
+            inserted = set(await enrollments_store.record_steps(conn, ref, records))
+            for record in records:
+                await self.apply(conn, ref, record, record.step_seq in inserted, result)
+            new = request.step is not None and request.step.step_seq in inserted
             yield conn, result, new
 
     async def apply(
-        self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, result: StepResult
-    ) -> bool:
-        """Inserts the log row; runs its effects only when the row is new. True if new.
-        What its property writes came to is kept with the row, so a retry reports it too."""
-        inserted = await enrollments_store.insert_step(
-            conn,
-            ref.workflow_id,
-            record.step_seq,
-            ref.workspace,
-            ref.journey_id,
-            ref.contact_id,
-            record.at,
-            record.stage,
-            record.action,
-            record.result,
-            record.detail,
-        )
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        record: StepRecord,
+        new: bool,
+        result: StepResult,
+    ) -> None:
+        """The effects of a record whose row `record_steps` inserted now (`new`) beyond
+        the read models it already moved; a retry (not `new`) runs none. What its property
+        writes came to is kept with the row, so a retry reports it too."""
         writes = [e for e in record.effects if isinstance(e, (WriteProperty, AddToList))]
-        if inserted is None:
+        if not new:
             if writes:
                 row = await enrollments_store.recorded_writes(
                     conn, ref.workflow_id, record.step_seq
                 )
                 if row is not None:
                     _written(result, row["contact_seq"], writes, row["refused_writes"] or [])
-            return False
+            return
         result.applied.append(record.step_seq)
         seq: int | None = None
         refused: list[str] = []
@@ -249,49 +242,20 @@ class JourneyActivities:
             )
             if seq is not None or refused:
                 _written(result, seq, writes, refused)
-        return True
 
     async def _effect(
         self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, effect: Effect
     ) -> int | None:
         ws, journey = ref.workspace, ref.journey_id
         match effect:
-            case EnterStage(stage=stage, from_stage=from_stage):
-                await enrollments_store.set_enrollment_stage(conn, ref.workflow_id, stage)
-                await metrics_store.stage_entered(conn, ws, journey, stage)
-                await metrics_store.stage_move(conn, ref.workflow_id, record.at, from_stage, stage)
-                if from_stage is not None:
-                    await metrics_store.stage_left(conn, ws, journey, from_stage)
-                    await metrics_store.path_taken(conn, ws, journey, from_stage, stage)
+            case EnterStage() | EndEnrollment() | Complete() | TakePath():
+                pass  # moved by record_steps with the row
             case WriteProperty(property=name, value=value):
                 return await contacts_store.write_property(conn, ws, ref.contact_id, name, value)
             case AddToList(list=name):
                 return await contacts_store.join_list(conn, ws, name, ref.contact_id)
-            case EndEnrollment():
-                await enrollments_store.end_enrollment(
-                    conn,
-                    ref.workflow_id,
-                    effect.outcome.value,
-                    effect.end_value,
-                    effect.status.value,
-                    record.at,
-                    effect.goal_met_seq,
-                )
-                if effect.from_stage is not None:
-                    await metrics_store.stage_left(conn, ws, journey, effect.from_stage)
-                    await metrics_store.path_taken(
-                        conn, ws, journey, effect.from_stage, effect.to_node
-                    )
-                    await metrics_store.stage_move(
-                        conn, ref.workflow_id, record.at, effect.from_stage, effect.to_node
-                    )
             case Convert():
                 await self._convert(conn, ref, record, effect)
-            case Complete():
-                await enrollments_store.complete_enrollment(conn, ref.workflow_id, record.at)
-            case TakePath(node=node):
-                await metrics_store.path_taken(conn, ws, journey, record.stage, node)
-                await metrics_store.stage_move(conn, ref.workflow_id, record.at, record.stage, node)
             case Assign():
                 drawn = await experiments_store.assign(
                     conn, ref.workflow_id, effect.split, ws, journey, effect.version,

@@ -24,7 +24,8 @@ async def test_changes_are_claimed_a_share_per_workspace_in_queue_order(
         " VALUES ('quiet', 'q1', 'event', 'paid'), ('quiet', 'q1', 'event', 'renewed')"
     )
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await changes_store.claim_changes(conn, 100)
+        claimed, more = await changes_store.claim_changes(conn, 100)
+    assert more  # the flood took its whole share: more of it waits
     by_workspace = Counter(c.workspace for c in claimed)
     assert by_workspace == {"flood": 50, "quiet": 2}
     quiet = [c.name for c in claimed if c.workspace == "quiet"]
@@ -34,7 +35,11 @@ async def test_changes_are_claimed_a_share_per_workspace_in_queue_order(
 
     # alone, a workspace gets the whole batch
     async with pool.acquire() as conn, conn.transaction():
-        assert len(await changes_store.claim_changes(conn, 100)) == 100
+        claimed, more = await changes_store.claim_changes(conn, 100)
+    assert len(claimed) == 100 and more
+    async with pool.acquire() as conn, conn.transaction():
+        claimed, more = await changes_store.claim_changes(conn, 1000)
+    assert len(claimed) == 350 and not more  # the rest, and nothing left behind
 
 
 async def test_deliveries_are_claimed_a_share_per_workspace(pool: asyncpg.Pool) -> None:
@@ -48,6 +53,9 @@ async def test_deliveries_are_claimed_a_share_per_workspace(pool: asyncpg.Pool) 
     )
     rows = await changes_store.claim_due(pool, 64, 60)
     assert Counter(r["workspace"] for r in rows) == {"flood": 32, "quiet": 1}
+    assert changes_store.filled(rows)  # the flood took its share: more may be due
+    rest = await changes_store.claim_due(pool, 1000, 60)
+    assert len(rest) == 268 and not changes_store.filled(rest)
 
 
 async def test_the_sender_takes_each_workspace_in_turn(pool: asyncpg.Pool) -> None:
