@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.deps import get_workspace
 from api.errors import install_error_handlers
+from api.fast_events import EventsFastPath
 from api.limits import BodySizeLimit
 from api.openapi import document_journey_schema, serve_docs
 from api.routes import (
@@ -104,6 +105,7 @@ def create_app(
     app.state.eligible_cache = {}
     app.state.ingest_buckets = Buckets(settings.ingest_rate, settings.ingest_burst)
     install_error_handlers(app)
+    app.add_middleware(EventsFastPath, api=app)  # inside the size limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     document_journey_schema(app)
     serve_docs(app)

@@ -42,7 +42,6 @@ from shared.settings import Settings
 from store import changes as changes_store
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
-from store import events as events_store
 from store import journeys as journeys_store
 from store.db import listen, wait_any
 
@@ -246,11 +245,6 @@ class Relay:
         of the contact as it is now for any number of pending contact changes."""
         event_rows = [r for r in rows if r["kind"] == "event"]
         contact_rows = [r for r in rows if r["kind"] == "contact"]
-        events: dict[tuple[str, int], ContactEvent] = {}
-        if event_rows:
-            events = await events_store.by_seq(
-                self.pool, [(r["workspace"], r["seq"]) for r in event_rows]
-            )
         snapshots: dict[tuple[str, str], ContactChanged] = {}
         if contact_rows:
             snapshots = await contacts_store.snapshots(
@@ -259,7 +253,7 @@ class Relay:
         per_workflow: dict[str, list[Signal]] = defaultdict(list)
         pending_snapshots: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in event_rows:
-            event = events.get((row["workspace"], row["seq"]))
+            event = changes_store.claimed_event(row)
             if event is None:  # cannot happen (events are never deleted): drop, loudly
                 outcome.failed.append((row["id"], "the event is gone"))
                 continue
@@ -376,6 +370,12 @@ class Relay:
                     outcome.done.append((row["id"], row["generation"]))
                 else:
                     self._retry_rows([row], outcome, error, counted=True)
+        if not (outcome.retry or outcome.failed):
+            if not outcome.done:
+                return
+            # the usual pass: one statement, no transaction around it
+            await changes_store.delete_done(self.pool, outcome.done)
+            return
         async with self.pool.acquire() as conn, conn.transaction():
             if outcome.done:
                 await changes_store.delete_done(conn, outcome.done)

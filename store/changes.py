@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.contact import ContactEvent
 from shared.routing import Change, Delivery
 from store.db import Queryable
 
@@ -112,7 +113,12 @@ WITH RECURSIVE spaces(workspace) AS (
     )
     RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
 )
-SELECT claimed.*, share.n AS share FROM claimed CROSS JOIN share
+SELECT claimed.*, share.n AS share, ev.id AS event_id, ev.type AS event_type,
+       ev.target AS event_target, ev.properties AS event_properties,
+       ev.occurred_at AS event_occurred_at
+FROM claimed CROSS JOIN share
+LEFT JOIN events ev
+  ON claimed.kind = 'event' AND ev.workspace = claimed.workspace AND ev.seq = claimed.seq
 """
 
 
@@ -139,8 +145,24 @@ FROM unnest($1::bigint[], $2::text[]) AS x(id, error) WHERE d.id = x.id
 
 async def claim_due(conn: Queryable, limit: int, lease: float) -> list[dict[str, Any]]:
     """Due deliveries, leased to the caller for `lease` seconds; each row carries the
-    workspace's `share` of the claim (`filled` tells whether to claim again at once)."""
+    workspace's `share` of the claim (`filled` tells whether to claim again at once) and,
+    for an event's delivery, the event (`event_id`, `event_type`, ...: `claimed_event`)."""
     return [dict(r) for r in await conn.fetch(CLAIM_DUE, limit, lease)]
+
+
+def claimed_event(row: dict[str, Any]) -> ContactEvent | None:
+    """The event a claimed delivery carries, as its `contact_event` signal has it; None if
+    the row is no event's (or the event is gone, which cannot happen: events are kept)."""
+    if row["event_id"] is None:
+        return None
+    return ContactEvent(
+        id=row["event_id"],
+        seq=row["seq"],
+        type=row["event_type"],
+        target=row["event_target"],
+        properties=row["event_properties"],
+        occurred_at=row["event_occurred_at"],
+    )
 
 
 async def delete_done(conn: Queryable, done: list[tuple[int, int]]) -> None:

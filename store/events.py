@@ -29,11 +29,6 @@ SELECT idempotency_key, id, seq, contact_id FROM events
 WHERE workspace = $1 AND idempotency_key = ANY($2::text[])
 """
 
-EVENTS_BY_SEQ = """
-SELECT workspace, seq, id, type, target, properties, occurred_at FROM events
-WHERE (workspace, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -69,24 +64,6 @@ async def append(
 async def by_keys(conn: Queryable, workspace: str, keys: list[str]) -> list[asyncpg.Record]:
     """idempotency_key, id, seq and contact_id of the events stored under `keys`."""
     return await conn.fetch(SELECT_BY_KEYS, workspace, keys)
-
-
-async def by_seq(
-    conn: Queryable, keys: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], ContactEvent]:
-    """The events of (workspace, seq) pairs, as a `contact_event` signal carries them."""
-    rows = await conn.fetch(EVENTS_BY_SEQ, [w for w, _ in keys], [s for _, s in keys])
-    return {
-        (e["workspace"], e["seq"]): ContactEvent(
-            id=e["id"],
-            seq=e["seq"],
-            type=e["type"],
-            target=e["target"],
-            properties=e["properties"],
-            occurred_at=e["occurred_at"],
-        )
-        for e in rows
-    }
 
 
 TRIGGER_EVENT = """

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from api.deps import PoolDep, QuotaDep, WorkspaceDep
+from api.deps import PoolDep, Quota, QuotaDep, WorkspaceDep
 from api.ingest import (
     MAX_BATCH,
     Instant,
@@ -130,21 +130,34 @@ async def post_events(
     most 1,000) and answers 202: the events are stored, and delivered to the enrollments
     that care as soon as Temporal accepts them. A contact that does not exist yet is
     created."""
+    events, batch = parse_events(payload)
+    return await accept_events(pool, workspace, quota, events, batch)
+
+
+def parse_events(payload: Any) -> tuple[list[EventIn], bool]:
+    """The events of a decoded JSON body, and whether they came as a batch; raises the
+    API's refusals (too large a batch, a 422 with every problem's path)."""
     if isinstance(payload, dict) and "events" in payload:
         raw = payload["events"]
         if isinstance(raw, list) and len(raw) > MAX_BATCH:
             raise batch_too_large("events", len(raw))
-        events = _parse(_batch, payload).events
-        quota.charge(len(events))
-        results = await store_events(pool, workspace, events)
-        return EventBatchOut(
-            accepted=sum(not r.duplicate for r in results),
-            duplicates=sum(r.duplicate for r in results),
-            events=results,
-        )
-    event = _parse(_single, payload)
-    quota.charge(1)
-    return (await store_events(pool, workspace, [event]))[0]
+        return _parse(_batch, payload).events, True
+    return [_parse(_single, payload)], False
+
+
+async def accept_events(
+    pool: Any, workspace: str, quota: Quota, events: list[EventIn], batch: bool
+) -> EventOut | EventBatchOut:
+    """Charges the workspace's ingest rate and stores the events (`store_events`)."""
+    quota.charge(len(events))
+    results = await store_events(pool, workspace, events)
+    if not batch:
+        return results[0]
+    return EventBatchOut(
+        accepted=sum(not r.duplicate for r in results),
+        duplicates=sum(r.duplicate for r in results),
+        events=results,
+    )
 
 
 M = TypeVar("M")

@@ -356,3 +356,38 @@ async def test_a_batch_of_1000_events_for_1000_contacts_is_routed_in_one_pass_of
     )
     # every event went to the journey that reads page views, none to the other
     assert [(r["journey_id"], r["kind"], r["n"]) for r in routed] == [(reads_views, "event", 1000)]
+
+
+async def test_the_ingest_fast_path_answers_what_the_route_answers(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """`api.fast_events` takes the plain `application/json` POST; a `+json` type goes to the
+    FastAPI route. The same event and batch, posted both ways, get the same answers (the
+    second way sees the first's as its duplicates), and refusals are the route's."""
+    one = {"contact_id": "ada", "type": "page_viewed", "idempotency_key": "fast-1"}
+    batch = {"events": [one, {"contact_id": "grace", "type": "purchase", "idempotency_key": "g"}]}
+    route = {"content-type": "application/merge-patch+json"}
+    async with running_stack(pool, dev_env.client, task_queue, relay=False) as http:
+        for body in (one, batch):
+            by_route = await http.post("/v1/events", content=json.dumps(body), headers=route)
+            by_fast_path = await http.post("/v1/events", json=body)
+            assert by_route.status_code == by_fast_path.status_code == 202, by_route.text
+            first, again = by_route.json(), by_fast_path.json()
+            if body is one:
+                assert again == {**first, "duplicate": True}
+            else:
+                assert again["events"] == [{**e, "duplicate": True} for e in first["events"]]
+                assert (again["accepted"], again["duplicates"]) == (0, 2)
+        assert await pool.fetchval("SELECT count(*) FROM events") == 2
+        # refusals: the route's own answers, whichever way they came
+        bad = {"contact_id": "", "type": "x"}
+        refused = [
+            await http.post("/v1/events", json=bad),
+            await http.post("/v1/events", content=json.dumps(bad), headers=route),
+        ]
+        assert [r.status_code for r in refused] == [422, 422]
+        assert refused[0].json() == refused[1].json()
+        unknown = await http.post(
+            "/v1/events", json=one, headers={"Authorization": "Bearer nk_unknown"}
+        )
+        assert unknown.status_code == 401 and unknown.json()["reason"] == "invalid_api_key"
