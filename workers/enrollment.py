@@ -196,7 +196,7 @@ class EnrollmentWorkflow:
         until = max(until, workflow.now() + MIN_DEFERRAL)
         self.s.wait_until = until
         self._describe(f"message waits until {when(until)} ({reason.replace('_', ' ')})")
-        elapsed = await self._sleep_until(until, summary=f"{reason} until {when(until)}")
+        elapsed = await self._sleep_until(until)
         self.s.wait_until = None
         return elapsed
 
@@ -213,7 +213,7 @@ class EnrollmentWorkflow:
     async def _wait(self, action: Wait) -> Next | None:
         until = self._begin_wait(action.duration)
         self._describe(f"waiting until {when(until)}")
-        if not await self._sleep_until(until, summary=f"wait {iso_duration(action.duration)}"):
+        if not await self._sleep_until(until):
             return None
         self._end_wait(
             "wait", "elapsed", {"duration": iso_duration(action.duration), "until": until}
@@ -224,9 +224,7 @@ class EnrollmentWorkflow:
         until = self._begin_wait(action.timeout)
         wanted = action.event.describe()
         self._describe(f"waiting until {when(until)} for {wanted}")
-        timed_out = await self._sleep_until(
-            until, summary=f"wait for {wanted}", also=lambda: self.s.event_arrived
-        )
+        timed_out = await self._sleep_until(until, also=lambda: self.s.event_arrived)
         if self.s.event_arrived:
             result, branch = "event", action.on_event
         elif timed_out:
@@ -295,18 +293,16 @@ class EnrollmentWorkflow:
         self.log.record(action, result, detail)
         self.s.wait_until, self.s.event_arrived = None, False
 
-    async def _sleep_until(
-        self, until: datetime, summary: str, also: Callable[[], bool] = lambda: False
-    ) -> bool:
-        """True when the deadline passed; False when interrupted (or `also` became true)."""
+    async def _sleep_until(self, until: datetime, also: Callable[[], bool] = lambda: False) -> bool:
+        """True when the deadline passed; False when interrupted (or `also` became true).
+        The timer carries no summary: the current details say what the contact waits for,
+        and a summary is one more payload per wait for the worker to carry (docs/operating.md)."""
         await self.log.flush_read_models()
         remaining = until - workflow.now()
         if remaining <= timedelta(0):
             return True
         try:
-            await workflow.wait_condition(
-                lambda: self._interrupted() or also(), timeout=remaining, timeout_summary=summary
-            )
+            await workflow.wait_condition(lambda: self._interrupted() or also(), timeout=remaining)
         except TimeoutError:
             return True
         return False
@@ -336,7 +332,7 @@ class EnrollmentWorkflow:
         self.log.record(action, leaving.outcome.value, detail, effects)
         workflow.upsert_search_attributes([sa.ENROLLMENT_OUTCOME.value_set(leaving.outcome.value)])
         self._describe(f"{leaving.outcome.value}: {leaving.reason}")
-        await self.log.flush(f"{leaving.outcome.value}: {leaving.reason}")
+        await self.log.flush()
 
     # --- the attribution window -----------------------------------------------------------
 
@@ -360,7 +356,6 @@ class EnrollmentWorkflow:
                         or self._continue_as_new_due()
                     ),
                     timeout=remaining,
-                    timeout_summary="attribution window",
                 )
             except TimeoutError:
                 break
@@ -369,7 +364,7 @@ class EnrollmentWorkflow:
         self.log.record(*exits.window_closed(self.s))
         self.s.phase = Phase.COMPLETED
         self._describe(f"completed: {self.s.outcome}")
-        await self.log.flush("enrollment completed")
+        await self.log.flush()
 
     # --- signals and the query -------------------------------------------------------------
 

@@ -130,9 +130,11 @@ class StepLog:
         """Before blocking, write pending records that change what the metrics show (a
         stage entry must count while the contact waits); plain log rows can wait."""
         if any(record.effects for record in self.s.pending):
-            await self.flush("record stage entry")
+            await self.flush()
 
-    async def flush(self, summary: str) -> None:
+    async def flush(self) -> None:
+        """Writes the pending records in a local activity (no summary: the marker's input
+        lists the records, and a summary is one more payload per flush for the worker)."""
         if not self.s.pending:
             return
         request = StepRequest(enrollment=self.ref, pending=self.s.pending)
@@ -142,7 +144,6 @@ class StepLog:
             result_type=StepResult,
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            summary=f"{self.contact_id} · {summary}",
         )
         self._committed(request, result)
 
