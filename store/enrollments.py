@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -331,11 +332,6 @@ WHERE workflow_id = $1 AND step_seq = $2
 MARKETING_SENT = "UPDATE enrollments SET marketing_sent = true WHERE workflow_id = $1"
 
 
-CONVERSION_FACTS = """
-SELECT marketing_sent, outcome FROM enrollments WHERE workflow_id = $1
-"""
-
-
 # Other enrollments of the same contact that could take the credit for a goal met after
 # this one ended (docs/design.md, "Goal conversions"): still running, or left with goal_met at
 # the same change.
@@ -357,28 +353,34 @@ WHERE e.workflow_id = $1
 """
 
 
-RECORD_STEPS = "SELECT nurture_record_steps($1, $2, $3, $4, $5)"
+RECORD_STEPS = "SELECT * FROM nurture_record_steps($1, $2, $3, $4, $5)"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_steps` did: the step numbers it inserted, and the enrollment's
+    `marketing_sent` and `outcome` after it (what decides whether a goal met counts)."""
+
+    steps: frozenset[int]
+    found: bool
+    """The enrollment's row exists (it always does, unless deleted under a running run)."""
+    marketing_sent: bool
+    outcome: str | None
 
 
 async def record_steps(
     conn: Queryable, ref: EnrollmentRef, records: Sequence[StepRecord]
-) -> list[int]:
+) -> Recorded:
     """Inserts the log records that are new and moves the read models their stage
     entries, ends, completion and paths change (020_record_steps.sql), in one statement.
-    Returns the step numbers inserted now: only those may run their other effects."""
-    if not records:
-        return []
+    Only the records inserted now may run their other effects."""
     rows = [r.model_dump(mode="json") for r in records]
-    return list(
-        await conn.fetchval(
-            RECORD_STEPS, ref.workflow_id, ref.workspace, ref.journey_id, ref.contact_id, rows
-        )
+    row = await conn.fetchrow(
+        RECORD_STEPS, ref.workflow_id, ref.workspace, ref.journey_id, ref.contact_id, rows
     )
-
-
-async def conversion_facts(conn: Queryable, workflow_id: str) -> asyncpg.Record | None:
-    """marketing_sent, outcome: what decides whether a goal met counts."""
-    return await conn.fetchrow(CONVERSION_FACTS, workflow_id)
+    assert row is not None  # a function call returns its one row
+    sent = row["sent_marketing"]  # NOT NULL in the table: NULL here means no row
+    return Recorded(frozenset(row["steps"] or ()), sent is not None, bool(sent), row["ended_as"])
 
 
 async def select_own_goal(conn: Queryable, workflow_id: Any) -> Any:

@@ -12,13 +12,23 @@ import asyncpg
 from shared.contact import ContactEvent
 from store.db import Queryable
 
-INSERT_EVENTS = """
+# The contacts' upsert runs to completion first: the events' insert reads its count (an
+# InitPlan, evaluated before the first event row), so every event's seq is drawn while its
+# contact's row lock is held, as two statements in one transaction did.
+APPEND_EVENTS = """
+WITH locked AS (
+    INSERT INTO contacts AS c (workspace, id)
+    SELECT $1, id FROM unnest($2::text[]) AS id ORDER BY id
+    ON CONFLICT (workspace, id) DO UPDATE SET updated_at = c.updated_at
+    RETURNING 1
+)
 INSERT INTO events (workspace, id, idempotency_key, contact_id, type, target, properties,
                     occurred_at)
 SELECT $1, id, key, contact_id, type, target, properties, occurred_at
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-            $8::timestamptz[]) WITH ORDINALITY
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+            $9::timestamptz[]) WITH ORDINALITY
      AS t(id, key, contact_id, type, target, properties, occurred_at, position)
+WHERE (SELECT count(*) FROM locked) > 0
 ORDER BY position
 ON CONFLICT (workspace, idempotency_key) DO NOTHING
 RETURNING idempotency_key, id, seq, contact_id
@@ -46,11 +56,15 @@ class NewEvent:
 async def append(
     conn: Queryable, workspace: str, events: Sequence[NewEvent]
 ) -> list[asyncpg.Record]:
-    """Appends the events whose key is new, in order; returns idempotency_key, id, seq and
-    contact_id of those appended."""
+    """Appends the events whose key is new, in order, in one statement that first takes
+    the row lock of each of their contacts in id order (creating the missing ones), so two
+    batches never deadlock and a contact's events and changes keep one order; returns
+    idempotency_key, id, seq and contact_id of those appended. One statement, so no
+    transaction around it."""
     return await conn.fetch(
-        INSERT_EVENTS,
+        APPEND_EVENTS,
         workspace,
+        sorted({e.contact_id for e in events}),
         [e.id for e in events],
         [e.key for e in events],
         [e.contact_id for e in events],

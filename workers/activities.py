@@ -39,6 +39,7 @@ from store import contacts as contacts_store
 from store import enrollments as enrollments_store
 from store import experiments as experiments_store
 from store import metrics as metrics_store
+from store.enrollments import Recorded
 from workers.sending import Sending, idempotency_key
 from workers.steps import (
     CREATE_TASK,
@@ -190,10 +191,10 @@ class JourneyActivities:
         ref = request.enrollment
         records = [*request.pending, *([request.step] if request.step is not None else [])]
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = set(await enrollments_store.record_steps(conn, ref, records))
+            recorded = await enrollments_store.record_steps(conn, ref, records)
             for record in records:
-                await self.apply(conn, ref, record, record.step_seq in inserted, result)
-            new = request.step is not None and request.step.step_seq in inserted
+                await self.apply(conn, ref, record, recorded, result)
+            new = request.step is not None and request.step.step_seq in recorded.steps
             yield conn, result, new
 
     async def apply(
@@ -201,14 +202,14 @@ class JourneyActivities:
         conn: PoolConnectionProxy,
         ref: EnrollmentRef,
         record: StepRecord,
-        new: bool,
+        recorded: Recorded,
         result: StepResult,
     ) -> None:
-        """The effects of a record whose row `record_steps` inserted now (`new`) beyond
-        the read models it already moved; a retry (not `new`) runs none. What its property
+        """The effects of a record whose row `record_steps` inserted now beyond the read
+        models it already moved; a retry (the row was there) runs none. What its property
         writes came to is kept with the row, so a retry reports it too."""
         writes = [e for e in record.effects if isinstance(e, (WriteProperty, AddToList))]
-        if not new:
+        if record.step_seq not in recorded.steps:
             if writes:
                 row = await enrollments_store.recorded_writes(
                     conn, ref.workflow_id, record.step_seq
@@ -235,7 +236,7 @@ class JourneyActivities:
                     seq = written
                     refused = [p for p in refused if p != effect.property]
                 continue
-            seq = await self._effect(conn, ref, record, effect) or seq
+            seq = await self._effect(conn, ref, record, recorded, effect) or seq
         if writes:
             await enrollments_store.record_writes(
                 conn, ref.workflow_id, record.step_seq, seq, refused
@@ -244,7 +245,12 @@ class JourneyActivities:
                 _written(result, seq, writes, refused)
 
     async def _effect(
-        self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, effect: Effect
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        record: StepRecord,
+        recorded: Recorded,
+        effect: Effect,
     ) -> int | None:
         ws, journey = ref.workspace, ref.journey_id
         match effect:
@@ -255,7 +261,7 @@ class JourneyActivities:
             case AddToList(list=name):
                 return await contacts_store.join_list(conn, ws, name, ref.contact_id)
             case Convert():
-                await self._convert(conn, ref, record, effect)
+                await self._convert(conn, ref, record, recorded, effect)
             case Assign():
                 drawn = await experiments_store.assign(
                     conn, ref.workflow_id, effect.split, ws, journey, effect.version,
@@ -274,16 +280,20 @@ class JourneyActivities:
             await check_winner(conn, ref.workspace, ref.journey_id, journey, split, version)
 
     async def _convert(
-        self, conn: PoolConnectionProxy, ref: EnrollmentRef, record: StepRecord, effect: Convert
+        self,
+        conn: PoolConnectionProxy,
+        ref: EnrollmentRef,
+        record: StepRecord,
+        recorded: Recorded,
+        effect: Convert,
     ) -> None:
         """Counts the conversion when docs/design.md, "Goal conversions" allows it.
-        `marketing_sent` is read from
-        the row, not trusted from the workflow: it is set in the same transaction as the
-        outbox row, so even a send that raced an exit's cancellation is seen right."""
-        row = await enrollments_store.conversion_facts(conn, ref.workflow_id)
-        if row is None or row["outcome"] == Outcome.SUPPRESSED:
+        `marketing_sent` is the row's, not the workflow's (`recorded` read it in this
+        transaction): it is set in the same transaction as the outbox row, so even a send
+        that raced an exit's cancellation is seen right."""
+        if not recorded.found or recorded.outcome == Outcome.SUPPRESSED:
             return
-        headline = row["marketing_sent"] and row["outcome"] != Outcome.HOLDOUT
+        headline = recorded.marketing_sent and recorded.outcome != Outcome.HOLDOUT
         if not (headline or effect.experiments):
             return
         if effect.after_end and await self._credit_goes_elsewhere(conn, ref, effect):

@@ -24,7 +24,6 @@ from api.ingest import (
     Name,
     Properties,
     batch_too_large,
-    lock_contacts,
     with_retry,
 )
 from store import events as events_store
@@ -172,9 +171,9 @@ def _parse(adapter: TypeAdapter[M], payload: Any) -> M:
 
 
 async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list[EventOut]:
-    """One transaction: lock the contacts (creating missing ones), insert the events whose
-    keys are new, and read the first result of every key seen before. Two queries and a
-    lock whatever the batch size."""
+    """One statement locks the contacts (creating missing ones) and inserts the events
+    whose keys are new (`events_store.append`); a second reads the first result of every
+    key seen before, only when there is one. Whatever the batch size."""
     now = datetime.now(UTC)
     keyed: list[tuple[str, EventIn]] = []
     first: dict[str, EventIn] = {}
@@ -186,8 +185,7 @@ async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list
     ids = [f"evt_{uuid.uuid4().hex}" for _ in new]
 
     async def write() -> dict[str, Any]:
-        async with pool.acquire() as conn, conn.transaction():
-            await lock_contacts(conn, workspace, {e.contact_id for _, e in new}, create=True)
+        async with pool.acquire() as conn:
             rows = await events_store.append(
                 conn,
                 workspace,

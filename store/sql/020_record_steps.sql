@@ -2,10 +2,12 @@
 -- "CPU per unit of work"): each record is inserted once, keyed (workflow_id, step_seq), and
 -- only a record inserted now moves the enrollment row, the stage counters, the paths and the
 -- dated stage moves. Effects of other kinds (property writes, lists, conversions, experiment
--- draws) are the caller's. Returns the step numbers inserted by this call.
+-- draws) are the caller's. Returns the step numbers inserted by this call, and what then
+-- decides whether a goal met counts: the enrollment's `marketing_sent` and `outcome`.
 CREATE OR REPLACE FUNCTION nurture_record_steps(
-    p_workflow_id text, p_workspace text, p_journey_id text, p_contact_id text, p_records jsonb
-) RETURNS int[] LANGUAGE plpgsql AS $fn$
+    p_workflow_id text, p_workspace text, p_journey_id text, p_contact_id text, p_records jsonb,
+    OUT steps int[], OUT sent_marketing boolean, OUT ended_as text
+) LANGUAGE plpgsql AS $fn$
 DECLARE
     r jsonb;
     e jsonb;
@@ -76,6 +78,8 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    RETURN done;
+    steps := done;
+    SELECT en.marketing_sent, en.outcome INTO sent_marketing, ended_as
+    FROM enrollments en WHERE en.workflow_id = p_workflow_id;
 END
 $fn$;
