@@ -25,6 +25,7 @@ from workers.activation import ActivationWorkflow, UnenrollWorkflow
 from workers.activities import JourneyActivities
 from workers.batch_activities import BatchActivities
 from workers.enrollment import EnrollmentWorkflow
+from workers.sandbox import JourneySandbox
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def build_worker(
         ],
     )
     workflows = options.pop("workflows", [EnrollmentWorkflow, *batch_workflows])
+    options.setdefault("workflow_runner", JourneySandbox())
     return JourneyWorker(
         Worker(
             client, task_queue=task_queue, workflows=workflows, activities=activities, **options
