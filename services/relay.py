@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -123,6 +124,12 @@ class Relay:
         self._outage = 0  # consecutive passes that found Temporal unreachable
         self._more = False  # this pass's claims may have left rows behind
         self._worked = False  # this pass routed or delivered something
+        # Deliveries are claimed when this relay's routing queued some, when something
+        # else queued them (a NOTIFY saying so), when the last claim may have left some
+        # behind, and at the latest a poll interval after the last claim (another relay's
+        # leftovers, retries coming due): not on every pass, most of which queue nothing.
+        self._claim_now = True
+        self._claim_by = 0.0
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -131,7 +138,7 @@ class Relay:
             listen(
                 self.pool,
                 changes_store.CHANGES_CHANNEL,
-                self.wake.set,
+                self._notified,
                 stop,
                 self.options.max_backoff,
             )
@@ -149,7 +156,8 @@ class Relay:
                 if self._outage:
                     await wait_any(stop, None, self._outage_delay())
                 elif not busy:
-                    await wait_any(stop, self.wake, self.options.poll_interval)
+                    due = self._claim_by - time.monotonic()
+                    await wait_any(stop, self.wake, max(0.0, min(self.options.poll_interval, due)))
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
@@ -162,15 +170,23 @@ class Relay:
         one: that second pass was four statements per event."""
         self._more = False
         routed = await self.route_once()
-        delivered = await self.deliver_once()
+        delivered = 0
+        if self._claim_now or time.monotonic() >= self._claim_by:
+            delivered = await self.deliver_once()
         self._worked = routed > 0 or delivered > 0
         return self._more
 
     async def drain(self) -> None:
         """Routes and delivers until nothing is due (tests, shutdown); bound it with
         `asyncio.timeout` while Temporal may be unreachable."""
+        self._claim_now = True
         while await self.run_once() or self._worked:
-            pass
+            self._claim_now = True
+
+    def _notified(self, payload: str) -> None:
+        if payload == changes_store.DELIVERIES_QUEUED:
+            self._claim_now = True
+        self.wake.set()
 
     def _outage_delay(self) -> float:
         return min(self.options.max_backoff, self.options.min_backoff * 2 ** min(self._outage, 10))
@@ -210,17 +226,22 @@ class Relay:
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
             await changes_store.insert_deliveries(conn, deliveries)
+        self._claim_now = self._claim_now or bool(deliveries)
         return len(changes)
 
     # --- 2. deliver -------------------------------------------------------------------------
 
     async def deliver_once(self) -> int:
+        self._claim_now = False
+        self._claim_by = time.monotonic() + self.options.poll_interval
         rows = await changes_store.claim_due(
             self.pool, self.options.deliver_batch, self.options.lease
         )
         if not rows:
             return 0
-        self._more = self._more or changes_store.filled(rows)
+        filled = changes_store.filled(rows)
+        self._more = self._more or filled
+        self._claim_now = self._claim_now or filled
         outcome = Outcome()
         signals = await self._signals(rows, outcome)
         entries = [r for r in rows if r["kind"].startswith("enter")]
@@ -231,6 +252,9 @@ class Relay:
         jobs += [self._enter(gate, row, outcome) for row in entries]
         await asyncio.gather(*jobs)
         await self._settle(outcome)
+        if outcome.retry:
+            soonest = min(delay for _, _, delay, _ in outcome.retry)
+            self._claim_by = min(self._claim_by, time.monotonic() + soonest)
         if outcome.unreachable:
             self._outage += 1
             log.warning("relay: Temporal is unreachable; %d deliveries wait", len(outcome.retry))

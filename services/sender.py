@@ -107,7 +107,7 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sends until `stop` is set, then lets the hand-overs under way finish."""
-        listening = asyncio.create_task(listen(self.pool, CHANNEL, self.wake.set, stop))
+        listening = asyncio.create_task(listen(self.pool, CHANNEL, lambda _: self.wake.set(), stop))
         try:
             while not stop.is_set():
                 self.wake.clear()

@@ -211,6 +211,10 @@ LEFT JOIN events e ON d.kind = 'event' AND e.workspace = d.workspace AND e.seq =
 CHANGES_CHANNEL = "nurture_changes"
 """What the relay LISTENs on; committed changes NOTIFY it (migration 003)."""
 
+DELIVERIES_QUEUED = "deliveries"
+"""The payload of a NOTIFY for deliveries queued directly (a backfill, a dead letter sent
+again), not by the relay's routing: the relay then claims deliveries on its next pass."""
+
 
 # The events of the last while that an event trigger names, as entry deliveries the relay
 # hands to `services.triggers` like any other (the filter's target and where, and the
@@ -238,7 +242,7 @@ async def backfill(
     """Queues an entry delivery for each `event_type` event since `since` (at most
     `limit`); returns how many, and wakes the relay."""
     queued = int(await conn.fetchval(BACKFILL, workspace, journey_id, event_type, since, limit))
-    await conn.execute("SELECT pg_notify($1, '')", CHANGES_CHANNEL)
+    await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, DELIVERIES_QUEUED)
     return queued
 
 
@@ -249,7 +253,7 @@ async def requeue_dead_letter(
     if there is no such dead letter in the workspace."""
     row = await conn.fetchrow(REQUEUE, workspace, dead_letter_id)
     if row is not None:
-        await conn.execute(f"NOTIFY {CHANGES_CHANNEL}")
+        await conn.execute(f"NOTIFY {CHANGES_CHANNEL}, '{DELIVERIES_QUEUED}'")
     return row
 
 

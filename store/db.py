@@ -126,15 +126,16 @@ async def wait_any(stop: asyncio.Event, wake: asyncio.Event | None, seconds: flo
 async def listen(
     pool: asyncpg.Pool,
     channel: str,
-    notified: Callable[[], object],
+    notified: Callable[[str], object],
     stop: asyncio.Event,
     retry_after: float = 5.0,
 ) -> None:
-    """Calls `notified` on every NOTIFY on `channel` until `stop` is set, holding one of
-    the pool's connections; a lost connection is replaced (the caller polls meanwhile)."""
+    """Calls `notified(payload)` on every NOTIFY on `channel` until `stop` is set, holding
+    one of the pool's connections; a lost connection is replaced (the caller polls
+    meanwhile)."""
 
-    def on_notify(*_: object) -> None:
-        notified()
+    def on_notify(_conn: object, _pid: object, _channel: object, payload: object) -> None:
+        notified(str(payload))
 
     while not stop.is_set():
         try:
