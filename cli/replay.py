@@ -26,6 +26,7 @@ from temporalio.worker import Replayer
 from services.temporal import connect
 from shared.settings import Settings
 from workers.enrollment import EnrollmentWorkflow
+from workers.sandbox import JourneySandbox
 
 WORKFLOW_TYPE = "EnrollmentWorkflow"
 
@@ -113,7 +114,11 @@ async def replay(
     histories: Iterable[WorkflowHistory] | AsyncIterator[WorkflowHistory],
 ) -> list[ReplayResult]:
     """Replays every history against the current code; one result per history."""
-    replayer = Replayer(workflows=[EnrollmentWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[EnrollmentWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=JourneySandbox(),  # the worker's
+    )
     results: list[ReplayResult] = []
     async with replayer.workflow_replay_iterator(_as_async(histories)) as replayed:
         async for one in replayed:

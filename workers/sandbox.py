@@ -14,6 +14,11 @@ refused to workflow code). That stays as it is. What changes:
   is asked directly.
 - **The few lines the sandbox executes are compiled once** per process instead of once per
   activation.
+- **The workflow modules' code is read once.** Re-importing a module for a new run looked
+  for its file, read its bytecode and unmarshalled it, each time; the worker keeps the
+  code objects of the packages its workflows come from (`workers.*`) and executes those.
+  Each run still executes the module afresh. A worker now runs the workflow code it
+  started with, as it always did for every module the sandbox passes through.
 
 Both reach into the SDK's private runner (`_Instance`); the locked `temporalio` version is
 the one this is written against, and `tests/workers/test_sandbox.py` checks that the
@@ -22,8 +27,12 @@ answers are the SDK's own and that the guard still refuses the clock.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
-from types import CodeType
+from collections.abc import Sequence
+from types import CodeType, ModuleType
 from typing import Any
 
 import temporalio.workflow
@@ -38,6 +47,10 @@ _compiled: dict[str, CodeType] = {}
 
 class JourneySandbox(SandboxedWorkflowRunner):
     """`SandboxedWorkflowRunner` with the same restrictions; see the module's docstring."""
+
+    def prepare_workflow(self, defn: temporalio.workflow._Definition) -> None:
+        _ModuleCode.install(defn.cls.__module__.partition(".")[0])
+        super().prepare_workflow(defn)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         return _JourneyInstance(det, self.runner_class, self.restrictions)
@@ -75,3 +88,54 @@ class _JourneyInstance(_Instance):
     @property
     def _in_sandbox(self) -> Any:
         return self.globals_and_locals["__temporal_in_sandbox"]
+
+
+class _ModuleCode(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds the modules of the packages workflows come from (`workers.*`) where the path
+    finder found them the first time, and executes the code read that first time."""
+
+    _packages: set[str] = set()
+    _specs: dict[str, importlib.machinery.ModuleSpec] = {}
+    _code: dict[str, CodeType] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def install(cls, package: str) -> None:
+        with cls._lock:
+            cls._packages.add(package)
+            if not any(isinstance(finder, cls) for finder in sys.meta_path):
+                sys.meta_path.insert(0, cls())
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] not in self._packages:
+            return None
+        found = self._specs.get(fullname)
+        if found is None:
+            found = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+            if found is None or not isinstance(found.loader, importlib.machinery.SourceFileLoader):
+                return found
+            self._specs[fullname] = found
+        # a spec of its own for every import: the import machinery marks it while loading
+        spec = importlib.machinery.ModuleSpec(
+            fullname,
+            self,
+            origin=found.origin,
+            is_package=found.submodule_search_locations is not None,
+        )
+        spec.submodule_search_locations = found.submodule_search_locations
+        spec.cached = found.cached
+        spec.has_location = True
+        return spec
+
+    def exec_module(self, module: ModuleType) -> None:
+        name = module.__name__
+        code = self._code.get(name)
+        if code is None:
+            loader = self._specs[name].loader
+            assert isinstance(loader, importlib.machinery.SourceFileLoader)
+            read = loader.get_code(name)
+            assert read is not None
+            code = self._code.setdefault(name, read)
+        exec(code, module.__dict__)
