@@ -82,7 +82,7 @@ async def _contacts(stack: Stack, count: int) -> tuple[str, list[str]]:
 
 
 async def _enroll(stack: Stack, journey_id: str, contacts: list[str]) -> None:
-    ids = await journeys.enroll_all(stack.http, journey_id, contacts, CONCURRENCY)
+    ids = await journeys.enroll_all(stack.api, journey_id, contacts, CONCURRENCY)
     await _gated(len(ids), lambda i: stack.temporal.get_workflow_handle(ids[i]).result(), 64)
 
 
@@ -109,7 +109,7 @@ async def _waiting(stack: Stack, count: int) -> list[tuple[str, str]]:
     journey_id = await journeys.create_active(stack.http, journeys.waiting(first_send=False))
     contacts = stack.new_contacts(count, "cpw")
     await journeys.create_contacts(stack.http, contacts)
-    ids = await journeys.enroll_all(stack.http, journey_id, contacts)
+    ids = await journeys.enroll_all(stack.api, journey_id, contacts)
     await wait_settled(stack.temporal, ids, 60 + count)
     return list(zip(contacts, ids, strict=True))
 
@@ -133,9 +133,7 @@ def _exit(
     async def one(i: int) -> float:
         contact, workflow_id = enrollments[i]
         t0 = time.monotonic()
-        posted = await stack.http.post(
-            "/v1/events", json={"contact_id": contact, "type": "purchase"}
-        )
+        posted = await stack.api.post("/v1/events", {"contact_id": contact, "type": "purchase"})
         posted.raise_for_status()
         await stack.temporal.get_workflow_handle(workflow_id).result()
         return (time.monotonic() - t0) * 1000
@@ -164,7 +162,7 @@ async def _ingest(stack: Stack, enrollments: list[tuple[str, str]], count: int) 
     ]
 
     async def post(i: int) -> None:
-        response = await stack.http.post("/v1/events", json={"events": events[i : i + 100]})
+        response = await stack.api.post("/v1/events", {"events": events[i : i + 100]})
         response.raise_for_status()
 
     await _gated(len(range(0, count, 100)), lambda n: post(n * 100), 4)

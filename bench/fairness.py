@@ -27,6 +27,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 
 from bench import journeys
+from bench.api_client import Api
 from bench.stack import Stack, running_stack
 from bench.visibility import wait_settled
 from store.api_keys import create_key
@@ -42,11 +43,13 @@ SELECT (SELECT count(*) FROM change_queue)
 STATUS = "SELECT status, outcome FROM enrollments WHERE workflow_id = $1"
 
 
-async def _enrolled(http: httpx.AsyncClient, stack: Stack, count: int, prefix: str) -> list[str]:
+async def _enrolled(
+    http: httpx.AsyncClient, api: Api, stack: Stack, count: int, prefix: str
+) -> list[str]:
     journey_id = await journeys.create_active(http, journeys.waiting(first_send=False))
     contacts = stack.new_contacts(count, prefix)
     await journeys.create_contacts(http, contacts)
-    ids = await journeys.enroll_all(http, journey_id, contacts)
+    ids = await journeys.enroll_all(api, journey_id, contacts)
     await wait_settled(stack.temporal, ids, 60 + count)
     return ids
 
@@ -89,11 +92,14 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, float]:
 
 async def measure(stack: Stack, size: int) -> dict[str, Any]:
     quiet_key = await create_key(stack.pool, "quiet")
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=120, headers={"Authorization": f"Bearer {quiet_key}"}
-    ) as quiet:
-        flood_ids = await _enrolled(stack.http, stack, size, "flood")
-        quiet_ids = await _enrolled(quiet, stack, 2 * SAMPLES, "quiet")
+    async with (
+        httpx.AsyncClient(
+            base_url=stack.api_url, timeout=120, headers={"Authorization": f"Bearer {quiet_key}"}
+        ) as quiet,
+        Api.open(stack.api_url, quiet_key) as quiet_api,
+    ):
+        flood_ids = await _enrolled(stack.http, stack.api, stack, size, "flood")
+        quiet_ids = await _enrolled(quiet, quiet_api, stack, 2 * SAMPLES, "quiet")
         unloaded = [await _purchase(stack, quiet, w) for w in quiet_ids[:SAMPLES]]
 
         contacts = [w.rsplit("/", 1)[1] for w in flood_ids]

@@ -96,7 +96,7 @@ async def _journey_events(stack: Stack, definition: dict[str, Any]) -> list[str]
     journey_id = await journeys.create_active(stack.http, definition)
     [contact] = stack.new_contacts(1, "hist")
     await journeys.create_contacts(stack.http, [contact])
-    [workflow_id] = await journeys.enroll_all(stack.http, journey_id, [contact])
+    [workflow_id] = await journeys.enroll_all(stack.api, journey_id, [contact])
     return await _events(stack.temporal, workflow_id)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from bench.api_client import Api, TransportError
+
 CONTACTS_LIST = "bench-contacts"
 """Contacts are created by adding them to this list, which no journey reads."""
 
@@ -87,7 +89,7 @@ async def create_contacts(http: httpx.AsyncClient, contacts: list[str]) -> None:
 
 
 async def enroll_all(
-    http: httpx.AsyncClient, journey_id: str, contacts: list[str], concurrency: int = 32
+    api: Api, journey_id: str, contacts: list[str], concurrency: int = 32
 ) -> list[str]:
     """POSTs one enrollment per contact, `concurrency` at a time; returns the workflow ids."""
     gate = asyncio.Semaphore(concurrency)
@@ -96,17 +98,17 @@ async def enroll_all(
         for attempt in range(5):
             try:
                 async with gate:
-                    response = await http.post(
-                        f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": contact}
+                    answer = await api.post(
+                        f"/v1/journeys/{journey_id}/enrollments", {"contact_id": contact}
                     )
-            except httpx.TransportError:  # the API restarting (see bench.stack._supervise)
+            except TransportError:  # the API restarting (see bench.stack._supervise)
                 await asyncio.sleep(2)
                 continue
-            if response.status_code == 201:
-                return str(response.json()["workflow_id"])
-            if attempt and response.status_code == 409:  # the lost answer's enrollment
+            if answer.status == 201:
+                return str(answer.body["workflow_id"])
+            if attempt and answer.status == 409:  # the lost answer's enrollment
                 return f"enrollment/default/{journey_id}/{contact}"
-            raise RuntimeError(f"enrolling {contact}: {response.status_code} {response.text}")
+            raise RuntimeError(f"enrolling {contact}: {answer.status} {answer.body}")
         raise RuntimeError(f"enrolling {contact}: the API did not answer")
 
     return list(await asyncio.gather(*(one(c) for c in contacts)))

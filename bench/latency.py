@@ -64,7 +64,7 @@ async def prepare(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any
     journey_id = await journeys.create_active(stack.http, journeys.waiting())
     contacts = stack.new_contacts(count, "lat")
     await journeys.create_contacts(stack.http, contacts)
-    ids = await journeys.enroll_all(stack.http, journey_id, contacts)
+    ids = await journeys.enroll_all(stack.api, journey_id, contacts)
     deadline = time.monotonic() + 60 + count
     query = "SELECT count(*) FROM enrollments WHERE journey_id = $1 AND marketing_sent"
     while await stack.pool.fetchval(query, journey_id) < count:
@@ -80,9 +80,7 @@ async def _nurture(stack: Stack, enrollments: list[tuple[str, str]]) -> dict[str
 
     async def one(i: int) -> float:
         contact, workflow_id = enrollments[i]
-        response = await stack.http.post(
-            "/v1/events", json={"contact_id": contact, "type": "purchase"}
-        )
+        response = await stack.api.post("/v1/events", {"contact_id": contact, "type": "purchase"})
         response.raise_for_status()
         t0 = time.monotonic()
         posted_at[workflow_id] = datetime.now(UTC)

@@ -46,7 +46,7 @@ async def _nurture(stack: Stack, counts: list[int]) -> tuple[list[float], float]
     readings, done = [], 0
     t0 = time.monotonic()
     for count in counts:
-        await journeys.enroll_all(stack.http, journey_id, contacts[done:count], CONCURRENCY)
+        await journeys.enroll_all(stack.api, journey_id, contacts[done:count], CONCURRENCY)
         done = count
 
         async def waiting(count: int = count) -> bool:

@@ -76,7 +76,7 @@ async def _soak(
     listening_id = await journeys.create_active(http, journeys.waiting(first_send=False))
     listeners = stack.new_contacts(LISTENERS, "listener")
     await journeys.create_contacts(http, listeners)
-    await journeys.enroll_all(http, listening_id, listeners)
+    await journeys.enroll_all(stack.api, listening_id, listeners)
 
     windows: list[dict[str, Any]] = []
     current = Window()

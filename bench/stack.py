@@ -25,6 +25,7 @@ import httpx
 import psutil
 from temporalio.client import Client
 
+from bench.api_client import Api
 from cli.stack import EmbeddedPostgres, free_port, start_temporal, stop_process, wait_for_port
 from services.temporal import connect
 from shared.settings import Settings
@@ -45,6 +46,8 @@ class Stack:
     temporal: Client
     pool: asyncpg.Pool
     http: httpx.AsyncClient
+    api: Api
+    """The hot paths' client (`bench.api_client`); `http` for everything else."""
     api_url: str
     temporal_address: str
     database_url: str
@@ -185,17 +188,21 @@ async def running_stack(
         pool = await create_pool(database_url, max_size=20)
         key = await create_key(pool, "default")
         api_url = f"http://127.0.0.1:{api_port}"
-        async with httpx.AsyncClient(
-            base_url=api_url,
-            timeout=120,
-            headers={"Authorization": f"Bearer {key}"},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        ) as http:
+        async with (
+            httpx.AsyncClient(
+                base_url=api_url,
+                timeout=120,
+                headers={"Authorization": f"Bearer {key}"},
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            ) as http,
+            Api.open(api_url, key) as api_client,
+        ):
             stack = Stack(
                 root=root,
                 temporal=temporal,
                 pool=pool,
                 http=http,
+                api=api_client,
                 api_url=api_url,
                 temporal_address=address,
                 database_url=database_url,

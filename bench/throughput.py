@@ -28,7 +28,7 @@ async def _nurture(stack: Stack, count: int) -> tuple[float, float, list[str]]:
     await journeys.create_contacts(stack.http, contacts)
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    ids = await journeys.enroll_all(stack.http, journey_id, contacts, CONCURRENCY)
+    ids = await journeys.enroll_all(stack.api, journey_id, contacts, CONCURRENCY)
     posted = time.monotonic() - t0
     done = since("EnrollmentWorkflow", started, "Completed")
     await wait_for_count(stack.temporal, done, count, seconds=120 + count)
