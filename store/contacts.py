@@ -74,14 +74,6 @@ SET properties = c.properties || jsonb_build_object($3::text, $4::jsonb),
 RETURNING seq
 """
 
-# The journey's stage writes: a caller's value committed meanwhile wins (no row: refused).
-WRITE_PROPERTY_IF = WRITE_PROPERTY.replace(
-    "RETURNING seq",
-    """WHERE c.properties -> $3::text IS NOT DISTINCT FROM $5::jsonb
-   OR c.properties -> $3::text = $4::jsonb
-RETURNING seq""",
-)
-
 ADD_MEMBER = """
 INSERT INTO list_members (workspace, list, contact_id) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
@@ -261,16 +253,6 @@ async def write_property(
 ) -> int:
     """Sets one property; the contact's new sequence number."""
     seq: int = await conn.fetchval(WRITE_PROPERTY, workspace, contact_id, name, value)
-    return seq
-
-
-async def write_property_if(
-    conn: Queryable, workspace: str, contact_id: str, name: str, value: Any, expected: Any
-) -> int | None:
-    """Sets one property unless a caller changed it from `expected` meanwhile (None)."""
-    seq: int | None = await conn.fetchval(
-        WRITE_PROPERTY_IF, workspace, contact_id, name, value, expected
-    )
     return seq
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -366,21 +366,36 @@ class Recorded:
     """The enrollment's row exists (it always does, unless deleted under a running run)."""
     marketing_sent: bool
     outcome: str | None
+    writes: dict[int, Written] = field(default_factory=dict)
+    """The stage writes it made, by step number."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a record's stage writes came to: the contact's sequence after them (None: none
+    was written), and the properties whose write was refused."""
+
+    seq: int | None
+    refused: list[str]
 
 
 async def record_steps(
     conn: Queryable, ref: EnrollmentRef, records: Sequence[StepRecord]
 ) -> Recorded:
-    """Inserts the log records that are new and moves the read models their stage
-    entries, ends, completion and paths change (020_record_steps.sql), in one statement.
-    Only the records inserted now may run their other effects."""
+    """Inserts the log records that are new, moves the read models their stage entries,
+    ends, completion and paths change, and makes their stage writes (020_record_steps.sql,
+    021_stage_writes_with_their_record.sql), in one statement. Only the records inserted
+    now may run their other effects."""
     rows = [r.model_dump(mode="json") for r in records]
     row = await conn.fetchrow(
         RECORD_STEPS, ref.workflow_id, ref.workspace, ref.journey_id, ref.contact_id, rows
     )
     assert row is not None  # a function call returns its one row
     sent = row["sent_marketing"]  # NOT NULL in the table: NULL here means no row
-    return Recorded(frozenset(row["steps"] or ()), sent is not None, bool(sent), row["ended_as"])
+    writes = {int(step): Written(w["seq"], list(w["refused"])) for step, w in row["writes"].items()}
+    return Recorded(
+        frozenset(row["steps"] or ()), sent is not None, bool(sent), row["ended_as"], writes
+    )
 
 
 async def select_own_goal(conn: Queryable, workflow_id: Any) -> Any:

@@ -11,7 +11,7 @@ activity neither writes nor counts anything twice. Outbox rows carry the idempot
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import asyncpg
@@ -75,6 +75,17 @@ def _written(
                     result.refused_writes.append(effect.property)
             elif effect.property in result.refused_writes:
                 result.refused_writes.remove(effect.property)
+
+
+def _in_sql(effect: Effect) -> bool:
+    """An effect `record_steps` makes itself, in its one statement."""
+    if isinstance(effect, WriteProperty):
+        return effect.conditional
+    return isinstance(effect, (EnterStage, EndEnrollment, Complete, TakePath))
+
+
+def _transaction(conn: PoolConnectionProxy, atomic: bool) -> AbstractAsyncContextManager[Any]:
+    return conn.transaction() if atomic else nullcontext()
 
 
 class JourneyActivities:
@@ -171,8 +182,12 @@ class JourneyActivities:
     @activity.defn(name=RECORD_STEPS)
     async def record_steps(self, request: StepRequest) -> StepResult:
         """Bookkeeping with no side effect of its own (stage entry, waits, ends): run as a
-        local activity only when no other activity is coming to carry it."""
-        async with self._step(request) as (_, result, _new):
+        local activity only when no other activity is coming to carry it. When every effect
+        of its records is `record_steps`'s own, that one statement is all: no transaction
+        around it."""
+        records = [*request.pending, *([request.step] if request.step is not None else [])]
+        atomic = not all(_in_sql(effect) for record in records for effect in record.effects)
+        async with self._step(request, atomic) as (_, result, _new):
             pass
         return result
 
@@ -180,7 +195,7 @@ class JourneyActivities:
 
     @asynccontextmanager
     async def _step(
-        self, request: StepRequest
+        self, request: StepRequest, atomic: bool = True
     ) -> AsyncIterator[tuple[PoolConnectionProxy, StepResult, bool]]:
         """One transaction that has applied the pending records and the request's own step
         row; `new` says whether that row was inserted now, i.e. whether to produce the
@@ -190,7 +205,7 @@ class JourneyActivities:
         result = StepResult()
         ref = request.enrollment
         records = [*request.pending, *([request.step] if request.step is not None else [])]
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, _transaction(conn, atomic):
             recorded = await enrollments_store.record_steps(conn, ref, records)
             for record in records:
                 await self.apply(conn, ref, record, recorded, result)
@@ -218,31 +233,22 @@ class JourneyActivities:
                     _written(result, row["contact_seq"], writes, row["refused_writes"] or [])
             return
         result.applied.append(record.step_seq)
-        seq: int | None = None
-        refused: list[str] = []
+        # the stage writes (conditional) were made, and kept with the row, by record_steps
+        staged = recorded.writes.get(record.step_seq)
+        seq, refused = (staged.seq, staged.refused) if staged else (None, [])
+        wrote = False
         for effect in record.effects:
             if isinstance(effect, WriteProperty) and effect.conditional:
-                written = await contacts_store.write_property_if(
-                    conn,
-                    ref.workspace,
-                    ref.contact_id,
-                    effect.property,
-                    effect.value,
-                    effect.expected,
-                )
-                if written is None:
-                    refused.append(effect.property)
-                else:
-                    seq = written
-                    refused = [p for p in refused if p != effect.property]
                 continue
-            seq = await self._effect(conn, ref, record, recorded, effect) or seq
-        if writes:
+            written = await self._effect(conn, ref, record, recorded, effect)
+            if written is not None:
+                seq, wrote = written, True
+        if wrote:
             await enrollments_store.record_writes(
                 conn, ref.workflow_id, record.step_seq, seq, refused
             )
-            if seq is not None or refused:
-                _written(result, seq, writes, refused)
+        if seq is not None or refused:
+            _written(result, seq, writes, refused)
 
     async def _effect(
         self,

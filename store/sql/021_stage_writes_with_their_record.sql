@@ -1,0 +1,122 @@
+-- The journey's stage writes (conditional property writes) made by nurture_record_steps
+-- too, with the record they belong to (docs/performance.md, "A third pass"): a step that
+-- enters a stage is then one statement, where it was three (the record, the write, and the
+-- write's sequence kept on the record). As before, a record inserted now writes, a retry
+-- (the record was there) does not. `writes` returns, per step number written now, the
+-- contact's sequence after its writes and the properties whose write was refused (a
+-- caller's value committed first wins); the record keeps them too (`contact_seq`,
+-- `refused_writes`). Other property writes and lists stay the caller's.
+DROP FUNCTION IF EXISTS nurture_record_steps(text, text, text, text, jsonb);
+
+CREATE FUNCTION nurture_record_steps(
+    p_workflow_id text, p_workspace text, p_journey_id text, p_contact_id text, p_records jsonb,
+    OUT steps int[], OUT sent_marketing boolean, OUT ended_as text, OUT writes jsonb
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    r jsonb;
+    e jsonb;
+    inserted int;
+    done int[] := '{}';
+    v_at timestamptz;
+    v_from text;
+    v_to text;
+    v_seq bigint;
+    v_wrote bigint;
+    v_refused text[];
+    v_writes jsonb := '{}';
+BEGIN
+    FOR r IN SELECT value FROM jsonb_array_elements(p_records) LOOP
+        v_at := (r->>'at')::timestamptz;
+        INSERT INTO enrollment_steps (workflow_id, step_seq, workspace, journey_id, contact_id,
+                                      at, stage, action, result, detail)
+        VALUES (p_workflow_id, (r->>'step_seq')::int, p_workspace, p_journey_id, p_contact_id,
+                v_at, r->>'stage', r->>'action', r->>'result', coalesce(r->'detail', '{}'))
+        ON CONFLICT (workflow_id, step_seq) DO NOTHING
+        RETURNING step_seq INTO inserted;
+        CONTINUE WHEN inserted IS NULL;
+        done := done || inserted;
+        v_seq := NULL;
+        v_refused := NULL;
+        FOR e IN SELECT value FROM jsonb_array_elements(coalesce(r->'effects', '[]')) LOOP
+            v_from := NULL;
+            v_to := NULL;
+            CASE e->>'kind'
+            WHEN 'enter_stage' THEN
+                v_from := e->>'from_stage';
+                v_to := e->>'stage';
+                UPDATE enrollments SET stage = v_to WHERE workflow_id = p_workflow_id;
+                INSERT INTO stage_stats AS s (workspace, journey_id, stage, entered, active)
+                VALUES (p_workspace, p_journey_id, v_to, 1, 1)
+                ON CONFLICT (workspace, journey_id, stage)
+                DO UPDATE SET entered = s.entered + 1, active = s.active + 1;
+            WHEN 'end_enrollment' THEN
+                v_from := e->>'from_stage';
+                v_to := e->>'to_node';
+                UPDATE enrollments
+                SET outcome = e->>'outcome', end_value = e->>'end_value', status = e->>'status',
+                    ended_at = v_at, goal_met_seq = (e->>'goal_met_seq')::bigint,
+                    completed_at = CASE WHEN e->>'status' = 'completed' THEN v_at
+                                        ELSE completed_at END
+                WHERE workflow_id = p_workflow_id;
+            WHEN 'write_property' THEN
+                IF coalesce((e->>'conditional')::boolean, false) THEN
+                    -- contacts_store.WRITE_PROPERTY_IF: refused (no row) when a caller moved it
+                    v_wrote := NULL;
+                    INSERT INTO contacts AS c (workspace, id, properties)
+                    VALUES (p_workspace, p_contact_id, jsonb_build_object(e->>'property', e->'value'))
+                    ON CONFLICT (workspace, id) DO UPDATE
+                    SET properties = c.properties || jsonb_build_object(e->>'property', e->'value'),
+                        seq = nextval('change_seq'), updated_at = now()
+                    WHERE c.properties -> (e->>'property')
+                              IS NOT DISTINCT FROM nullif(e->'expected', 'null'::jsonb)
+                       OR c.properties -> (e->>'property') = e->'value'
+                    RETURNING seq INTO v_wrote;
+                    v_refused := array_remove(coalesce(v_refused, '{}'), e->>'property');
+                    IF v_wrote IS NULL THEN
+                        v_refused := v_refused || (e->>'property');
+                    ELSE
+                        v_seq := v_wrote;
+                    END IF;
+                END IF;
+            WHEN 'complete' THEN
+                UPDATE enrollments SET status = 'completed', completed_at = v_at
+                WHERE workflow_id = p_workflow_id;
+            WHEN 'take_path' THEN
+                -- a branch path or split variant: a path from the stage, not a stage change
+                INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
+                VALUES (p_workspace, p_journey_id, r->>'stage', e->>'node', 1)
+                ON CONFLICT (workspace, journey_id, from_stage, to_node)
+                DO UPDATE SET count = p.count + 1;
+                INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
+                SELECT workspace, journey_id, enrolled_at, v_at, r->>'stage', e->>'node'
+                FROM enrollments WHERE workflow_id = p_workflow_id;
+            ELSE
+                NULL;
+            END CASE;
+            IF v_to IS NOT NULL AND (e->>'kind' = 'enter_stage' OR v_from IS NOT NULL) THEN
+                INSERT INTO stage_moves (workspace, journey_id, enrolled_at, at, from_stage, to_node)
+                SELECT workspace, journey_id, enrolled_at, v_at, v_from, v_to
+                FROM enrollments WHERE workflow_id = p_workflow_id;
+            END IF;
+            IF v_from IS NOT NULL THEN
+                UPDATE stage_stats SET active = active - 1
+                WHERE workspace = p_workspace AND journey_id = p_journey_id AND stage = v_from;
+                INSERT INTO stage_paths AS p (workspace, journey_id, from_stage, to_node, count)
+                VALUES (p_workspace, p_journey_id, v_from, v_to, 1)
+                ON CONFLICT (workspace, journey_id, from_stage, to_node)
+                DO UPDATE SET count = p.count + 1;
+            END IF;
+        END LOOP;
+        IF v_refused IS NOT NULL THEN
+            UPDATE enrollment_steps SET contact_seq = v_seq, refused_writes = v_refused
+            WHERE workflow_id = p_workflow_id AND step_seq = inserted;
+            v_writes := v_writes || jsonb_build_object(
+                inserted::text, jsonb_build_object('seq', v_seq, 'refused', to_jsonb(v_refused)));
+        END IF;
+    END LOOP;
+    steps := done;
+    writes := v_writes;
+    SELECT en.marketing_sent, en.outcome INTO sent_marketing, ended_as
+    FROM enrollments en WHERE en.workflow_id = p_workflow_id;
+END
+$fn$;
