@@ -40,7 +40,9 @@ class Api:
             url,
             headers={"Authorization": f"Bearer {key}"},
             timeout=aiohttp.ClientTimeout(total=120),
-            connector=aiohttp.TCPConnector(limit=connections),
+            # idle connections closed before uvicorn's 5 s keep-alive closes them, so that
+            # a request never goes out on a connection the server is closing
+            connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=2.0),
         ) as session:
             yield cls(session)
 
