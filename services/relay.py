@@ -8,8 +8,9 @@ from there, in two steps, each a short transaction over a batch:
 1. **Route**: claim queued changes, find the open enrollments of their contacts and the
    journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed
    queries per batch), and write one delivery per enrollment that cares.
-2. **Deliver**: claim due deliveries (a lease, so a crashed relay's work is retried),
-   signal each enrollment, with bounded concurrency and in sequence order per enrollment,
+2. **Deliver**: what the routing pass queued (leased to it as it queued them), and due
+   deliveries it claims (a lease too, so that a crashed relay's work is retried): signal
+   each enrollment, with bounded concurrency and in sequence order per enrollment,
    then delete what Temporal accepted. A failure is retried with backoff; while Temporal
    is unreachable the relay backs off as a whole and tries again, for as long as it takes.
 
@@ -84,6 +85,9 @@ class RelayOptions:
     unloaded, a pass starts as soon as its change commits."""
     lease: float = 60.0
     """Seconds a claimed delivery is left to this relay before another may retry it."""
+    fresh_lease: float = 10.0
+    """The same for a delivery the relay's own routing queued (and delivers at once):
+    shorter, because a relay that dies between its routing and its signals leaves them."""
     min_backoff: float = 0.2
     max_backoff: float = 10.0
     max_attempts: int = 30
@@ -128,10 +132,12 @@ class Relay:
         self._outage = 0  # consecutive passes that found Temporal unreachable
         self._more = False  # this pass's claims may have left rows behind
         self._worked = False  # this pass routed or delivered something
-        # Deliveries are claimed when this relay's routing queued some, when something
-        # else queued them (a NOTIFY saying so), when the last claim may have left some
-        # behind, and at the latest a poll interval after the last claim (another relay's
-        # leftovers, retries coming due): not on every pass, most of which queue nothing.
+        # What a routing pass queues is leased to it and delivered in the same pass. Due
+        # deliveries are claimed when something else queued them (a NOTIFY saying so),
+        # when the last claim may have left some behind, and at the latest a poll interval
+        # after the last claim (another relay's leftovers, retries coming due): not on
+        # every pass.
+        self._queued: list[dict[str, Any]] = []
         self._claim_now = True
         self._claim_by = 0.0
 
@@ -181,8 +187,11 @@ class Relay:
         self._more = False
         routed = await self.route_once()
         delivered = 0
+        if self._queued:  # what this pass queued is leased to it: delivered without a claim
+            queued, self._queued = self._queued, []
+            delivered = await self._deliver(queued)
         if self._claim_now or time.monotonic() >= self._claim_by:
-            delivered = await self.deliver_once()
+            delivered += await self.deliver_once()
         self._worked = routed > 0 or delivered > 0
         return self._more
 
@@ -235,8 +244,10 @@ class Relay:
                     )
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
-            await changes_store.insert_deliveries(conn, deliveries)
-        self._claim_now = self._claim_now or bool(deliveries)
+            queued = await changes_store.queue_deliveries(
+                conn, deliveries, self.options.fresh_lease
+            )
+        self._queued += queued  # committed: this pass delivers them
         return len(changes)
 
     # --- 2. deliver -------------------------------------------------------------------------
@@ -252,6 +263,10 @@ class Relay:
         filled = changes_store.filled(rows)
         self._more = self._more or filled
         self._claim_now = self._claim_now or filled
+        return await self._deliver(rows)
+
+    async def _deliver(self, rows: list[dict[str, Any]]) -> int:
+        """Signals what `rows` (leased to this relay) carry, and settles them."""
         outcome = Outcome()
         signals = await self._signals(rows, outcome)
         entries = [r for r in rows if r["kind"].startswith("enter")]

@@ -44,11 +44,25 @@ SELECT claimed.*, share.n AS share FROM claimed CROSS JOIN share
 """
 
 
-INSERT_DELIVERIES = """
-INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-ON CONFLICT (workflow_id, kind, seq) DO UPDATE
-SET generation = d.generation + 1, next_attempt_at = now(), failed_at = NULL
+# The routing pass's deliveries, leased at once to the relay that queued them (it delivers
+# them in the same pass, without claiming them) and returned as a claim returns them.
+QUEUE_DELIVERIES = """
+WITH queued AS (
+    INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq,
+                                 next_attempt_at)
+    SELECT w, c, j, wf, k, s, now() + $7 * interval '1 second'
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+        AS x(w, c, j, wf, k, s)
+    ON CONFLICT (workflow_id, kind, seq) DO UPDATE
+    SET generation = d.generation + 1, next_attempt_at = excluded.next_attempt_at,
+        failed_at = NULL
+    RETURNING id, workspace, contact_id, journey_id, workflow_id, kind, seq, generation, attempts
+)
+SELECT queued.*, ev.id AS event_id, ev.type AS event_type, ev.target AS event_target,
+       ev.properties AS event_properties, ev.occurred_at AS event_occurred_at
+FROM queued
+LEFT JOIN events ev
+  ON queued.kind = 'event' AND ev.workspace = queued.workspace AND ev.seq = queued.seq
 """
 
 
@@ -71,21 +85,26 @@ def filled(rows: list[Any]) -> bool:
     return False
 
 
-async def insert_deliveries(conn: Queryable, deliveries: list[Delivery]) -> None:
-    """One delivery row each; a pending one with the same key is renewed instead."""
+async def queue_deliveries(
+    conn: Queryable, deliveries: list[Delivery], lease: float
+) -> list[dict[str, Any]]:
+    """One delivery row each (a pending one with the same key is renewed instead), leased
+    to the caller for `lease` seconds; the rows as `claim_due` returns them."""
     if not deliveries:
-        return
+        return []
     # in key order, so that two relays inserting overlapping rows never deadlock
     deliveries = sorted(deliveries, key=lambda d: (d.workflow_id, d.kind, d.seq))
-    await conn.execute(
-        INSERT_DELIVERIES,
+    rows = await conn.fetch(
+        QUEUE_DELIVERIES,
         [d.workspace for d in deliveries],
         [d.contact_id for d in deliveries],
         [d.journey_id for d in deliveries],
         [d.workflow_id for d in deliveries],
         [d.kind for d in deliveries],
         [d.seq for d in deliveries],
+        lease,
     )
+    return [dict(r) for r in rows]
 
 
 CLAIM_DUE = """
