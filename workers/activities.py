@@ -78,9 +78,12 @@ def _written(
 
 
 def _in_sql(effect: Effect) -> bool:
-    """An effect `record_steps` makes itself, in its one statement."""
+    """An effect `record_steps` makes itself, in its one statement: the read models, the
+    stage writes, and the usual conversion (met while running, no experiment to tell)."""
     if isinstance(effect, WriteProperty):
         return effect.conditional
+    if isinstance(effect, Convert):
+        return not (effect.after_end or effect.experiments)
     return isinstance(effect, (EnterStage, EndEnrollment, Complete, TakePath))
 
 
@@ -266,7 +269,7 @@ class JourneyActivities:
                 return await contacts_store.write_property(conn, ws, ref.contact_id, name, value)
             case AddToList(list=name):
                 return await contacts_store.join_list(conn, ws, name, ref.contact_id)
-            case Convert():
+            case Convert() if not _in_sql(effect):
                 await self._convert(conn, ref, record, recorded, effect)
             case Assign():
                 drawn = await experiments_store.assign(
@@ -293,7 +296,8 @@ class JourneyActivities:
         recorded: Recorded,
         effect: Convert,
     ) -> None:
-        """Counts the conversion when docs/design.md, "Goal conversions" allows it.
+        """Counts the conversion when docs/design.md, "Goal conversions" allows it (met in
+        the attribution window, or with experiments to tell; record_steps counts the rest).
         `marketing_sent` is the row's, not the workflow's (`recorded` read it in this
         transaction): it is set in the same transaction as the outbox row, so even a send
         that raced an exit's cancellation is seen right."""

@@ -6,6 +6,12 @@
 -- contact's sequence after its writes and the properties whose write was refused (a
 -- caller's value committed first wins); the record keeps them too (`contact_seq`,
 -- `refused_writes`). Other property writes and lists stay the caller's.
+--
+-- It also counts the usual goal conversion (met while running, no experiment to tell:
+-- workers/activities.py `_convert` keeps the other cases), so that an exit's local activity
+-- is one statement with no transaction around it: a conversion counts when the enrollment
+-- sent marketing and did not end suppressed or in a holdout, once per goal epoch, and the
+-- contact then joins the goal's `add_to_list`.
 DROP FUNCTION IF EXISTS nurture_record_steps(text, text, text, text, jsonb);
 
 CREATE FUNCTION nurture_record_steps(
@@ -24,6 +30,9 @@ DECLARE
     v_wrote bigint;
     v_refused text[];
     v_writes jsonb := '{}';
+    v_convert_at timestamptz;
+    v_counted int;
+    v_list text;
 BEGIN
     FOR r IN SELECT value FROM jsonb_array_elements(p_records) LOOP
         v_at := (r->>'at')::timestamptz;
@@ -78,6 +87,11 @@ BEGIN
                         v_seq := v_wrote;
                     END IF;
                 END IF;
+            WHEN 'convert' THEN
+                IF NOT coalesce((e->>'after_end')::boolean, false)
+                   AND NOT coalesce((e->>'experiments')::boolean, false) THEN
+                    v_convert_at := v_at;  -- counted below, on the row as all records left it
+                END IF;
             WHEN 'complete' THEN
                 UPDATE enrollments SET status = 'completed', completed_at = v_at
                 WHERE workflow_id = p_workflow_id;
@@ -118,5 +132,28 @@ BEGIN
     writes := v_writes;
     SELECT en.marketing_sent, en.outcome INTO sent_marketing, ended_as
     FROM enrollments en WHERE en.workflow_id = p_workflow_id;
+    IF v_convert_at IS NOT NULL AND sent_marketing
+       AND ended_as IS DISTINCT FROM 'suppressed' AND ended_as IS DISTINCT FROM 'holdout' THEN
+        INSERT INTO conversions (workspace, journey_id, contact_id, goal_epoch, converted_at)
+        SELECT p_workspace, p_journey_id, p_contact_id, en.goal_epoch, v_convert_at
+        FROM enrollments en WHERE en.workflow_id = p_workflow_id
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS v_counted = ROW_COUNT;
+        IF v_counted = 1 THEN
+            SELECT v.definition -> 'goal' ->> 'add_to_list' INTO v_list
+            FROM enrollments en
+            JOIN journey_versions v ON v.workspace = en.workspace
+                AND v.journey_id = en.journey_id AND v.version = en.journey_version
+            WHERE en.workflow_id = p_workflow_id;
+            IF v_list IS NOT NULL THEN
+                -- contacts_store.join_list
+                INSERT INTO list_members (workspace, list, contact_id)
+                VALUES (p_workspace, v_list, p_contact_id) ON CONFLICT DO NOTHING;
+                INSERT INTO contacts AS c (workspace, id) VALUES (p_workspace, p_contact_id)
+                ON CONFLICT (workspace, id)
+                DO UPDATE SET seq = nextval('change_seq'), updated_at = now();
+            END IF;
+        END IF;
+    END IF;
 END
 $fn$;
