@@ -214,18 +214,16 @@ class Relay:
 
     async def route_once(self, limit: int | None = None) -> int:
         """One batch of changes, routed in one transaction with a fixed number of queries:
-        claim, open enrollments, unknown journey versions, and (when the batch holds
-        property, list or goal changes) active journeys and contacts; then one insert."""
+        claim (with the contacts' open enrollments), unknown journey versions, and (when
+        the batch holds property, list or goal changes) active journeys and contacts; then
+        one insert."""
         async with self.pool.acquire() as conn, conn.transaction():
-            changes, more = await changes_store.claim_changes(
+            changes, more, enrollments = await changes_store.claim_routable(
                 conn, limit or self.options.batch_size
             )
             self._more = self._more or more
             if not changes:
                 return 0
-            enrollments = await enrollments_store.open_enrollments(
-                conn, {c.contact for c in changes}
-            )
             missing = self._versions.missing(e.version_key for e in enrollments)
             for key, definition in (await journeys_store.versions(conn, missing)).items():
                 self._versions.add(key, definition)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from shared.contact import ContactEvent
-from shared.routing import Change, Delivery
+from shared.routing import Change, Delivery, OpenEnrollment
 from store.db import Queryable
 
 COLUMNS = """
@@ -19,7 +19,8 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 
 # Fair claims: the workspaces with work (an index skip scan, one probe per workspace),
 # then each one's oldest rows, at most an equal share of the batch each. Within a
-# workspace the order is the queue's, so a contact's changes stay in order.
+# workspace the order is the queue's, so a contact's changes stay in order. Each change
+# comes with its contact's open enrollments (what routing reads next), as of the claim.
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
     SELECT min(workspace) FROM change_queue
@@ -40,7 +41,15 @@ WITH RECURSIVE spaces(workspace) AS (
     )
     RETURNING id, workspace, contact_id, kind, seq, name, changed, created
 )
-SELECT claimed.*, share.n AS share FROM claimed CROSS JOIN share
+SELECT claimed.*, share.n AS share,
+       (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]'::jsonb) FROM (
+            SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status,
+                   stage, end_value
+            FROM enrollments en
+            WHERE en.workspace = claimed.workspace AND en.contact_id = claimed.contact_id
+              AND en.status <> 'completed'
+        ) e) AS open_enrollments
+FROM claimed CROSS JOIN share
 """
 
 
@@ -70,8 +79,20 @@ async def claim_changes(conn: Queryable, limit: int) -> tuple[list[Change], bool
     """Takes the oldest queued changes off the queue, an equal share of `limit` per
     workspace with changes (skipping rows another relay holds), in queue order; and
     whether more may be queued (a workspace took its whole share)."""
+    changes, more, _ = await claim_routable(conn, limit)
+    return changes, more
+
+
+async def claim_routable(
+    conn: Queryable, limit: int
+) -> tuple[list[Change], bool, list[OpenEnrollment]]:
+    """`claim_changes`, and the open enrollments of the claimed changes' contacts
+    (`enrollments.open_enrollments` for them), in the same statement."""
     rows = sorted(await conn.fetch(CLAIM_CHANGES, limit), key=lambda r: r["id"])
-    return [Change.from_row(r) for r in rows], filled(rows)
+    enrollments = {
+        e["workflow_id"]: OpenEnrollment.from_row(e) for r in rows for e in r["open_enrollments"]
+    }
+    return [Change.from_row(r) for r in rows], filled(rows), list(enrollments.values())
 
 
 def filled(rows: list[Any]) -> bool:

@@ -181,6 +181,11 @@ async def test_activation_enters_past_events_only_when_asked_to_backfill(
                 "occurred_at": (now - timedelta(days=days)).isoformat(),
             }
             assert (await http.post("/v1/events", json=event)).status_code == 202
+
+        async def routed() -> None:  # the events are past ones by the time a journey starts
+            assert await pool.fetchval("SELECT count(*) FROM change_queue") == 0
+
+        await eventually(routed)
         refused = await http.post(f"/v1/journeys/{filled}/activate", params={"backfill": "3 days"})
         assert (refused.status_code, refused.json()["reason"]) == (422, "invalid_backfill")
         assert (await http.get(f"/v1/journeys/{filled}")).json()["status"] == "draft"
