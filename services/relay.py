@@ -86,8 +86,8 @@ class RelayOptions:
     lease: float = 60.0
     """Seconds a claimed delivery is left to this relay before another may retry it."""
     fresh_lease: float = 10.0
-    """The same for a delivery the relay's own routing queued (and delivers at once):
-    shorter, because a relay that dies between its routing and its signals leaves them."""
+    """The same for the changes a routing pass claims, and the deliveries it queues (and
+    delivers at once): shorter, because a relay that dies in a pass leaves them."""
     min_backoff: float = 0.2
     max_backoff: float = 10.0
     max_attempts: int = 30
@@ -213,13 +213,15 @@ class Relay:
     # --- 1. route ---------------------------------------------------------------------------
 
     async def route_once(self, limit: int | None = None) -> int:
-        """One batch of changes, routed in one transaction with a fixed number of queries:
-        claim (with the contacts' open enrollments), unknown journey versions, and (when
-        the batch holds property, list or goal changes) active journeys and contacts; then
-        one insert."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        """One batch of changes, routed with a fixed number of statements and no transaction
+        around them: the claim (a lease, with the contacts' open enrollments), unknown
+        journey versions, and (when the batch holds property, list or goal changes) active
+        journeys and contacts; then one statement that deletes the changes and queues their
+        deliveries. A relay that dies in between leaves its changes to the next claim after
+        the lease; routing them twice renews the same deliveries."""
+        async with self.pool.acquire() as conn:
             changes, more, enrollments = await changes_store.claim_routable(
-                conn, limit or self.options.batch_size
+                conn, limit or self.options.batch_size, self.options.fresh_lease
             )
             self._more = self._more or more
             if not changes:
@@ -242,10 +244,8 @@ class Relay:
                     )
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
-            queued = await changes_store.queue_deliveries(
-                conn, deliveries, self.options.fresh_lease
-            )
-        self._queued += queued  # committed: this pass delivers them
+            queued = await changes_store.routed(conn, changes, deliveries, self.options.fresh_lease)
+        self._queued += queued  # this pass delivers them
         return len(changes)
 
     # --- 2. deliver -------------------------------------------------------------------------

@@ -19,22 +19,27 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 
 # Fair claims: the workspaces with work (an index skip scan, one probe per workspace),
 # then each one's oldest rows, at most an equal share of the batch each. Within a
-# workspace the order is the queue's, so a contact's changes stay in order. Each change
-# comes with its contact's open enrollments (what routing reads next), as of the claim.
+# workspace the order is the queue's, so a contact's changes stay in order. A claimed
+# change is leased (`routed` deletes it); each comes with its contact's open enrollments
+# (what routing reads next), as of the claim.
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
-    SELECT min(workspace) FROM change_queue
+    SELECT min(workspace) FROM change_queue WHERE leased_until IS NULL OR leased_until < now()
     UNION ALL
-    SELECT (SELECT min(q.workspace) FROM change_queue q WHERE q.workspace > s.workspace)
+    SELECT (SELECT min(q.workspace) FROM change_queue q
+            WHERE q.workspace > s.workspace
+              AND (q.leased_until IS NULL OR q.leased_until < now()))
     FROM spaces s WHERE s.workspace IS NOT NULL
 ), share AS (
     SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
     FROM spaces WHERE workspace IS NOT NULL
 )
 , claimed AS (
-    DELETE FROM change_queue WHERE id IN (
+    UPDATE change_queue SET leased_until = now() + $2 * interval '1 second' WHERE id IN (
         SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
-            SELECT q.id FROM change_queue q WHERE q.workspace = s.workspace
+            SELECT q.id FROM change_queue q
+            WHERE q.workspace = s.workspace
+              AND (q.leased_until IS NULL OR q.leased_until < now())
             ORDER BY q.id LIMIT share.n FOR UPDATE SKIP LOCKED
         ) picked
         WHERE s.workspace IS NOT NULL
@@ -53,10 +58,13 @@ FROM claimed CROSS JOIN share
 """
 
 
-# The routing pass's deliveries, leased at once to the relay that queued them (it delivers
-# them in the same pass, without claiming them) and returned as a claim returns them.
-QUEUE_DELIVERIES = """
-WITH queued AS (
+# A routing pass's end: its changes leave the queue, and the deliveries it routed are
+# queued, leased at once to the relay that queued them (it delivers them in the same pass,
+# without claiming them) and returned as a claim returns them.
+ROUTED = """
+WITH routed AS (
+    DELETE FROM change_queue WHERE id = ANY($8::bigint[])
+), queued AS (
     INSERT INTO deliveries AS d (workspace, contact_id, journey_id, workflow_id, kind, seq,
                                  next_attempt_at)
     SELECT w, c, j, wf, k, s, now() + $7 * interval '1 second'
@@ -75,20 +83,22 @@ LEFT JOIN events ev
 """
 
 
-async def claim_changes(conn: Queryable, limit: int) -> tuple[list[Change], bool]:
-    """Takes the oldest queued changes off the queue, an equal share of `limit` per
+async def claim_changes(
+    conn: Queryable, limit: int, lease: float = 60.0
+) -> tuple[list[Change], bool]:
+    """Leases the oldest queued changes for `lease` seconds, an equal share of `limit` per
     workspace with changes (skipping rows another relay holds), in queue order; and
     whether more may be queued (a workspace took its whole share)."""
-    changes, more, _ = await claim_routable(conn, limit)
+    changes, more, _ = await claim_routable(conn, limit, lease)
     return changes, more
 
 
 async def claim_routable(
-    conn: Queryable, limit: int
+    conn: Queryable, limit: int, lease: float
 ) -> tuple[list[Change], bool, list[OpenEnrollment]]:
     """`claim_changes`, and the open enrollments of the claimed changes' contacts
     (`enrollments.open_enrollments` for them), in the same statement."""
-    rows = sorted(await conn.fetch(CLAIM_CHANGES, limit), key=lambda r: r["id"])
+    rows = sorted(await conn.fetch(CLAIM_CHANGES, limit, lease), key=lambda r: r["id"])
     enrollments = {
         e["workflow_id"]: OpenEnrollment.from_row(e) for r in rows for e in r["open_enrollments"]
     }
@@ -106,17 +116,16 @@ def filled(rows: list[Any]) -> bool:
     return False
 
 
-async def queue_deliveries(
-    conn: Queryable, deliveries: list[Delivery], lease: float
+async def routed(
+    conn: Queryable, changes: list[Change], deliveries: list[Delivery], lease: float
 ) -> list[dict[str, Any]]:
-    """One delivery row each (a pending one with the same key is renewed instead), leased
-    to the caller for `lease` seconds; the rows as `claim_due` returns them."""
-    if not deliveries:
-        return []
+    """Deletes the routed `changes` from the queue and queues their `deliveries` (a pending
+    one with the same key is renewed instead), leased to the caller for `lease` seconds, in
+    one statement; the deliveries as `claim_due` returns them."""
     # in key order, so that two relays inserting overlapping rows never deadlock
     deliveries = sorted(deliveries, key=lambda d: (d.workflow_id, d.kind, d.seq))
     rows = await conn.fetch(
-        QUEUE_DELIVERIES,
+        ROUTED,
         [d.workspace for d in deliveries],
         [d.contact_id for d in deliveries],
         [d.journey_id for d in deliveries],
@@ -124,6 +133,7 @@ async def queue_deliveries(
         [d.kind for d in deliveries],
         [d.seq for d in deliveries],
         lease,
+        [c.id for c in changes],
     )
     return [dict(r) for r in rows]
 
