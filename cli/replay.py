@@ -20,9 +20,10 @@ from rich.markup import escape
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from services.temporal import DATA_CONVERTER, connect
+from services.temporal import connect
 from shared.settings import Settings
 from workers.enrollment import EnrollmentWorkflow
 from workers.sandbox import JourneySandbox
@@ -115,7 +116,7 @@ async def replay(
     """Replays every history against the current code; one result per history."""
     replayer = Replayer(
         workflows=[EnrollmentWorkflow],
-        data_converter=DATA_CONVERTER,
+        data_converter=pydantic_data_converter,
         workflow_runner=JourneySandbox(),  # the worker's
     )
     results: list[ReplayResult] = []

