@@ -46,9 +46,33 @@ NURTURE_PARTS = ("temporal", "worker", "api", "postgres", "bench client")
 BARE_PARTS = ("temporal", "baseline-worker", "bench client")
 
 
+QUIET = 0.1
+"""A stack is quiet when, over `QUIET_WINDOW` seconds, it used less than this share of a
+core in all (the API's, the sender's and Temporal's idle polls stay well below it)."""
+QUIET_WINDOW = 0.3
+SETTLE_LIMIT = 5.0
+
+
+async def _settled(stack: Stack) -> None:
+    """Waits until the stack has finished what its last work left behind (Temporal's
+    close and visibility tasks, the relay's deletes, Postgres's writes): otherwise one
+    phase's tail is counted in the next one's, nurture's in bare's or the other way round."""
+    deadline = time.monotonic() + SETTLE_LIMIT
+    last = sum(stack.cpu_seconds().values())
+    while time.monotonic() < deadline:
+        await asyncio.sleep(QUIET_WINDOW)
+        now = sum(stack.cpu_seconds().values())
+        if now - last < QUIET * QUIET_WINDOW:
+            return
+        last = now
+
+
 async def _cpu(stack: Stack, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
+    """The CPU each process used for `work`, from a quiet stack to a quiet stack."""
+    await _settled(stack)
     before = stack.cpu_seconds()
     result = await work
+    await _settled(stack)
     after = stack.cpu_seconds()
     return result, {part: after[part] - before.get(part, 0.0) for part in after}
 
