@@ -3,7 +3,8 @@ accepts it. Run by the API process (any number of them share the work).
 
 Ingestion never talks to Temporal: the API commits a change (and the triggers of
 `003_delivery.sql` queue it in the same transaction), answers, and the relay takes it
-from there, in two steps, each a short transaction over a batch:
+from there, in two steps over a batch, each a few statements with no transaction around
+them (what a step holds meanwhile is leased):
 
 1. **Route**: claim queued changes, find the open enrollments of their contacts and the
    journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed

@@ -21,7 +21,8 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 # then each one's oldest rows, at most an equal share of the batch each. Within a
 # workspace the order is the queue's, so a contact's changes stay in order. A claimed
 # change is leased (`routed` deletes it); each comes with its contact's open enrollments
-# (what routing reads next), as of the claim.
+# (what routing reads next), as of the claim (enrollments_by_contact is partial on
+# status <> 'completed': the same predicate uses it).
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
     SELECT min(workspace) FROM change_queue WHERE leased_until IS NULL OR leased_until < now()
@@ -97,7 +98,7 @@ async def claim_routable(
     conn: Queryable, limit: int, lease: float
 ) -> tuple[list[Change], bool, list[OpenEnrollment]]:
     """`claim_changes`, and the open enrollments of the claimed changes' contacts
-    (`enrollments.open_enrollments` for them), in the same statement."""
+    (running or inside their attribution window), in the same statement."""
     rows = sorted(await conn.fetch(CLAIM_CHANGES, limit, lease), key=lambda r: r["id"])
     enrollments = {
         e["workflow_id"]: OpenEnrollment.from_row(e) for r in rows for e in r["open_enrollments"]

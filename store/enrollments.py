@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,28 +10,7 @@ from typing import Any
 import asyncpg
 
 from shared.enrollment import EnrollmentRef, StepRecord
-from shared.routing import OpenEnrollment
-from store.db import Queryable, pairs
-
-# enrollments_by_contact is partial on status <> 'completed': the same predicate uses it.
-SELECT_OPEN_ENROLLMENTS = """
-SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status, stage, end_value
-FROM enrollments
-WHERE (workspace, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-  AND status <> 'completed'
-"""
-
-
-async def open_enrollments(
-    conn: Queryable, contacts: Iterable[tuple[str, str]]
-) -> list[OpenEnrollment]:
-    """The enrollments of these (workspace, contact id) that run or are in their window."""
-    workspaces, ids = pairs(contacts)
-    if not ids:
-        return []
-    rows = await conn.fetch(SELECT_OPEN_ENROLLMENTS, workspaces, ids)
-    return [OpenEnrollment.from_row(r) for r in rows]
-
+from store.db import Queryable
 
 SELECT_STATUSES = "SELECT workflow_id, status FROM enrollments WHERE workflow_id = ANY($1::text[])"
 
