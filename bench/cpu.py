@@ -44,6 +44,8 @@ CONCURRENCY = 32
 MONTH = 30 * 86400.0
 NURTURE_PARTS = ("temporal", "worker", "api", "postgres", "bench client")
 BARE_PARTS = ("temporal", "baseline-worker", "bench client")
+Waiting = tuple[str, str, str | None]
+"""A waiting enrollment: contact, workflow id, run id."""
 
 
 QUIET = 0.1
@@ -106,8 +108,12 @@ async def _contacts(stack: Stack, count: int) -> tuple[str, list[str]]:
 
 
 async def _enroll(stack: Stack, journey_id: str, contacts: list[str]) -> None:
-    ids = await journeys.enroll_all(stack.api, journey_id, contacts, CONCURRENCY)
-    await _gated(len(ids), lambda i: stack.temporal.get_workflow_handle(ids[i]).result(), 64)
+    runs = await journeys.enroll_runs(stack.api, journey_id, contacts, CONCURRENCY)
+    await _gated(len(runs), lambda i: _result(stack, *runs[i]), 64)
+
+
+async def _result(stack: Stack, workflow_id: str, run_id: str | None) -> Any:
+    return await stack.temporal.get_workflow_handle(workflow_id, run_id=run_id).result()
 
 
 async def _bare_enroll(stack: Stack, count: int) -> None:
@@ -128,14 +134,15 @@ async def _bare_enroll(stack: Stack, count: int) -> None:
 # --- exits ----------------------------------------------------------------------------------
 
 
-async def _waiting(stack: Stack, count: int) -> list[tuple[str, str]]:
-    """`count` enrollments waiting a month for a purchase, settled."""
+async def _waiting(stack: Stack, count: int) -> list[Waiting]:
+    """`count` enrollments waiting a month for a purchase, settled: (contact, workflow id,
+    run id)."""
     journey_id = await journeys.create_active(stack.http, journeys.waiting(first_send=False))
     contacts = stack.new_contacts(count, "cpw")
     await journeys.create_contacts(stack.http, contacts)
-    ids = await journeys.enroll_all(stack.api, journey_id, contacts)
-    await wait_settled(stack.temporal, ids, 60 + count)
-    return list(zip(contacts, ids, strict=True))
+    runs = await journeys.enroll_runs(stack.api, journey_id, contacts)
+    await wait_settled(stack.temporal, [wf for wf, _ in runs], 60 + count)
+    return [(c, wf, run) for c, (wf, run) in zip(contacts, runs, strict=True)]
 
 
 async def _bare_waiting(stack: Stack, count: int) -> list[Any]:
@@ -151,15 +158,13 @@ async def _bare_waiting(stack: Stack, count: int) -> list[Any]:
     return handles
 
 
-def _exit(
-    stack: Stack, enrollments: list[tuple[str, str]]
-) -> Callable[[int], Coroutine[Any, Any, float]]:
+def _exit(stack: Stack, enrollments: list[Waiting]) -> Callable[[int], Coroutine[Any, Any, float]]:
     async def one(i: int) -> float:
-        contact, workflow_id = enrollments[i]
+        contact, workflow_id, run_id = enrollments[i]
         t0 = time.monotonic()
         posted = await stack.api.post("/v1/events", {"contact_id": contact, "type": "purchase"})
         posted.raise_for_status()
-        await stack.temporal.get_workflow_handle(workflow_id).result()
+        await _result(stack, workflow_id, run_id)
         return (time.monotonic() - t0) * 1000
 
     return one
@@ -178,8 +183,8 @@ def _bare_exit(handles: list[Any]) -> Callable[[int], Coroutine[Any, Any, float]
 # --- events ingested ------------------------------------------------------------------------
 
 
-async def _ingest(stack: Stack, enrollments: list[tuple[str, str]], count: int) -> None:
-    contacts = [c for c, _ in enrollments]
+async def _ingest(stack: Stack, enrollments: list[Waiting], count: int) -> None:
+    contacts = [c for c, _, _ in enrollments]
     events = [
         {"contact_id": contacts[i % len(contacts)], "type": "page_viewed", "target": f"/{i}"}
         for i in range(count)
@@ -199,7 +204,7 @@ async def _ingest(stack: Stack, enrollments: list[tuple[str, str]], count: int) 
         if time.monotonic() > deadline:
             raise TimeoutError("the relay did not deliver every event")
         await asyncio.sleep(0.2)
-    await wait_settled(stack.temporal, [w for _, w in enrollments], 120 + count / 10)
+    await wait_settled(stack.temporal, [w for _, w, _ in enrollments], 120 + count / 10)
 
 
 async def _bare_ingest(stack: Stack, handles: list[Any], count: int) -> None:

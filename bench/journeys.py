@@ -92,9 +92,16 @@ async def enroll_all(
     api: Api, journey_id: str, contacts: list[str], concurrency: int = 32
 ) -> list[str]:
     """POSTs one enrollment per contact, `concurrency` at a time; returns the workflow ids."""
+    return [wf for wf, _ in await enroll_runs(api, journey_id, contacts, concurrency)]
+
+
+async def enroll_runs(
+    api: Api, journey_id: str, contacts: list[str], concurrency: int = 32
+) -> list[tuple[str, str | None]]:
+    """`enroll_all`, with each enrollment's run id (None when a retry found it enrolled)."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(contact: str) -> str:
+    async def one(contact: str) -> tuple[str, str | None]:
         for attempt in range(5):
             try:
                 async with gate:
@@ -105,9 +112,9 @@ async def enroll_all(
                 await asyncio.sleep(2)
                 continue
             if answer.status == 201:
-                return str(answer.body["workflow_id"])
+                return str(answer.body["workflow_id"]), answer.body.get("run_id")
             if attempt and answer.status == 409:  # the lost answer's enrollment
-                return f"enrollment/default/{journey_id}/{contact}"
+                return f"enrollment/default/{journey_id}/{contact}", None
             raise RuntimeError(f"enrolling {contact}: {answer.status} {answer.body}")
         raise RuntimeError(f"enrolling {contact}: the API did not answer")
 

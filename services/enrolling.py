@@ -148,7 +148,7 @@ async def _start(
         trigger=trigger,
     )
     try:
-        await temporal.start_workflow(
+        handle = await temporal.start_workflow(
             "EnrollmentWorkflow",
             payload,
             id=wf_id,
@@ -186,7 +186,7 @@ async def _start(
             pool, record.workspace, record.id, contact_id, refusal.reason, None, False
         )
         return refusal
-    return Enrolled(wf_id)
+    return Enrolled(wf_id, handle.first_execution_run_id)
 
 
 def temporal_refusal(message: str) -> Refused:

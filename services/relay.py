@@ -94,6 +94,9 @@ class RelayOptions:
     max_attempts: int = 30
     """Failures (other than Temporal being unreachable) before a delivery is given up."""
     rpc_timeout: timedelta = timedelta(seconds=5)
+    flush_within: float = 0.5
+    """Seconds at most before delivered rows leave the queue (with the next claim, or a
+    pass of their own when nothing else comes): well inside `fresh_lease`."""
 
 
 @dataclass
@@ -139,6 +142,10 @@ class Relay:
         # after the last claim (another relay's leftovers, retries coming due): not on
         # every pass.
         self._queued: list[dict[str, Any]] = []
+        # Delivered rows (id, generation) leave the queue with the next claim's statement,
+        # at most `flush_within` later: a crash before then delivers them once more, as a
+        # crash between a signal and its delete always could.
+        self._delivered: list[tuple[int, int]] = []
         self._claim_now = True
         self._claim_by = 0.0
 
@@ -168,8 +175,10 @@ class Relay:
                 if self._outage:
                     await wait_any(stop, None, self._outage_delay())
                 elif not busy:
-                    due = self._claim_by - time.monotonic()
-                    await wait_any(stop, self.wake, max(0.0, min(self.options.poll_interval, due)))
+                    due = min(self.options.poll_interval, self._claim_by - time.monotonic())
+                    if self._delivered:
+                        due = min(due, self.options.flush_within)
+                    await wait_any(stop, self.wake, max(0.0, due))
                     # under load, what commits within `coalesce` of the last pass shares
                     # the next one; a change after a quiet spell goes at once
                     gap = started + self.options.coalesce - time.monotonic()
@@ -178,6 +187,10 @@ class Relay:
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
+            try:
+                await self.flush()
+            except Exception:  # delivered once more by whichever relay claims them
+                log.warning("relay: delivered rows left queued at shutdown", exc_info=True)
 
     async def run_once(self) -> bool:
         """Routes a batch of changes and delivers a batch of due deliveries. True if more
@@ -202,6 +215,13 @@ class Relay:
         self._claim_now = True
         while await self.run_once() or self._worked:
             self._claim_now = True
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Deletes the delivered rows still waiting for the next claim to take them."""
+        delivered, self._delivered = self._delivered, []
+        if delivered:
+            await changes_store.delete_done(self.pool, delivered)
 
     def _notified(self, payload: str) -> None:
         if payload == changes_store.DELIVERIES_QUEUED:
@@ -220,11 +240,17 @@ class Relay:
         journeys and contacts; then one statement that deletes the changes and queues their
         deliveries. A relay that dies in between leaves its changes to the next claim after
         the lease; routing them twice renews the same deliveries."""
+        delivered, self._delivered = self._delivered, []
         async with self.pool.acquire() as conn:
-            changes, more, enrollments = await changes_store.claim_routable(
-                conn, limit or self.options.batch_size, self.options.fresh_lease
-            )
-            self._more = self._more or more
+            try:
+                claim = await changes_store.claim_routable(
+                    conn, limit or self.options.batch_size, self.options.fresh_lease, delivered
+                )
+            except BaseException:
+                self._delivered += delivered
+                raise
+            changes, enrollments = claim.changes, claim.enrollments
+            self._more = self._more or claim.more
             if not changes:
                 return 0
             missing = self._versions.missing(e.version_key for e in enrollments)
@@ -233,12 +259,12 @@ class Relay:
             deliveries = route(changes, by_contact(enrollments), self._versions)
             triggering = [c for c in changes if may_trigger(c)]
             if triggering:
-                # a batch of events alone needs only the journeys an event starts (most
-                # batches, and usually none: a partial index answers it)
-                events_only = all(c.kind == "event" for c in triggering)
-                journeys = await self._journeys.load(
-                    conn, {c.workspace for c in triggering}, event_triggered=events_only
-                )
+                # a batch of events alone needs only the journeys an event starts, whose
+                # keys the claim brought (usually none; parsed once per relay)
+                if all(c.kind == "event" for c in triggering):
+                    journeys = await self._journeys.event_triggered(conn, claim.event_journeys)
+                else:
+                    journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
                 if journeys:
                     views = await contact_views(
                         conn, {c.contact for c in triggering if c.kind not in ("goal", "event")}
@@ -421,8 +447,8 @@ class Relay:
         if not (outcome.retry or outcome.failed):
             if not outcome.done:
                 return
-            # the usual pass: one statement, no transaction around it
-            await changes_store.delete_done(self.pool, outcome.done)
+            # the usual pass: the next claim deletes them, in its own statement
+            self._delivered += outcome.done
             return
         async with self.pool.acquire() as conn, conn.transaction():
             if outcome.done:

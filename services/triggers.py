@@ -54,6 +54,7 @@ class ActiveJourneys:
     def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
         self._parsed: dict[tuple[str, str, int, int], JourneyRecord] = {}
+        self._invalid: set[tuple[str, str, int, int]] = set()
 
     async def load(
         self, conn: Queryable, workspaces: Iterable[str], event_triggered: bool = False
@@ -71,11 +72,31 @@ class ActiveJourneys:
                 try:
                     record = JourneyRecord.from_row(row["workspace"], row)
                 except ValidationError:
-                    log.error("journey %s does not validate; it triggers nothing", key)
+                    if key not in self._invalid:
+                        log.error("journey %s does not validate; it triggers nothing", key)
+                        self._invalid.add(key)
                     continue
                 self._parsed[key] = record
             active.setdefault(row["workspace"], []).append(record)
         return active
+
+    async def event_triggered(
+        self, conn: Queryable, keys: dict[str, list[tuple[str, int, int]]]
+    ) -> dict[str, list[JourneyRecord]]:
+        """The active journeys an event starts, from their keys (journey id, version, goal
+        epoch) per workspace as a claim brings them: parsed definitions kept from before,
+        read (`load`) only when one is new to this relay."""
+        found: dict[str, list[JourneyRecord]] = {}
+        for workspace, keyed in keys.items():
+            for journey_id, version, epoch in keyed:
+                key = (workspace, journey_id, version, epoch)
+                if key in self._invalid:
+                    continue
+                record = self._parsed.get(key)
+                if record is None:
+                    return await self.load(conn, keys, event_triggered=True)
+                found.setdefault(workspace, []).append(record)
+        return found
 
 
 async def contact_views(

@@ -19,7 +19,7 @@ decide with these functions over what they read from the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contact import ContactState
@@ -54,6 +54,8 @@ class JourneyRecord:
 @dataclass(frozen=True)
 class Enrolled:
     workflow_id: str
+    run_id: str | None = field(default=None, compare=False)
+    """The first run's id in Temporal (its address in the UI, with the workflow id)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -22,7 +24,11 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 # workspace the order is the queue's, so a contact's changes stay in order. A claimed
 # change is leased (`routed` deletes it); each comes with its contact's open enrollments
 # (what routing reads next), as of the claim (enrollments_by_contact is partial on
-# status <> 'completed': the same predicate uses it).
+# status <> 'completed': the same predicate uses it), and with the keys of its
+# workspace's active journeys that an event starts (journeys_event_triggered answers
+# it; usually none). The same statement removes what the relay delivered since its last
+# claim ($3, $4: id and generation, as `delete_done`), so a delivery costs no statement
+# of its own.
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
     SELECT min(workspace) FROM change_queue WHERE leased_until IS NULL OR leased_until < now()
@@ -34,8 +40,10 @@ WITH RECURSIVE spaces(workspace) AS (
 ), share AS (
     SELECT greatest(1, ceil($1::numeric / greatest(count(*), 1)))::int AS n
     FROM spaces WHERE workspace IS NOT NULL
-)
-, claimed AS (
+), delivered AS (
+    DELETE FROM deliveries d USING unnest($3::bigint[], $4::int[]) AS x(id, generation)
+    WHERE d.id = x.id AND d.generation = x.generation
+), claimed AS (
     UPDATE change_queue SET leased_until = now() + $2 * interval '1 second' WHERE id IN (
         SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
             SELECT q.id FROM change_queue q
@@ -46,6 +54,12 @@ WITH RECURSIVE spaces(workspace) AS (
         WHERE s.workspace IS NOT NULL
     )
     RETURNING id, workspace, contact_id, kind, seq, name, changed, created
+), triggering AS (
+    SELECT j.workspace, jsonb_agg(jsonb_build_array(j.id, j.version, j.goal_epoch)) AS keys
+    FROM journeys j
+    WHERE j.workspace IN (SELECT workspace FROM claimed) AND j.status = 'active'
+      AND (j.definition -> 'trigger') ? 'event'
+    GROUP BY j.workspace
 )
 SELECT claimed.*, share.n AS share,
        (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]'::jsonb) FROM (
@@ -54,8 +68,9 @@ SELECT claimed.*, share.n AS share,
             FROM enrollments en
             WHERE en.workspace = claimed.workspace AND en.contact_id = claimed.contact_id
               AND en.status <> 'completed'
-        ) e) AS open_enrollments
-FROM claimed CROSS JOIN share
+        ) e) AS open_enrollments,
+       coalesce(triggering.keys, '[]'::jsonb) AS event_journeys
+FROM claimed CROSS JOIN share LEFT JOIN triggering ON triggering.workspace = claimed.workspace
 """
 
 
@@ -90,20 +105,46 @@ async def claim_changes(
     """Leases the oldest queued changes for `lease` seconds, an equal share of `limit` per
     workspace with changes (skipping rows another relay holds), in queue order; and
     whether more may be queued (a workspace took its whole share)."""
-    changes, more, _ = await claim_routable(conn, limit, lease)
-    return changes, more
+    claim = await claim_routable(conn, limit, lease)
+    return claim.changes, claim.more
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A routing pass's claim: the changes (in queue order), whether more may be queued,
+    the open enrollments of their contacts (running or inside their attribution window)
+    and, per workspace, the (journey id, version, goal epoch) of the active journeys an
+    event starts."""
+
+    changes: list[Change]
+    more: bool
+    enrollments: list[OpenEnrollment]
+    event_journeys: dict[str, list[tuple[str, int, int]]]
 
 
 async def claim_routable(
-    conn: Queryable, limit: int, lease: float
-) -> tuple[list[Change], bool, list[OpenEnrollment]]:
-    """`claim_changes`, and the open enrollments of the claimed changes' contacts
-    (running or inside their attribution window), in the same statement."""
-    rows = sorted(await conn.fetch(CLAIM_CHANGES, limit, lease), key=lambda r: r["id"])
+    conn: Queryable, limit: int, lease: float, delivered: Sequence[tuple[int, int]] = ()
+) -> Claim:
+    """`claim_changes`, with what routing reads next, in the same statement; which also
+    deletes the `delivered` rows (id, generation) as `delete_done` does."""
+    rows = sorted(
+        await conn.fetch(
+            CLAIM_CHANGES, limit, lease, [i for i, _ in delivered], [g for _, g in delivered]
+        ),
+        key=lambda r: r["id"],
+    )
     enrollments = {
         e["workflow_id"]: OpenEnrollment.from_row(e) for r in rows for e in r["open_enrollments"]
     }
-    return [Change.from_row(r) for r in rows], filled(rows), list(enrollments.values())
+    event_journeys = {
+        r["workspace"]: [(k[0], k[1], k[2]) for k in r["event_journeys"]] for r in rows
+    }
+    return Claim(
+        [Change.from_row(r) for r in rows],
+        filled(rows),
+        list(enrollments.values()),
+        event_journeys,
+    )
 
 
 def filled(rows: list[Any]) -> bool:

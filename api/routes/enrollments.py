@@ -40,6 +40,9 @@ class EnrollRequest(BaseModel):
 
 class EnrollResponse(BaseModel):
     workflow_id: str
+    run_id: str | None = None
+    """The Temporal run the enrollment started (with `workflow_id`, its address in the
+    Temporal UI and for awaiting its result)."""
 
 
 class EnrollmentOut(BaseModel):
@@ -156,7 +159,7 @@ async def enroll_contact(
     enrolled = await enrolling.enroll_contact(
         pool, temporal, settings, workspace, journey_id, body.contact_id
     )
-    return EnrollResponse(workflow_id=enrolled.workflow_id)
+    return EnrollResponse(workflow_id=enrolled.workflow_id, run_id=enrolled.run_id)
 
 
 @router.get("", operation_id="list_enrollments", summary="List a journey's enrollments")
