@@ -12,8 +12,9 @@ them (what a step holds meanwhile is leased):
 2. **Deliver**: what the routing pass queued (leased to it as it queued them), and due
    deliveries it claims (a lease too, so that a crashed relay's work is retried): signal
    each enrollment, with bounded concurrency and in sequence order per enrollment,
-   then delete what Temporal accepted. A failure is retried with backoff; while Temporal
-   is unreachable the relay backs off as a whole and tries again, for as long as it takes.
+   then delete what Temporal accepted (the next claim's statement does, within
+   `flush_within`). A failure is retried with backoff; while Temporal is unreachable the
+   relay backs off as a whole and tries again, for as long as it takes.
 
 A delivery may reach a workflow twice (a crash between the signal and the delete): the
 workflow ignores a snapshot at or below its watermark and an event id it has seen.
