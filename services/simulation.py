@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from services.temporal import register_search_attributes
 from shared.contact import ContactEvent, ContactState
 from shared.describe import iso_duration
 from shared.enrollment import BEHAVIOUR, ContactChanged, EnrollmentInput, EnrollmentView
@@ -50,24 +51,6 @@ def test_server() -> str | None:
     return str(here) if here.exists() else shutil.which("temporal-test-server")
 
 
-async def _register_search_attributes(client: Client) -> None:
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
-    from shared.search_attributes import SEARCH_ATTRIBUTES
-
-    kinds = {
-        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
-            namespace=client.namespace,
-        )
-    )
-
-
 class Simulator:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
@@ -89,7 +72,7 @@ class Simulator:
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=binary, data_converter=pydantic_data_converter
             )
-            await _register_search_attributes(env.client)
+            await register_search_attributes(env.client)
             self.env = env
         return self.env
 

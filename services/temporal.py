@@ -3,10 +3,18 @@ Used by every process that talks to Temporal (API, worker, CLI)."""
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from shared.search_attributes import SEARCH_ATTRIBUTES
 from shared.settings import Settings
+
+_KINDS = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
@@ -25,4 +33,15 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         tls=tls,
         data_converter=pydantic_data_converter,
         lazy=lazy,
+    )
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Adds nurture's search attributes to the client's namespace: what a server that was
+    not started with them (the time-skipping test server) needs before any enrollment."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            search_attributes={name: _KINDS[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
+            namespace=client.namespace,
+        )
     )

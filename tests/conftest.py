@@ -13,11 +13,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import EmbeddedPostgres, free_port, temporal_binary
+from services.temporal import register_search_attributes
 from shared.search_attributes import ALL_KEYS
 from store.db import create_pool, migrate
 
@@ -108,27 +108,9 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=_bin("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
-    await _register_search_attributes(env.client)
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
-
-
-async def _register_search_attributes(client: Client) -> None:
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
-    kinds = {
-        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    }
-    from shared.search_attributes import SEARCH_ATTRIBUTES
-
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
-            namespace=client.namespace,
-        )
-    )
 
 
 @pytest.fixture

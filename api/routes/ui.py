@@ -289,10 +289,8 @@ async def contact_page(journey_id: str, contact_id: str, request: Request) -> Re
     try:
         row = await journeys.get(pool, who[0], journey_id)
         detail = await _detail(pool, who[0], journey_id, contact_id, None)
-    except Exception as exc:  # unknown journey or contact: the API's 404s
-        if getattr(exc, "status", None) == 404 or isinstance(exc, NotFound):
-            return Response(status_code=404, headers=HEADERS)
-        raise
+    except NotFound:  # unknown journey or contact: the API's 404s
+        return Response(status_code=404, headers=HEADERS)
     ui = settings.temporal_ui_url.rstrip("/")
     workflow = quote(detail.workflow_id or "", safe="")
     temporal = f"{ui}/namespaces/{quote(settings.temporal_namespace)}/workflows/{workflow}"
