@@ -32,11 +32,16 @@ with workflow.unsafe.imports_passed_through():
     from workers.steps import RECORD_STEPS, StepRequest, StepResult
 
 DELIVERY_FAILED = "DeliveryFailed"
+"""ApplicationError type a channel raises (non-retryable) when a provider refuses a send."""
 LOST_WORKER_PATCH = "exit-outlives-a-lost-worker"
 """An exit that cancelled an activity whose worker had died gets the activity's heartbeat
 timeout, not its cancellation: the exit goes on (before: the workflow failed). Only such
 runs write the marker."""
-"""ApplicationError type a channel raises (non-retryable) when a provider refuses a send."""
+FAILED_WHILE_LEAVING_PATCH = "exit-outlives-a-failed-activity"
+"""An exit that cancelled an activity which then failed (a database error before it heard
+of the cancellation: Temporal does not retry an activity whose cancellation was asked)
+goes on, the step not done (before: the workflow failed). Only such runs write the
+marker."""
 
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -122,6 +127,8 @@ class StepLog:
                 and workflow.patched(LOST_WORKER_PATCH)
             ):
                 return None  # cancelled for an exit, its worker gone: timed out instead
+            if self.s.leaving is not None and workflow.patched(FAILED_WHILE_LEAVING_PATCH):
+                return None  # cancelled for an exit, it failed instead: not retried
             raise
         self._committed(request, result)
         return result

@@ -56,8 +56,8 @@ async def _stuck(pool: asyncpg.Pool, env: WorkflowEnvironment, journey_id: str) 
         try:
             described = await handle.describe()
             events = (await handle.fetch_history()).events
-            last = [e.event_type for e in events[-4:]]
-            temporal = f"{described.status} {len(events)} events, last {last}"
+            kinds = [e.event_type for e in events]
+            temporal = f"{described.status} {len(events)} events {kinds}; the last: {events[-1]}"
         except Exception as exc:
             temporal = f"{type(exc).__name__}: {exc}"
         lines.append(f"{dict(row)} temporal: {temporal}")

@@ -176,6 +176,58 @@ async def test_an_exit_outlives_an_activity_whose_worker_died(
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT in kinds
 
 
+class FailingSend:
+    """A send that fails before it hears of the exit's cancellation (as a deadlock that
+    Postgres broke did, in the scale-out test): Temporal does not retry it, cancellation
+    asked, and the workflow gets the failure instead of the cancellation."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, request: SendMessageRequest) -> StepResult:
+        self.started.set()
+        while not self.release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # busy in Postgres, not heartbeating
+                await self.release.wait()
+        raise ApplicationError("deadlock detected", type="DeadlockDetectedError")
+
+
+async def test_an_exit_outlives_an_activity_that_fails_while_it_is_cancelled(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """On the dev server, in real time: the time-skipping server skipped the run to its
+    timeout while the test watched the history."""
+    ts_env = dev_env
+    failing = FailingSend()
+    real = JourneyActivities(pool)
+    j = journey([stage("a", send("failing"), send("never"), go_to("success"))])
+    async with build_worker(
+        ts_env.client, pool, task_queue, activities=[failing.send_message, real.record_steps]
+    ):
+        try:
+            enrollment = await enroll(ts_env.client, pool, task_queue, j)
+            await asyncio.wait_for(failing.started.wait(), 30)
+            await enrollment.signal("unenroll", Unenroll())
+
+            async def cancel_asked() -> bool:
+                events = (await enrollment.handle.fetch_history()).events
+                kinds = [e.event_type for e in events]
+                return EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
+
+            while not await cancel_asked():
+                await asyncio.sleep(0.05)
+        finally:
+            failing.release.set()
+        view = await asyncio.wait_for(enrollment.result(), 30)
+    assert view.outcome is Outcome.UNENROLLED
+    assert await enrollment.actions() == [("enter_stage", "entered"), ("exit", "unenrolled")]
+    assert (await enrollment.row())["outcome"] == "unenrolled"
+    kinds = [e.event_type for e in (await enrollment.handle.fetch_history()).events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED in kinds  # failed, not cancelled
+
+
 class RefusedSend:
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendMessageRequest) -> StepResult:
