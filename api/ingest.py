@@ -11,11 +11,10 @@ watermark than that change, and the workflow never drops it as already seen.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import asyncpg
 from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -130,20 +129,3 @@ async def lock_contacts(
     each other), creating the missing ones when `create`. Returns the ids that exist."""
     wanted = sorted(set(ids))
     return await contacts_store.lock(conn, workspace, wanted, create=create)
-
-
-T = TypeVar("T")
-
-RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-
-
-async def with_retry(run: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Runs a transaction again when Postgres picked it as a deadlock's victim."""
-    for _ in range(attempts):
-        try:
-            return await run()
-        except RETRIED:
-            continue
-    raise ApiError(
-        503, "write_conflict", "Concurrent writes to the same contacts kept colliding; retry."
-    )

@@ -7,6 +7,7 @@ very first of its kind, `machine` that a proxy or scanner most likely made it.""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,9 @@ import asyncpg
 from shared import tracking
 from shared.settings import Settings
 from store import contacts as contacts_store
+from store import events as events_store
 from store import tracking as tracking_store
+from store.db import with_retry
 
 EVENT_TYPES = {
     tracking.OPEN: "email_opened",
@@ -34,8 +37,6 @@ async def record(
 ) -> asyncpg.Record | None:
     """Counts the hit and stores its event; the tracked message, or None when the token
     names none (or a link it does not have): then nothing is recorded."""
-    from api.routes.events import EventIn, store_events  # the one ingestion path
-
     now = datetime.now(UTC)
     within = timedelta(seconds=settings.machine_seconds)
     async with pool.acquire() as conn, conn.transaction():
@@ -64,12 +65,14 @@ async def record(
     }
     if kind == tracking.CLICK:
         properties["url"] = row["links"][link]
-    event = EventIn(
-        contact_id=row["contact_id"],
-        type=EVENT_TYPES[kind],
-        target=row["template"],
-        properties=properties,
-        occurred_at=now,
+    # the insert POST /v1/events makes (its trigger queues the event for the relay)
+    event_id, key = f"evt_{uuid.uuid4().hex}", f"evt_{uuid.uuid4().hex}"
+    event = events_store.NewEvent(
+        event_id, key, row["contact_id"], EVENT_TYPES[kind], row["template"], properties, now
     )
-    await store_events(pool, row["workspace"], [event])
+
+    async def append() -> None:
+        await events_store.append(pool, row["workspace"], [event])
+
+    await with_retry(append)
     return row

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from shared.errors import Unavailable
 
 log = logging.getLogger("nurture.db")
 
@@ -71,6 +74,24 @@ async def create_database(url: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+T = TypeVar("T")
+
+CONFLICTS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def with_retry(run: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Runs a transaction again when Postgres picked it as a deadlock's victim; after
+    `attempts`, a 503 `write_conflict` for the caller to retry."""
+    for _ in range(attempts):
+        try:
+            return await run()
+        except CONFLICTS:
+            continue
+    raise Unavailable(
+        "write_conflict", "Concurrent writes to the same contacts kept colliding; retry."
+    )
 
 
 async def ping(conn: Queryable) -> None:

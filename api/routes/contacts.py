@@ -22,11 +22,10 @@ from api.ingest import (
     Properties,
     batch_too_large,
     lock_contacts,
-    with_retry,
 )
 from store import contacts as contacts_store
 from store import enrollments as enrollments_store
-from store.db import Queryable
+from store.db import Queryable, with_retry
 
 router = APIRouter(tags=["contacts"])
 

@@ -24,9 +24,9 @@ from api.ingest import (
     Name,
     Properties,
     batch_too_large,
-    with_retry,
 )
 from store import events as events_store
+from store.db import with_retry
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
