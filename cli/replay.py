@@ -103,10 +103,10 @@ def load_history(path: Path) -> WorkflowHistory:
 
 
 def history_files(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; a directory stands for the *.json files in it."""
+    """Files as given; a directory stands for the *.json files in it and below it."""
     found: list[Path] = []
     for path in paths:
-        found.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+        found.extend(sorted(path.rglob("*.json")) if path.is_dir() else [path])
     return found
 
 

@@ -6,7 +6,9 @@ enrollments it started, one JSON file per run.
     python scripts/record_histories.py -k exits   # only some (keeps the other files)
 
 Record again only on purpose: the replay test checks today's code against these files,
-so a history recorded after an unguarded change hides that change from it.
+so a history recorded after an unguarded change hides that change from it. Histories in
+tests/histories/kept/ were recorded by older code (a run that took the path a patch
+changed, before the patch) and are never regenerated.
 """
 
 from __future__ import annotations
