@@ -69,6 +69,7 @@ class ActiveJourneys:
             if record is None:
                 if len(self._parsed) >= self._limit:
                     self._parsed.clear()
+                    self._invalid.clear()
                 try:
                     record = JourneyRecord.from_row(row["workspace"], row)
                 except ValidationError:

@@ -132,11 +132,13 @@ async def test_3_3_an_exit_cancels_a_running_activity_and_waits_for_the_cancella
     assert kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1
 
 
-class LostSend:
-    """A send whose worker is gone: it stops heartbeating and never answers (the worker
-    process was killed), so Temporal ends it by its heartbeat timeout."""
+class DeafSend:
+    """A send deaf to the exit's cancellation (it does not heartbeat) until the test lets
+    it go, then raising `error`. Its worker gone (never let go before the heartbeat
+    timeout), Temporal ends it by that timeout; busy in Postgres, it fails instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: ApplicationError) -> None:
+        self.error = error
         self.started = asyncio.Event()
         self.release = asyncio.Event()  # the test lets it go, so the worker can stop
 
@@ -146,7 +148,7 @@ class LostSend:
         while not self.release.is_set():
             with contextlib.suppress(asyncio.CancelledError):  # deaf to the cancellation
                 await self.release.wait()
-        raise ApplicationError("the worker is gone", non_retryable=True)
+        raise self.error
 
 
 async def test_an_exit_outlives_an_activity_whose_worker_died(
@@ -157,7 +159,7 @@ async def test_an_exit_outlives_an_activity_whose_worker_died(
     server, in real time: the time-skipping server does not skip while an activity runs;
     the heartbeat timeout is 30 s.)"""
     ts_env = dev_env
-    lost = LostSend()
+    lost = DeafSend(ApplicationError("the worker is gone", non_retryable=True))
     real = JourneyActivities(pool)
     j = journey([stage("a", send("lost"), send("never"), go_to("success"))])
     async with build_worker(
@@ -176,31 +178,15 @@ async def test_an_exit_outlives_an_activity_whose_worker_died(
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT in kinds
 
 
-class FailingSend:
-    """A send that fails before it hears of the exit's cancellation (as a deadlock that
-    Postgres broke did, in the scale-out test): Temporal does not retry it, cancellation
-    asked, and the workflow gets the failure instead of the cancellation."""
-
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-
-    @activity.defn(name=SEND_MESSAGE)
-    async def send_message(self, request: SendMessageRequest) -> StepResult:
-        self.started.set()
-        while not self.release.is_set():
-            with contextlib.suppress(asyncio.CancelledError):  # busy in Postgres, not heartbeating
-                await self.release.wait()
-        raise ApplicationError("deadlock detected", type="DeadlockDetectedError")
-
-
 async def test_an_exit_outlives_an_activity_that_fails_while_it_is_cancelled(
     dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> None:
     """On the dev server, in real time: the time-skipping server skipped the run to its
     timeout while the test watched the history."""
     ts_env = dev_env
-    failing = FailingSend()
+    # as a deadlock Postgres broke did, in the scale-out test: not retried, cancellation
+    # asked, so the workflow gets the failure instead of the cancellation
+    failing = DeafSend(ApplicationError("deadlock detected", type="DeadlockDetectedError"))
     real = JourneyActivities(pool)
     j = journey([stage("a", send("failing"), send("never"), go_to("success"))])
     async with build_worker(
