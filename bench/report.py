@@ -21,7 +21,8 @@ class Figure:
     """One measured figure, next to its same-run baseline when it depends on the machine.
 
     `target` applies to the ratio (`on="ratio"`) or to the value itself (`on="value"`);
-    `at_least` says which side of it is good."""
+    `at_least` says which side of it is good. A figure's `note` stands in its result when
+    it has no target, and follows the margin when it misses one (where the rest is)."""
 
     section: str
     name: str
@@ -52,6 +53,15 @@ class Figure:
                 self.missed_by = f"{abs(checked):g} {side}"
 
     @property
+    def result_text(self) -> str:
+        """What the result column says, without markup."""
+        if self.met is None:
+            return self.note
+        if self.met:
+            return "met"
+        return f"missed ({self.missed_by}{'; ' + self.note if self.note else ''})"
+
+    @property
     def target_text(self) -> str:
         if self.target is None:
             return ""
@@ -77,12 +87,9 @@ def table(figures: list[Figure], title: str) -> Table:
         label = f.section if f.section != section else ""
         section = f.section
         baseline = _num(f.baseline, f.unit) + (f" ({f.baseline_name})" if f.baseline_name else "")
-        if f.met is None:
-            result = f.note or ""
-        elif f.met:
-            result = "[green]met[/]"
-        else:
-            result = f"[red]missed[/] ({f.missed_by})"
+        result = f.result_text
+        if f.met is not None:
+            result = f"[{'green' if f.met else 'red'}]{result}[/]"
         out.add_row(
             label,
             f.name,
@@ -103,7 +110,7 @@ def markdown(figures: list[Figure]) -> str:
     ]
     for f in figures:
         baseline = _num(f.baseline, f.unit) + (f" ({f.baseline_name})" if f.baseline_name else "")
-        result = "" if f.met is None else ("met" if f.met else f"missed ({f.missed_by})")
+        result = "" if f.met is None else f.result_text
         value = _num(f.value, f.unit) if f.value is not None else (f.note or "—")
         lines.append(
             f"| {f.section}: {f.name} | {value} | "
