@@ -5,7 +5,10 @@ no database, no routing and no bookkeeping. Run as its own worker process
 
 - `BareJourney`: `activities` activities that do nothing, then `timers` timers, in turn
   (the 3-action journey is one activity, one timer, and the end).
-- `BareWaiter`: waits on a long timer; counts `ping` signals; a `stop` signal ends it.
+- `BareWaiter`: waits on a long timer; counts `ping` signals; a `stop` signal ends it. A
+  `leave` signal ends it as an enrollment's exit must end (docs/design.md, "Exits"): the outcome as
+  a search attribute, then a write in a local activity (here a no-op) before it closes. It
+  measures what that contract costs in Temporal and its SDK alone, before nurture's code.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.worker import Worker
 
 BARE_JOURNEY = "BareJourney"
 BARE_WAITER = "BareWaiter"
+OUTCOME = SearchAttributeKey.for_keyword("EnrollmentOutcome")
 
 
 @dataclass
@@ -55,6 +60,7 @@ class BareWaiter:
     def __init__(self) -> None:
         self.pings = 0
         self.stopped = False
+        self.leaving = False
 
     @workflow.run
     async def run(self, wait_seconds: float) -> int:
@@ -62,6 +68,11 @@ class BareWaiter:
             await workflow.wait_condition(lambda: self.stopped, timeout=wait_seconds)
         except TimeoutError:
             pass
+        if self.leaving:
+            workflow.upsert_search_attributes([OUTCOME.value_set("goal_met")])
+            await workflow.execute_local_activity(
+                bare_step, self.pings, start_to_close_timeout=timedelta(seconds=30)
+            )
         return self.pings
 
     @workflow.signal
@@ -71,6 +82,10 @@ class BareWaiter:
     @workflow.signal
     def stop(self) -> None:
         self.stopped = True
+
+    @workflow.signal
+    def leave(self) -> None:
+        self.stopped = self.leaving = True
 
 
 def build_baseline_worker(client: Client, task_queue: str) -> Worker:

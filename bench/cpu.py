@@ -100,6 +100,15 @@ def above_bare(nurture: dict[str, float], bare: dict[str, float]) -> str:
     return "above bare: " + ", ".join(f"{name} {ms:+.1f} ms" for name, ms in ranked)
 
 
+def contract_cost(leave: dict[str, float], bare: dict[str, float]) -> str:
+    """What an exit's outcome (a search attribute) and write (a local activity) cost a bare
+    workflow, per process: the part of an exit that is Temporal's and its SDK's."""
+    return (
+        f"the outcome and write alone: Temporal {leave['temporal'] - bare['temporal']:+.1f} ms, "
+        f"worker {leave['baseline-worker'] - bare['baseline-worker']:+.1f} ms"
+    )
+
+
 async def _gated(count: int, one: Callable[[int], Awaitable[T]], at_once: int) -> list[T]:
     gate = asyncio.Semaphore(at_once)
 
@@ -184,10 +193,15 @@ def _exit(stack: Stack, enrollments: list[Waiting]) -> Callable[[int], Coroutine
     return one
 
 
-def _bare_exit(handles: list[Any]) -> Callable[[int], Coroutine[Any, Any, float]]:
+def _bare_exit(
+    handles: list[Any], signal: str = "stop"
+) -> Callable[[int], Coroutine[Any, Any, float]]:
+    """Ends bare waiters: `stop` as bare Temporal does, `leave` with what an enrollment's
+    exit must do (bench/baseline.py)."""
+
     async def one(i: int) -> float:
         t0 = time.monotonic()
-        await handles[i].signal("stop")
+        await handles[i].signal(signal)
         await handles[i].result()
         return (time.monotonic() - t0) * 1000
 
@@ -275,6 +289,9 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     exit_cpu = _per_unit(used, NURTURE_PARTS, count)
     bare_latencies, used = await _cpu(stack, paced(count, _bare_exit(waiters), RATE))
     bare_exit_cpu = _per_unit(used, BARE_PARTS, count)
+    leavers = await _bare_waiting(stack, count)
+    _, used = await _cpu(stack, paced(count, _bare_exit(leavers, "leave"), RATE))
+    bare_leave_cpu = _per_unit(used, BARE_PARTS, count)
 
     per_rate = max(5, min(KNEE_EVENTS, count // 2))
     alone_count = max(5, min(UNLOADED, count // 5))
@@ -322,6 +339,13 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
             note=above_bare(exit_cpu, bare_exit_cpu),
             **below,
         ),
+        figure(
+            f"ms per exit (at {RATE:g}/s), bare with an exit's outcome and write",
+            bare_leave_cpu["total"],
+            bare_exit_cpu["total"],
+            "ms",
+            note=contract_cost(bare_leave_cpu, bare_exit_cpu),
+        ),
         figure("ms per event ingested", event["total"], bare_event["total"], "ms", **below),
         figure(
             f"exit p50 at {RATE:g}/s",
@@ -349,7 +373,11 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     details = {
         "count": count,
         "cpu_ms_per_enrollment": {"nurture": enrollment, "bare": bare_enrollment},
-        "cpu_ms_per_exit": {"nurture": exit_cpu, "bare": bare_exit_cpu},
+        "cpu_ms_per_exit": {
+            "nurture": exit_cpu,
+            "bare": bare_exit_cpu,
+            "bare with an exit's outcome and write": bare_leave_cpu,
+        },
         "cpu_ms_per_event": {"nurture": event, "bare": bare_event},
         "exit_ms": {
             "nurture": {"p50": statistics.median(latencies), "p99": percentile(latencies, 99)},

@@ -31,6 +31,9 @@ async def test_the_suite_runs_on_its_own_stack_and_writes_a_report(tmp_path: Pat
     for f in figures:
         if f.section in ("1. throughput", "3. event → exit", "4. ingest"):
             assert f.baseline and f.ratio is not None, f
+    # an exit's outcome and write, priced in a bare workflow (it closed: the phase ended)
+    [leave] = [f for f in figures if "bare with an exit's outcome and write" in f.name]
+    assert leave.value and leave.baseline and leave.note.startswith("the outcome and write")
     history = {f.name: f for f in figures if f.section == "2. history"}
     assert history["events per send_message"].baseline == 6  # scheduled/started/completed + WFT
     assert history["events per wait"].baseline == 5  # started/fired + WFT

@@ -3,7 +3,7 @@ what nurture adds (pure: no stack)."""
 
 from __future__ import annotations
 
-from bench.cpu import above_bare
+from bench.cpu import above_bare, contract_cost
 from bench.report import Figure, markdown
 
 NURTURE = {"temporal": 16.35, "worker": 7.2, "api": 2.75, "postgres": 2.35, "bench client": 2.35}
@@ -47,3 +47,11 @@ def test_a_met_target_says_met_and_a_figure_without_one_shows_its_note() -> None
     assert met.result_text == "met"
     plain = Figure("6. x", "not available", None, "", note="not available")
     assert plain.result_text == "not available"
+
+
+def test_an_exits_outcome_and_write_are_priced_in_a_bare_workflow() -> None:
+    leave = {"temporal": 15.62, "baseline-worker": 6.87, "bench client": 2.42}
+    bare = {"temporal": 14.22, "baseline-worker": 4.23, "bench client": 2.33}
+    assert contract_cost(leave, bare) == (
+        "the outcome and write alone: Temporal +1.4 ms, worker +2.6 ms"
+    )
