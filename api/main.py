@@ -51,19 +51,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned_pool = None
+        owned_pool = claims = None
         if getattr(app.state, "pool", None) is None:
             owned_pool = await create_pool(
                 settings.require_database_url(), settings.db_pool_min, settings.db_pool_max
             )
             app.state.pool = owned_pool
+            # the relay's routing pass: one statement at a time, each planned once
+            claims = await create_pool(settings.require_database_url(), 1, 2, generic_plans=True)
         if getattr(app.state, "temporal", None) is None:
             # lazy: the API starts (and /healthz answers) even while Temporal is down
             app.state.temporal = await connect(settings, lazy=True)
         # the relay delivers committed changes to the workflows
         stop_relay = asyncio.Event()
         relay = asyncio.create_task(
-            run_relay(app.state.pool, app.state.temporal, stop_relay, settings)
+            run_relay(app.state.pool, app.state.temporal, stop_relay, settings, claims=claims)
         )
         # the sender hands queued messages to the providers: here, not in the
         # worker, so a worker that dies never cuts a hand-over short
@@ -89,6 +91,8 @@ def create_app(
                 await app.state.simulator.close()
             if owned_pool is not None:
                 await owned_pool.close()
+            if claims is not None:
+                await claims.close()
 
     app = FastAPI(
         title="nurture",

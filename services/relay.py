@@ -8,7 +8,11 @@ them (what a step holds meanwhile is leased):
 
 1. **Route**: claim queued changes, find the open enrollments of their contacts and the
    journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed
-   queries per batch), and write one delivery per enrollment that cares.
+   queries per batch), and write one delivery per enrollment that cares. A batch that
+   calls for event signals only (the usual one) is signalled at once instead, its changes
+   still leased: no delivery is written unless a signal fails (then the ones not
+   delivered are written and settled as step 2 settles them), and the changes leave the
+   queue with the next claim.
 2. **Deliver**: what the routing pass queued (leased to it as it queued them), and due
    deliveries it claims (a lease too, so that a crashed relay's work is retried): signal
    each enrollment, with bounded concurrency and in sequence order per enrollment,
@@ -41,7 +45,7 @@ from services.triggers import ActiveJourneys, contact_views, enter
 from shared.contact import ContactEvent
 from shared.enrollment import ContactChanged
 from shared.entry import candidates, may_trigger
-from shared.routing import Delivery, InterestCache, by_contact, route
+from shared.routing import Change, Delivery, InterestCache, by_contact, route
 from shared.settings import Settings
 from store import changes as changes_store
 from store import contacts as contacts_store
@@ -126,8 +130,12 @@ class Relay:
         temporal: Client,
         settings: Settings,
         options: RelayOptions | None = None,
+        claims: asyncpg.Pool | None = None,
     ) -> None:
         self.pool = pool
+        # the routing pass's statements (claim, routed, deletes), one at a time: on a pool
+        # of their own when the API has one (planned once: `create_pool(generic_plans)`)
+        self.claims = claims or pool
         self.temporal = temporal
         self.settings = settings
         self.options = options or RelayOptions()
@@ -147,6 +155,9 @@ class Relay:
         # at most `flush_within` later: a crash before then delivers them once more, as a
         # crash between a signal and its delete always could.
         self._delivered: list[tuple[int, int]] = []
+        # Changes routed and signalled without a delivery row: they leave the queue the
+        # same way (their lease, `fresh_lease`, outlasts `flush_within`).
+        self._signalled: list[int] = []
         self._claim_now = True
         self._claim_by = 0.0
 
@@ -177,7 +188,7 @@ class Relay:
                     await wait_any(stop, None, self._outage_delay())
                 elif not busy:
                     due = min(self.options.poll_interval, self._claim_by - time.monotonic())
-                    if self._delivered:
+                    if self._delivered or self._signalled:
                         due = min(due, self.options.flush_within)
                     await wait_any(stop, self.wake, max(0.0, due))
                     # under load, what commits within `coalesce` of the last pass shares
@@ -219,10 +230,14 @@ class Relay:
         await self.flush()
 
     async def flush(self) -> None:
-        """Deletes the delivered rows still waiting for the next claim to take them."""
+        """Deletes the delivered rows and signalled changes still waiting for the next
+        claim to take them."""
         delivered, self._delivered = self._delivered, []
+        signalled, self._signalled = self._signalled, []
         if delivered:
-            await changes_store.delete_done(self.pool, delivered)
+            await changes_store.delete_done(self.claims, delivered)
+        if signalled:
+            await changes_store.delete_signalled(self.claims, signalled)
 
     def _notified(self, payload: str) -> None:
         if payload == changes_store.DELIVERIES_QUEUED:
@@ -239,16 +254,24 @@ class Relay:
         around them: the claim (a lease, with the contacts' open enrollments), unknown
         journey versions, and (when the batch holds property, list or goal changes) active
         journeys and contacts; then one statement that deletes the changes and queues their
-        deliveries. A relay that dies in between leaves its changes to the next claim after
-        the lease; routing them twice renews the same deliveries."""
+        deliveries, or, when they are event signals only, none: they are signalled at once
+        (`_signal_routed`). A relay that dies in between leaves its changes to the next
+        claim after the lease; routing them twice renews the same deliveries (or signals
+        an event twice, which the workflow ignores)."""
         delivered, self._delivered = self._delivered, []
-        async with self.pool.acquire() as conn:
+        signalled, self._signalled = self._signalled, []
+        async with self.claims.acquire() as conn:
             try:
                 claim = await changes_store.claim_routable(
-                    conn, limit or self.options.batch_size, self.options.fresh_lease, delivered
+                    conn,
+                    limit or self.options.batch_size,
+                    self.options.fresh_lease,
+                    delivered,
+                    signalled,
                 )
             except BaseException:
                 self._delivered += delivered
+                self._signalled += signalled
                 raise
             changes, enrollments = claim.changes, claim.enrollments
             self._more = self._more or claim.more
@@ -272,9 +295,74 @@ class Relay:
                     )
                     enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
                     deliveries += candidates(triggering, journeys, views, enrolled)
-            queued = await changes_store.routed(conn, changes, deliveries, self.options.fresh_lease)
-        self._queued += queued  # this pass delivers them
+            if not all(
+                d.kind == "event" and (d.workspace, d.seq) in claim.events for d in deliveries
+            ):
+                queued = await changes_store.routed(
+                    conn, changes, deliveries, self.options.fresh_lease
+                )
+                self._queued += queued  # this pass delivers them
+                return len(changes)
+        await self._signal_routed(changes, deliveries, claim.events)
         return len(changes)
+
+    async def _signal_routed(
+        self,
+        changes: list[Change],
+        deliveries: list[Delivery],
+        events: dict[tuple[str, int], ContactEvent],
+    ) -> None:
+        """Signals a routed batch of event deliveries without writing them: as `_deliver`
+        does, on rows that exist only here (negative ids). When every signal went through,
+        the changes leave with the next claim; otherwise the deliveries not made are
+        written (`routed`, which deletes the changes) and what became of them is settled
+        on the written rows, exactly as if they had been queued first."""
+        rows = [
+            {
+                "id": -index,
+                "generation": 0,
+                "attempts": 0,
+                "workspace": d.workspace,
+                "contact_id": d.contact_id,
+                "journey_id": d.journey_id,
+                "workflow_id": d.workflow_id,
+                "kind": d.kind,
+                "seq": d.seq,
+                **_event_columns(events[(d.workspace, d.seq)]),
+            }
+            for index, d in enumerate(deliveries, start=1)
+        ]
+        outcome = Outcome()
+        signals = await self._signals(rows, outcome)
+        gate = asyncio.Semaphore(self.options.max_in_flight)
+        await asyncio.gather(
+            *(
+                self._signal_enrollment(gate, wf_id, queue, outcome)
+                for wf_id, queue in signals.items()
+            )
+        )
+        if not (outcome.retry or outcome.failed or outcome.missing):
+            self._signalled += [c.id for c in changes]
+            self._outage = 0
+            return
+        made = {row_id for row_id, _ in outcome.done}
+        left = [d for d, row in zip(deliveries, rows, strict=True) if row["id"] not in made]
+        async with self.claims.acquire() as conn:
+            written = await changes_store.routed(conn, changes, left, self.options.fresh_lease)
+        by_key = {(r["workflow_id"], r["kind"], r["seq"]): r for r in written}
+        real = {
+            row["id"]: by_key[(row["workflow_id"], row["kind"], row["seq"])]
+            for row in rows
+            if row["id"] not in made
+        }
+        settled = Outcome(
+            retry=[(real[i]["id"], error, delay, n) for i, error, delay, n in outcome.retry],
+            failed=[(real[i]["id"], error) for i, error in outcome.failed],
+            missing=[(real[row["id"]], error) for row, error in outcome.missing],
+            unreachable=outcome.unreachable,
+        )
+        await self._settle(settled)
+        self._after(settled)
 
     # --- 2. deliver -------------------------------------------------------------------------
 
@@ -303,6 +391,11 @@ class Relay:
         jobs += [self._enter(gate, row, outcome) for row in entries]
         await asyncio.gather(*jobs)
         await self._settle(outcome)
+        self._after(outcome)
+        return len(rows)
+
+    def _after(self, outcome: Outcome) -> None:
+        """When to claim again (the soonest retry), and whether Temporal is out."""
         if outcome.retry:
             soonest = min(delay for _, _, delay, _ in outcome.retry)
             self._claim_by = min(self._claim_by, time.monotonic() + soonest)
@@ -311,7 +404,6 @@ class Relay:
             log.warning("relay: Temporal is unreachable; %d deliveries wait", len(outcome.retry))
         else:
             self._outage = 0
-        return len(rows)
 
     async def _signals(
         self, rows: list[dict[str, Any]], outcome: Outcome
@@ -463,6 +555,17 @@ class Relay:
                 await changes_store.give_up(conn, outcome.failed)
 
 
+def _event_columns(event: ContactEvent) -> dict[str, Any]:
+    """An event as a claimed delivery's row carries it (`changes_store.claimed_event`)."""
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "event_target": event.target,
+        "event_properties": event.properties,
+        "event_occurred_at": event.occurred_at,
+    }
+
+
 def _is_connection_error(exc: Exception) -> bool:
     """A lazy client that cannot reach the server raises plain errors before any RPC."""
     return isinstance(exc, (RuntimeError, OSError, TimeoutError, ConnectionError))
@@ -474,6 +577,7 @@ async def run_relay(
     stop: asyncio.Event,
     settings: Settings | None = None,
     options: RelayOptions | None = None,
+    claims: asyncpg.Pool | None = None,
 ) -> None:
     """Runs the relay until `stop` is set (the API runs it in its lifespan)."""
-    await Relay(pool, client, settings or Settings(), options).run(stop)
+    await Relay(pool, client, settings or Settings(), options, claims).run(stop)

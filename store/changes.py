@@ -28,7 +28,9 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 # workspace's active journeys that an event starts (journeys_event_triggered answers
 # it; usually none). The same statement removes what the relay delivered since its last
 # claim ($3, $4: id and generation, as `delete_done`), so a delivery costs no statement
-# of its own.
+# of its own; and the changes the relay routed and signalled itself ($5: ids, still
+# leased to it, so no claim takes them meanwhile). An event's change comes with the
+# event, as its signal carries it.
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
     SELECT min(workspace) FROM change_queue WHERE leased_until IS NULL OR leased_until < now()
@@ -43,12 +45,15 @@ WITH RECURSIVE spaces(workspace) AS (
 ), delivered AS (
     DELETE FROM deliveries d USING unnest($3::bigint[], $4::int[]) AS x(id, generation)
     WHERE d.id = x.id AND d.generation = x.generation
+), signalled AS (
+    DELETE FROM change_queue WHERE id = ANY($5::bigint[])
 ), claimed AS (
     UPDATE change_queue SET leased_until = now() + $2 * interval '1 second' WHERE id IN (
         SELECT picked.id FROM spaces s CROSS JOIN share CROSS JOIN LATERAL (
             SELECT q.id FROM change_queue q
             WHERE q.workspace = s.workspace
               AND (q.leased_until IS NULL OR q.leased_until < now())
+              AND q.id <> ALL($5::bigint[])
             ORDER BY q.id LIMIT share.n FOR UPDATE SKIP LOCKED
         ) picked
         WHERE s.workspace IS NOT NULL
@@ -69,8 +74,12 @@ SELECT claimed.*, share.n AS share,
             WHERE en.workspace = claimed.workspace AND en.contact_id = claimed.contact_id
               AND en.status <> 'completed'
         ) e) AS open_enrollments,
-       coalesce(triggering.keys, '[]'::jsonb) AS event_journeys
+       coalesce(triggering.keys, '[]'::jsonb) AS event_journeys,
+       ev.id AS event_id, ev.type AS event_type, ev.target AS event_target,
+       ev.properties AS event_properties, ev.occurred_at AS event_occurred_at
 FROM claimed CROSS JOIN share LEFT JOIN triggering ON triggering.workspace = claimed.workspace
+LEFT JOIN events ev
+  ON claimed.kind = 'event' AND ev.workspace = claimed.workspace AND ev.seq = claimed.seq
 """
 
 
@@ -120,16 +129,28 @@ class Claim:
     more: bool
     enrollments: list[OpenEnrollment]
     event_journeys: dict[str, list[tuple[str, int, int]]]
+    events: dict[tuple[str, int], ContactEvent]
+    """Each event change's event, by (workspace, seq)."""
 
 
 async def claim_routable(
-    conn: Queryable, limit: int, lease: float, delivered: Sequence[tuple[int, int]] = ()
+    conn: Queryable,
+    limit: int,
+    lease: float,
+    delivered: Sequence[tuple[int, int]] = (),
+    signalled: Sequence[int] = (),
 ) -> Claim:
     """`claim_changes`, with what routing reads next, in the same statement; which also
-    deletes the `delivered` rows (id, generation) as `delete_done` does."""
+    deletes the `delivered` rows (id, generation) as `delete_done` does, and the
+    `signalled` changes (ids) as `delete_signalled` does."""
     rows = sorted(
         await conn.fetch(
-            CLAIM_CHANGES, limit, lease, [i for i, _ in delivered], [g for _, g in delivered]
+            CLAIM_CHANGES,
+            limit,
+            lease,
+            [i for i, _ in delivered],
+            [g for _, g in delivered],
+            list(signalled),
         ),
         key=lambda r: r["id"],
     )
@@ -139,12 +160,23 @@ async def claim_routable(
     event_journeys = {
         r["workspace"]: [(k[0], k[1], k[2]) for k in r["event_journeys"]] for r in rows
     }
+    events = {
+        (r["workspace"], r["seq"]): event
+        for r in rows
+        if r["kind"] == "event" and (event := claimed_event(dict(r))) is not None
+    }
     return Claim(
         [Change.from_row(r) for r in rows],
         filled(rows),
         list(enrollments.values()),
         event_journeys,
+        events,
     )
+
+
+async def delete_signalled(conn: Queryable, ids: Sequence[int]) -> None:
+    """Removes changes the relay routed and signalled itself (it holds their lease)."""
+    await conn.execute("DELETE FROM change_queue WHERE id = ANY($1::bigint[])", list(ids))
 
 
 def filled(rows: list[Any]) -> bool:

@@ -23,7 +23,7 @@ from shared.routing import Change, InterestCache, OpenEnrollment, by_contact, ro
 from shared.settings import Settings
 from store.api_keys import create_key
 from tests.helpers.journeys import definition
-from tests.helpers.relay import activate, enrollment, relay_running, signals
+from tests.helpers.relay import activate, enrollment, relay_running, relayed, signals
 from tests.helpers.stack import eventually, running_stack
 
 
@@ -148,6 +148,42 @@ async def test_a_signal_to_an_enrollment_not_started_yet_waits_and_a_finished_on
                 await eventually(lambda: _empty(pool))
     finally:
         stop_process(server)
+
+
+async def test_events_for_enrollments_are_signalled_without_a_delivery_row_and_leave_the_queue(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The usual batch (event signals only) writes no delivery: its changes leave the queue
+    with the relay's next claim; each event still reaches its enrollment once, in order."""
+    temporal = dev_env.client
+    goal = {"criteria": {"event": "purchase", "min_count": 1}}
+    async with (
+        running_stack(pool, temporal, task_queue) as http,
+        relay_running(pool, temporal, task_queue),
+    ):
+        journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
+        await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
+        enrolled = await http.post(
+            f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"}
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        workflow_id = enrolled.json()["workflow_id"]
+        # page views: no enrollment reads them (routed nowhere); the purchase: one signal
+        views = [
+            {"contact_id": "ada", "type": "page_viewed", "idempotency_key": f"v{i}"}
+            for i in range(3)
+        ]
+        assert (await http.post("/v1/events", json={"events": views})).status_code == 202
+        purchase = {"contact_id": "ada", "type": "purchase"}
+        assert (await http.post("/v1/events", json=purchase)).status_code == 202
+
+        async def goal_met() -> None:
+            assert (await enrollment(http, journey_id, "ada"))["outcome"] == "goal_met"
+
+        await eventually(goal_met)
+        await relayed(pool)
+    assert await pool.fetchval("SELECT pg_sequence_last_value('deliveries_id_seq')") is None
+    assert await signals(temporal, workflow_id) == ["contact_event"]
 
 
 async def _empty(pool: asyncpg.Pool) -> None:

@@ -1,12 +1,16 @@
 """What a routing pass's claim does besides claiming (real Postgres): it deletes what the
-relay delivered since its last claim, unless a newer change renewed the row, and brings
-the keys of the active journeys an event starts in each claimed workspace."""
+relay delivered since its last claim, unless a newer change renewed the row, and the
+changes it signalled itself; it brings each event change's event, and the keys of the
+active journeys an event starts in each claimed workspace."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import asyncpg
 
 from store import changes as changes_store
+from store import events as events_store
 
 
 async def _delivery(pool: asyncpg.Pool, workflow_id: str) -> tuple[int, int]:
@@ -69,3 +73,32 @@ async def test_a_claim_brings_the_keys_of_the_journeys_an_event_starts(
 
     assert len(claim.changes) == 3
     assert claim.event_journeys == {"w": [("on-signup", 3, 2)], "quiet": []}
+
+
+async def test_a_claim_deletes_the_changes_signalled_and_brings_each_events_event(
+    pool: asyncpg.Pool,
+) -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    new = [
+        events_store.NewEvent(f"evt-{i}", f"k{i}", "ada", "purchase", "plan", {"n": i}, at)
+        for i in range(3)
+    ]
+    await events_store.append(pool, "w", new)
+    async with pool.acquire() as conn:
+        first = await changes_store.claim_routable(conn, 10, 10)
+    events = [c for c in first.changes if c.kind == "event"]
+    assert [
+        (e.id, e.type, e.target, e.properties, e.occurred_at)
+        for e in (first.events[("w", c.seq)] for c in events if c.seq is not None)
+    ] == [(f"evt-{i}", "purchase", "plan", {"n": i}, at) for i in range(3)]
+    assert len(first.events) == 3  # the contact's own change carries none
+    # all but the last event were signalled; every lease has run out, yet the next claim
+    # deletes those instead of taking them again, and takes the last one
+    await pool.execute("UPDATE change_queue SET leased_until = now() - interval '1 second'")
+    signalled = [c.id for c in first.changes if c is not events[-1]]
+
+    async with pool.acquire() as conn:
+        second = await changes_store.claim_routable(conn, 10, 10, signalled=signalled)
+
+    assert [c.id for c in second.changes] == [events[-1].id]
+    assert await pool.fetchval("SELECT count(*) FROM change_queue") == 1
