@@ -44,12 +44,7 @@ async def test_with_temporal_stopped_100_events_are_accepted_then_delivered_and_
             relay_running(pool, temporal, task_queue, max_backoff=1.0),
         ):
             journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
-            await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
-            enrolled = await http.post(
-                f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"}
-            )
-            assert enrolled.status_code == 201, enrolled.text
-            workflow_id = enrolled.json()["workflow_id"]
+            workflow_id = await _ada_enrolled(http, journey_id)
             handle = temporal.get_workflow_handle(workflow_id)
 
             async def view() -> EnrollmentView:
@@ -162,12 +157,7 @@ async def test_events_for_enrollments_are_signalled_without_a_delivery_row_and_l
         relay_running(pool, temporal, task_queue),
     ):
         journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
-        await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
-        enrolled = await http.post(
-            f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"}
-        )
-        assert enrolled.status_code == 201, enrolled.text
-        workflow_id = enrolled.json()["workflow_id"]
+        workflow_id = await _ada_enrolled(http, journey_id)
         # page views: no enrollment reads them (routed nowhere); the purchase: one signal
         views = [
             {"contact_id": "ada", "type": "page_viewed", "idempotency_key": f"v{i}"}
@@ -184,6 +174,15 @@ async def test_events_for_enrollments_are_signalled_without_a_delivery_row_and_l
         await relayed(pool)
     assert await pool.fetchval("SELECT pg_sequence_last_value('deliveries_id_seq')") is None
     assert await signals(temporal, workflow_id) == ["contact_event"]
+
+
+async def _ada_enrolled(http: httpx.AsyncClient, journey_id: str) -> str:
+    """Contact `ada`, enrolled in the journey: her enrollment's workflow id."""
+    await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})
+    enrolled = await http.post(f"/v1/journeys/{journey_id}/enrollments", json={"contact_id": "ada"})
+    assert enrolled.status_code == 201, enrolled.text
+    workflow_id: str = enrolled.json()["workflow_id"]
+    return workflow_id
 
 
 async def _empty(pool: asyncpg.Pool) -> None:
