@@ -343,7 +343,7 @@ class Relay:
         )
         if not (outcome.retry or outcome.failed or outcome.missing):
             self._signalled += [c.id for c in changes]
-            self._outage = 0
+            self._after(outcome)
             return
         made = {row_id for row_id, _ in outcome.done}
         left = [d for d, row in zip(deliveries, rows, strict=True) if row["id"] not in made]
