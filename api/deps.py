@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
+from services.relay import Relay
 from shared.rates import Buckets
 from shared.settings import Settings
 from store.api_keys import workspace_for
@@ -24,6 +25,11 @@ async def get_pool(request: Request) -> asyncpg.Pool:
 
 async def get_client(request: Request) -> Client:
     return request.app.state.temporal
+
+
+async def get_relay(request: Request) -> Relay | None:
+    """This process's relay, which takes the events the API stores (None: none runs)."""
+    return getattr(request.app.state, "relay", None)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -103,5 +109,6 @@ async def get_quota(request: Request, workspace: Annotated[str, Depends(get_work
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 QuotaDep = Annotated[Quota, Depends(get_quota)]
 ClientDep = Annotated[Client, Depends(get_client)]
+RelayDep = Annotated[Relay | None, Depends(get_relay)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WorkspaceDep = Annotated[str, Depends(get_workspace)]

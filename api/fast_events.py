@@ -52,6 +52,7 @@ class EventsFastPath:
                 Quota(self.api.state.ingest_buckets, workspace),
                 events,
                 batch,
+                self.api.state.relay,
             )
         except Exception as exc:
             handler = _handler(self.api, exc)

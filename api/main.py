@@ -33,7 +33,7 @@ from api.routes import (
     tracking,
     ui,
 )
-from services.relay import run_relay
+from services.relay import Relay
 from services.sender import SenderOptions, run_sender
 from services.temporal import connect
 from shared.rates import Buckets
@@ -64,9 +64,8 @@ def create_app(
             app.state.temporal = await connect(settings, lazy=True)
         # the relay delivers committed changes to the workflows
         stop_relay = asyncio.Event()
-        relay = asyncio.create_task(
-            run_relay(app.state.pool, app.state.temporal, stop_relay, settings, claims=claims)
-        )
+        app.state.relay = Relay(app.state.pool, app.state.temporal, settings, claims=claims)
+        relay = asyncio.create_task(app.state.relay.run(stop_relay))
         # the sender hands queued messages to the providers: here, not in the
         # worker, so a worker that dies never cuts a hand-over short
         sender = None
@@ -85,6 +84,7 @@ def create_app(
         finally:
             stop_relay.set()
             await relay
+            app.state.relay = None
             if sender is not None:
                 await sender
             if getattr(app.state, "simulator", None) is not None:
@@ -105,6 +105,7 @@ def create_app(
     app.state.settings = settings
     app.state.pool = pool
     app.state.temporal = temporal
+    app.state.relay = None
     app.state.key_cache = {}
     app.state.eligible_cache = {}
     app.state.ingest_buckets = Buckets(settings.ingest_rate, settings.ingest_burst)

@@ -85,10 +85,11 @@ def api() -> None:
     import uvicorn
 
     from api.main import create_app
+    from api.server import Server
 
     settings = Settings()
     settings.require_database_url()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
@@ -96,6 +97,7 @@ def api() -> None:
         access_log=settings.api_access_log,
         timeout_graceful_shutdown=20,
     )
+    Server(config).run()
     _exit_now()
 
 

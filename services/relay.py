@@ -160,6 +160,15 @@ class Relay:
         self._signalled: list[int] = []
         self._claim_now = True
         self._claim_by = 0.0
+        # Changes handed over by their writer (`hand_off`), to route without a claim; a
+        # claim of changes is due when others queued some (`_changes_notified`), or by
+        # `_changes_by` (the poll, and the flush of what was signalled).
+        self._handed: list[changes_store.Claim] = []
+        self._changes_notified = True
+        self._changes_left = False
+        self._changes_by = 0.0
+        self._running = False
+        self._pass_started: float | None = None
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -173,17 +182,19 @@ class Relay:
                 self.options.max_backoff,
             )
         )
+        self._running = True
         try:
             while not stop.is_set():
                 self.wake.clear()
-                started = time.monotonic()
+                started = self._pass_started = time.monotonic()
                 try:
                     busy = await self.run_once()
                 except Exception:
                     log.exception("relay pass failed; retrying")
-                    busy = False
+                    self._pass_started = None
                     await wait_any(stop, None, self.options.max_backoff)
                     continue
+                self._pass_started = None
                 if self._outage:
                     await wait_any(stop, None, self._outage_delay())
                 elif not busy:
@@ -197,6 +208,7 @@ class Relay:
                     if gap > 0 and self.wake.is_set():
                         await wait_any(stop, None, gap)
         finally:
+            self._running = False
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
             try:
@@ -224,9 +236,9 @@ class Relay:
     async def drain(self) -> None:
         """Routes and delivers until nothing is due (tests, shutdown); bound it with
         `asyncio.timeout` while Temporal may be unreachable."""
-        self._claim_now = True
+        self._claim_now = self._changes_notified = True
         while await self.run_once() or self._worked:
-            self._claim_now = True
+            self._claim_now = self._changes_notified = True
         await self.flush()
 
     async def flush(self) -> None:
@@ -242,6 +254,8 @@ class Relay:
     def _notified(self, payload: str) -> None:
         if payload == changes_store.DELIVERIES_QUEUED:
             self._claim_now = True
+        else:
+            self._changes_notified = True
         self.wake.set()
 
     def _outage_delay(self) -> float:
@@ -258,6 +272,14 @@ class Relay:
         (`_signal_routed`). A relay that dies in between leaves its changes to the next
         claim after the lease; routing them twice renews the same deliveries (or signals
         an event twice, which the workflow ignores)."""
+        routed = 0
+        handed, self._handed = self._handed, []
+        if handed:  # all at once: a pass signals its enrollments together
+            routed += await self._route(changes_store.Claim.joined(handed))
+        if handed and not self._changes_due():
+            return routed
+        self._changes_notified = False
+        self._changes_by = time.monotonic() + self.options.poll_interval
         delivered, self._delivered = self._delivered, []
         signalled, self._signalled = self._signalled, []
         async with self.claims.acquire() as conn:
@@ -273,36 +295,77 @@ class Relay:
                 self._delivered += delivered
                 self._signalled += signalled
                 raise
-            changes, enrollments = claim.changes, claim.enrollments
-            self._more = self._more or claim.more
-            if not changes:
-                return 0
-            missing = self._versions.missing(e.version_key for e in enrollments)
-            for key, definition in (await journeys_store.versions(conn, missing)).items():
-                self._versions.add(key, definition)
-            deliveries = route(changes, by_contact(enrollments), self._versions)
-            triggering = [c for c in changes if may_trigger(c)]
-            if triggering:
-                # a batch of events alone needs only the journeys an event starts, whose
-                # keys the claim brought (usually none; parsed once per relay)
-                if all(c.kind == "event" for c in triggering):
-                    journeys = await self._journeys.event_triggered(conn, claim.event_journeys)
-                else:
-                    journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
-                if journeys:
-                    views = await contact_views(
-                        conn, {c.contact for c in triggering if c.kind not in ("goal", "event")}
-                    )
-                    enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
-                    deliveries += candidates(triggering, journeys, views, enrolled)
-            if not all(
-                d.kind == "event" and (d.workspace, d.seq) in claim.events for d in deliveries
-            ):
-                queued = await changes_store.routed(
-                    conn, changes, deliveries, self.options.fresh_lease
+        self._more = self._more or claim.more
+        self._changes_left = claim.more
+        return routed + await self._route(claim)
+
+    def hand_off(self, claim: changes_store.Claim) -> None:
+        """Takes changes their writer queued already leased to this relay, with what a
+        claim brings (`events.hand_off`): the next pass routes them without a claim. Only
+        while the relay runs and Temporal answers (`takes_hand_offs`)."""
+        self._handed.append(claim)
+        self.wake.set()
+
+    @property
+    def takes_hand_offs(self) -> bool:
+        """Whether writers should hand their changes to this relay: it is running, Temporal
+        answered its last signals, and no pass has been under way for a second (Temporal
+        may be going out; the client retries a signal for up to ~15 s). Otherwise changes
+        wait in the queue for whichever relay gets to them first."""
+        started = self._pass_started
+        return (
+            self._running
+            and not self._outage
+            and (started is None or time.monotonic() - started < 1.0)
+        )
+
+    @property
+    def hand_off_lease(self) -> float:
+        """Seconds the changes handed over are leased to this relay: as long as a claimed
+        delivery's, since the pass that takes them signals them (a relay that dies holding
+        them leaves them to another after that)."""
+        return self.options.lease
+
+    def _changes_due(self) -> bool:
+        """Whether this pass claims changes after routing those handed to it: some were
+        queued by others (a notification), the last claim left some behind, the poll is
+        due, or what was signalled has waited `flush_within` to leave the queue."""
+        now = time.monotonic()
+        if self._signalled or self._delivered:
+            self._changes_by = min(self._changes_by, now + self.options.flush_within)
+        return self._changes_notified or self._changes_left or now >= self._changes_by
+
+    async def _route(self, claim: changes_store.Claim) -> int:
+        """Routes a claim's changes (`route_once`); the number routed."""
+        changes, enrollments = claim.changes, claim.enrollments
+        if not changes:
+            return 0
+        conn = self.claims  # a statement only when one is needed
+        missing = self._versions.missing(e.version_key for e in enrollments)
+        for key, definition in (await journeys_store.versions(conn, missing)).items():
+            self._versions.add(key, definition)
+        deliveries = route(changes, by_contact(enrollments), self._versions)
+        triggering = [c for c in changes if may_trigger(c)]
+        if triggering:
+            # a batch of events alone needs only the journeys an event starts, whose
+            # keys the claim brought (usually none; parsed once per relay)
+            if all(c.kind == "event" for c in triggering):
+                journeys = await self._journeys.event_triggered(conn, claim.event_journeys)
+            else:
+                journeys = await self._journeys.load(conn, {c.workspace for c in triggering})
+            if journeys:
+                views = await contact_views(
+                    conn, {c.contact for c in triggering if c.kind not in ("goal", "event")}
                 )
-                self._queued += queued  # this pass delivers them
-                return len(changes)
+                enrolled = {(e.workspace, e.journey_id, e.contact_id) for e in enrollments}
+                deliveries += candidates(triggering, journeys, views, enrolled)
+        # during an outage, what was routed is written and delivered with backoff
+        if self._outage or not all(
+            d.kind == "event" and (d.workspace, d.seq) in claim.events for d in deliveries
+        ):
+            queued = await changes_store.routed(conn, changes, deliveries, self.options.fresh_lease)
+            self._queued += queued  # this pass delivers them
+            return len(changes)
         await self._signal_routed(changes, deliveries, claim.events)
         return len(changes)
 

@@ -132,6 +132,19 @@ class Claim:
     events: dict[tuple[str, int], ContactEvent]
     """Each event change's event, by (workspace, seq)."""
 
+    @classmethod
+    def joined(cls, claims: Sequence[Claim]) -> Claim:
+        """One claim of several (changes handed over one request at a time), in queue
+        order; what they read later wins (an enrollment, a workspace's journeys)."""
+        enrollments = {e.workflow_id: e for c in claims for e in c.enrollments}
+        return cls(
+            sorted((change for c in claims for change in c.changes), key=lambda c: c.id),
+            any(c.more for c in claims),
+            list(enrollments.values()),
+            {w: keys for c in claims for w, keys in c.event_journeys.items()},
+            {key: event for c in claims for key, event in c.events.items()},
+        )
+
 
 async def claim_routable(
     conn: Queryable,
@@ -154,6 +167,13 @@ async def claim_routable(
         ),
         key=lambda r: r["id"],
     )
+    return claim_of(rows, filled(rows))
+
+
+def claim_of(rows: Sequence[Any], more: bool) -> Claim:
+    """A claim from rows with `CLAIM_CHANGES`'s columns (a change each, with its contact's
+    open enrollments, its workspace's event-started journeys and, for an event, the
+    event), in queue order."""
     enrollments = {
         e["workflow_id"]: OpenEnrollment.from_row(e) for r in rows for e in r["open_enrollments"]
     }
@@ -167,7 +187,7 @@ async def claim_routable(
     }
     return Claim(
         [Change.from_row(r) for r in rows],
-        filled(rows),
+        more,
         list(enrollments.values()),
         event_journeys,
         events,

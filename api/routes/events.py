@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from api.deps import PoolDep, Quota, QuotaDep, WorkspaceDep
+from api.deps import PoolDep, Quota, QuotaDep, RelayDep, WorkspaceDep
 from api.ingest import (
     MAX_BATCH,
     Instant,
@@ -25,6 +25,8 @@ from api.ingest import (
     Properties,
     batch_too_large,
 )
+from services.relay import Relay
+from store import changes as changes_store
 from store import events as events_store
 from store.db import with_retry
 
@@ -123,14 +125,18 @@ def _events_body() -> dict[str, Any]:
     response_model=EventOut | EventBatchOut,
 )
 async def post_events(
-    pool: PoolDep, workspace: WorkspaceDep, quota: QuotaDep, payload: Any = Body(None)
+    pool: PoolDep,
+    workspace: WorkspaceDep,
+    quota: QuotaDep,
+    relay: RelayDep,
+    payload: Any = Body(None),
 ) -> EventOut | EventBatchOut:
     """Stores one event (`{"contact_id", "type", ...}`) or a batch (`{"events": [...]}`, at
     most 1,000) and answers 202: the events are stored, and delivered to the enrollments
     that care as soon as Temporal accepts them. A contact that does not exist yet is
     created."""
     events, batch = parse_events(payload)
-    return await accept_events(pool, workspace, quota, events, batch)
+    return await accept_events(pool, workspace, quota, events, batch, relay)
 
 
 def parse_events(payload: Any) -> tuple[list[EventIn], bool]:
@@ -145,11 +151,16 @@ def parse_events(payload: Any) -> tuple[list[EventIn], bool]:
 
 
 async def accept_events(
-    pool: Any, workspace: str, quota: Quota, events: list[EventIn], batch: bool
+    pool: Any,
+    workspace: str,
+    quota: Quota,
+    events: list[EventIn],
+    batch: bool,
+    relay: Relay | None = None,
 ) -> EventOut | EventBatchOut:
     """Charges the workspace's ingest rate and stores the events (`store_events`)."""
     quota.charge(len(events))
-    results = await store_events(pool, workspace, events)
+    results = await store_events(pool, workspace, events, relay)
     if not batch:
         return results[0]
     return EventBatchOut(
@@ -170,10 +181,17 @@ def _parse(adapter: TypeAdapter[M], payload: Any) -> M:
         raise RequestValidationError(errors) from None
 
 
-async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list[EventOut]:
+async def store_events(
+    pool: Any, workspace: str, events: list[EventIn], relay: Relay | None = None
+) -> list[EventOut]:
     """One statement locks the contacts (creating missing ones) and inserts the events
     whose keys are new (`events_store.append`); a second reads the first result of every
-    key seen before, only when there is one. Whatever the batch size."""
+    key seen before, only when there is one. Whatever the batch size.
+
+    With this process's `relay` running (and Temporal answering it), the statement also
+    queues the events' changes leased to it, and the relay takes them from here
+    (`events_store.hand_off`, `Relay.hand_off`): no notification, no claim. Otherwise the
+    events trigger queues them for any relay, as always."""
     now = datetime.now(UTC)
     keyed: list[tuple[str, EventIn]] = []
     first: dict[str, EventIn] = {}
@@ -181,38 +199,48 @@ async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list
         key = event.idempotency_key or f"evt_{uuid.uuid4().hex}"
         keyed.append((key, event))
         first.setdefault(key, event)
-    new = list(first.items())
-    ids = [f"evt_{uuid.uuid4().hex}" for _ in new]
+    new = [
+        events_store.NewEvent(
+            f"evt_{uuid.uuid4().hex}",
+            key,
+            e.contact_id,
+            e.type,
+            e.target,
+            e.properties,
+            e.occurred_at or now,
+        )
+        for key, e in first.items()
+    ]
+    handing = relay if relay is not None and relay.takes_hand_offs else None
+    handed: list[Any] = []
 
-    async def write() -> dict[str, Any]:
+    async def write() -> dict[str, tuple[str, int, str, bool]]:
         async with pool.acquire() as conn:
-            rows = await events_store.append(
-                conn,
-                workspace,
-                [
-                    events_store.NewEvent(
-                        id, key, e.contact_id, e.type, e.target, e.properties, e.occurred_at or now
-                    )
-                    for id, (key, e) in zip(ids, new, strict=True)
-                ],
-            )
-            stored = {r["idempotency_key"]: (r, False) for r in rows}
-            seen = [k for k, _ in new if k not in stored]
+            if handing is not None:
+                rows = await events_store.hand_off(conn, workspace, new, handing.hand_off_lease)
+                handed[:] = rows
+                stored = {r["idempotency_key"]: _first(r, "event_id", False) for r in rows}
+            else:
+                rows = await events_store.append(conn, workspace, new)
+                stored = {r["idempotency_key"]: _first(r, "id", False) for r in rows}
+            seen = [e.key for e in new if e.key not in stored]
             if seen:
                 for r in await events_store.by_keys(conn, workspace, seen):
-                    stored[r["idempotency_key"]] = (r, True)
+                    stored[r["idempotency_key"]] = _first(r, "id", True)
             return stored
 
     stored = await with_retry(write)
+    if handing is not None and handed:
+        handing.hand_off(changes_store.claim_of(sorted(handed, key=lambda r: r["id"]), False))
     results: list[EventOut] = []
     used: set[str] = set()
     for key, _ in keyed:
-        row, repeated = stored[key]
+        event_id, seq, contact_id, repeated = stored[key]
         results.append(
             EventOut(
-                id=row["id"],
-                seq=row["seq"],
-                contact_id=row["contact_id"],
+                id=event_id,
+                seq=seq,
+                contact_id=contact_id,
                 idempotency_key=key,
                 # a key repeated inside the batch is a duplicate after its first use
                 duplicate=repeated or key in used,
@@ -220,3 +248,8 @@ async def store_events(pool: Any, workspace: str, events: list[EventIn]) -> list
         )
         used.add(key)
     return results
+
+
+def _first(row: Any, id_column: str, repeated: bool) -> tuple[str, int, str, bool]:
+    """An event's first result: its id, seq and contact, and whether it was stored before."""
+    return row[id_column], row["seq"], row["contact_id"], repeated

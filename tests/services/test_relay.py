@@ -176,6 +176,35 @@ async def test_events_for_enrollments_are_signalled_without_a_delivery_row_and_l
     assert await signals(temporal, workflow_id) == ["contact_event"]
 
 
+async def test_an_event_posted_to_an_api_is_handed_to_its_own_relay_without_a_claim(
+    dev_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The API's relay takes the events the API stores (no other relay runs here): the
+    event reaches its enrollment once, its change was queued leased to that relay (marked
+    `handed_off`, so no trigger announced it to the others) and leaves the queue after."""
+    temporal = dev_env.client
+    goal = {"criteria": {"event": "purchase", "min_count": 1}}
+    async with running_stack(pool, temporal, task_queue) as http:
+        journey_id = await activate(http, definition(goal=goal, enroll_empty_stage=False))
+        workflow_id = await _ada_enrolled(http, journey_id)
+        purchase = {"contact_id": "ada", "type": "purchase", "idempotency_key": "p1"}
+        assert (await http.post("/v1/events", json=purchase)).status_code == 202
+
+        async def goal_met() -> None:
+            assert (await enrollment(http, journey_id, "ada"))["outcome"] == "goal_met"
+
+        await eventually(goal_met)
+
+        async def left_the_queue() -> None:
+            assert (
+                await pool.fetchval("SELECT count(*) FROM change_queue WHERE kind = 'event'") == 0
+            )
+
+        await eventually(left_the_queue)
+    assert await pool.fetchval("SELECT handed_off FROM events WHERE idempotency_key = 'p1'")
+    assert await signals(temporal, workflow_id) == ["contact_event"]
+
+
 async def _ada_enrolled(http: httpx.AsyncClient, journey_id: str) -> str:
     """Contact `ada`, enrolled in the journey: her enrollment's workflow id."""
     await http.put("/v1/contacts/ada", json={"properties": {"first_name": "Ada"}})

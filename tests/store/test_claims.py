@@ -5,6 +5,7 @@ active journeys an event starts in each claimed workspace."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
@@ -102,3 +103,57 @@ async def test_a_claim_deletes_the_changes_signalled_and_brings_each_events_even
 
     assert [c.id for c in second.changes] == [events[-1].id]
     assert await pool.fetchval("SELECT count(*) FROM change_queue") == 1
+
+
+async def test_events_handed_off_are_leased_to_their_writer_and_announced_to_no_relay(
+    pool: asyncpg.Pool,
+) -> None:
+    """`hand_off` queues the events' changes leased to the caller, with what a claim brings,
+    and no notification: another relay's claim skips them until the lease runs out, while
+    an event appended the usual way is announced and claimed at once."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    await pool.execute("INSERT INTO contacts (workspace, id) VALUES ('w', 'ada'), ('w', 'bob')")
+    await pool.execute(
+        "INSERT INTO enrollments (workspace, contact_id, journey_id, journey_version,"
+        " workflow_id, status) VALUES ('w', 'ada', 'j', 1, 'wf-ada', 'running')"
+    )
+    await pool.execute("DELETE FROM change_queue")  # the new contacts' own changes
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with pool.acquire() as listener:
+        await listener.add_listener("nurture_changes", lambda *_: heard.put_nowait("change"))
+        handed_event = events_store.NewEvent("evt-h", "kh", "ada", "purchase", None, {}, at)
+        rows = await events_store.hand_off(pool, "w", [handed_event], lease=1.0)
+        # appended after the hand-off committed: its notification is the first one heard
+        appended = events_store.NewEvent("evt-a", "ka", "bob", "purchase", None, {}, at)
+        await events_store.append(pool, "w", [appended])
+        assert await asyncio.wait_for(heard.get(), 10) == "change"
+        await asyncio.sleep(0.2)  # a second notification would have followed the first
+        assert heard.empty()
+
+    handed = changes_store.claim_of(rows, False)
+    assert [(r["event_id"], r["idempotency_key"], r["contact_id"]) for r in rows] == [
+        ("evt-h", "kh", "ada")
+    ]
+    assert [(c.kind, c.contact_id, c.name) for c in handed.changes] == [
+        ("event", "ada", "purchase")
+    ]
+    assert [e.workflow_id for e in handed.enrollments] == ["wf-ada"]
+    assert handed.events[("w", rows[0]["seq"])].id == "evt-h"
+    assert await pool.fetchval("SELECT handed_off FROM events WHERE id = 'evt-h'") is True
+
+    async with pool.acquire() as conn:
+        claim = await changes_store.claim_routable(conn, 10, 10)
+    assert [(c.kind, c.contact_id) for c in claim.changes] == [("event", "bob")]
+    # the writer died without routing it: once the lease runs out, a claim takes it
+    later = await _claim_after(pool, handed.changes[0].id)
+    assert [(c.kind, c.contact_id) for c in later.changes] == [("event", "ada")]
+
+
+async def _claim_after(pool: asyncpg.Pool, change_id: int) -> changes_store.Claim:
+    """The claim that takes `change_id` once its lease has run out."""
+    while True:
+        async with pool.acquire() as conn:
+            claim = await changes_store.claim_routable(conn, 10, 10)
+        if change_id in {c.id for c in claim.changes}:
+            return claim
+        await asyncio.sleep(0.1)
