@@ -6,7 +6,9 @@ Ingestion never talks to Temporal: the API commits a change (and the triggers of
 from there, in two steps over a batch, each a few statements with no transaction around
 them (what a step holds meanwhile is leased):
 
-1. **Route**: claim queued changes, find the open enrollments of their contacts and the
+1. **Route**: claim queued changes (or take those its own API process handed over as it
+   stored them, already leased and with what a claim brings: `hand_off`), find the open
+   enrollments of their contacts and the
    journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed
    queries per batch), and write one delivery per enrollment that cares. A batch that
    calls for event signals only (the usual one) is signalled at once instead, its changes
@@ -264,7 +266,9 @@ class Relay:
     # --- 1. route ---------------------------------------------------------------------------
 
     async def route_once(self, limit: int | None = None) -> int:
-        """One batch of changes, routed with a fixed number of statements and no transaction
+        """The changes handed over since the last pass, routed without a claim; then, when
+        a claim of changes is due (`_changes_due`; always when none were handed over), one
+        batch of changes, routed with a fixed number of statements and no transaction
         around them: the claim (a lease, with the contacts' open enrollments), unknown
         journey versions, and (when the batch holds property, list or goal changes) active
         journeys and contacts; then one statement that deletes the changes and queues their
