@@ -8,13 +8,12 @@ them (what a step holds meanwhile is leased):
 
 1. **Route**: claim queued changes (or take those its own API process handed over as it
    stored them, already leased and with what a claim brings: `hand_off`), find the open
-   enrollments of their contacts and the
-   journeys that trigger on them (`shared.routing`, `services.triggers`: one pass of indexed
-   queries per batch), and write one delivery per enrollment that cares. A batch that
-   calls for event signals only (the usual one) is signalled at once instead, its changes
-   still leased: no delivery is written unless a signal fails (then the ones not
-   delivered are written and settled as step 2 settles them), and the changes leave the
-   queue with the next claim.
+   enrollments of their contacts and the journeys that trigger on them
+   (`shared.routing`, `services.triggers`: one pass of indexed queries per batch), and
+   write one delivery per enrollment that cares. A batch that calls for event signals
+   only (the usual one) is signalled at once instead, its changes still leased: no
+   delivery is written unless a signal fails (then the ones not delivered are written and
+   settled as step 2 settles them), and the changes leave the queue with the next claim.
 2. **Deliver**: what the routing pass queued (leased to it as it queued them), and due
    deliveries it claims (a lease too, so that a crashed relay's work is retried): signal
    each enrollment, with bounded concurrency and in sequence order per enrollment,
@@ -24,8 +23,9 @@ them (what a step holds meanwhile is leased):
 
 A delivery may reach a workflow twice (a crash between the signal and the delete): the
 workflow ignores a snapshot at or below its watermark and an event id it has seen.
-Commits wake the relay through LISTEN/NOTIFY; it also polls, so a lost notification
-only costs a poll interval.
+Commits wake the relay through LISTEN/NOTIFY (but for the hand-offs, which wake it
+within its own process); it also polls, so a lost notification only costs a poll
+interval.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ e.idempotency_key AS event_idempotency_key, e.type AS event_type,
 d.attempts, d.last_error, d.queued_at, d.failed_at
 """
 
+
 # Fair claims: the workspaces with work (an index skip scan, one probe per workspace),
 # then each one's oldest rows, at most an equal share of the batch each. Within a
 # workspace the order is the queue's, so a contact's changes stay in order. A claimed
@@ -31,6 +32,18 @@ d.attempts, d.last_error, d.queued_at, d.failed_at
 # of its own; and the changes the relay routed and signalled itself ($5: ids, still
 # leased to it, so no claim takes them meanwhile). An event's change comes with the
 # event, as its signal carries it.
+def open_enrollments(row: str) -> str:
+    """The SQL of `open_enrollments`: the open enrollments of the contact of `row` (a
+    table alias with `workspace` and `contact_id`), as a JSON array of `OpenEnrollment`s."""
+    return f"""(SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]'::jsonb) FROM (
+            SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status,
+                   stage, end_value
+            FROM enrollments en
+            WHERE en.workspace = {row}.workspace AND en.contact_id = {row}.contact_id
+              AND en.status <> 'completed'
+        ) e) AS open_enrollments"""
+
+
 CLAIM_CHANGES = """
 WITH RECURSIVE spaces(workspace) AS (
     SELECT min(workspace) FROM change_queue WHERE leased_until IS NULL OR leased_until < now()
@@ -66,21 +79,14 @@ WITH RECURSIVE spaces(workspace) AS (
       AND (j.definition -> 'trigger') ? 'event'
     GROUP BY j.workspace
 )
-SELECT claimed.*, share.n AS share,
-       (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]'::jsonb) FROM (
-            SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status,
-                   stage, end_value
-            FROM enrollments en
-            WHERE en.workspace = claimed.workspace AND en.contact_id = claimed.contact_id
-              AND en.status <> 'completed'
-        ) e) AS open_enrollments,
+SELECT claimed.*, share.n AS share, {open_enrollments},
        coalesce(triggering.keys, '[]'::jsonb) AS event_journeys,
        ev.id AS event_id, ev.type AS event_type, ev.target AS event_target,
        ev.properties AS event_properties, ev.occurred_at AS event_occurred_at
 FROM claimed CROSS JOIN share LEFT JOIN triggering ON triggering.workspace = claimed.workspace
 LEFT JOIN events ev
   ON claimed.kind = 'event' AND ev.workspace = claimed.workspace AND ev.seq = claimed.seq
-"""
+""".format(open_enrollments=open_enrollments("claimed"))
 
 
 # A routing pass's end: its changes leave the queue, and the deliveries it routed are

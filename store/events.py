@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from shared.contact import ContactEvent
+from store.changes import open_enrollments
 from store.db import Queryable
 
 # The contacts' upsert runs to completion first: the events' insert reads its count (an
@@ -46,7 +47,7 @@ APPEND_EVENTS = (
 # contact's open enrollments and the workspace's event-started journeys.
 HAND_OFF_EVENTS = (
     _LOCK_AND_INSERT.format(handed_off="true")
-    + """, queued AS (
+    + f""", queued AS (
     INSERT INTO change_queue (workspace, contact_id, kind, seq, name, leased_until)
     SELECT workspace, contact_id, 'event', seq, type, now() + $10 * interval '1 second'
     FROM appended ORDER BY seq
@@ -59,14 +60,7 @@ HAND_OFF_EVENTS = (
 )
 SELECT queued.*, a.idempotency_key, a.id AS event_id, a.type AS event_type,
        a.target AS event_target, a.properties AS event_properties,
-       a.occurred_at AS event_occurred_at,
-       (SELECT coalesce(jsonb_agg(to_jsonb(e)), '[]'::jsonb) FROM (
-            SELECT workspace, contact_id, journey_id, journey_version, workflow_id, status,
-                   stage, end_value
-            FROM enrollments en
-            WHERE en.workspace = a.workspace AND en.contact_id = a.contact_id
-              AND en.status <> 'completed'
-        ) e) AS open_enrollments,
+       a.occurred_at AS event_occurred_at, {open_enrollments("a")},
        triggering.keys AS event_journeys
 FROM appended a JOIN queued ON queued.seq = a.seq CROSS JOIN triggering
 """

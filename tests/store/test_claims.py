@@ -119,8 +119,12 @@ async def test_events_handed_off_are_leased_to_their_writer_and_announced_to_no_
     )
     await pool.execute("DELETE FROM change_queue")  # the new contacts' own changes
     heard: asyncio.Queue[str] = asyncio.Queue()
+
+    def hear(*_: object) -> None:
+        heard.put_nowait("change")
+
     async with pool.acquire() as listener:
-        await listener.add_listener("nurture_changes", lambda *_: heard.put_nowait("change"))
+        await listener.add_listener("nurture_changes", hear)
         handed_event = events_store.NewEvent("evt-h", "kh", "ada", "purchase", None, {}, at)
         rows = await events_store.hand_off(pool, "w", [handed_event], lease=1.0)
         # appended after the hand-off committed: its notification is the first one heard
@@ -128,6 +132,7 @@ async def test_events_handed_off_are_leased_to_their_writer_and_announced_to_no_
         await events_store.append(pool, "w", [appended])
         assert await asyncio.wait_for(heard.get(), 10) == "change"
         await asyncio.sleep(0.2)  # a second notification would have followed the first
+        await listener.remove_listener("nurture_changes", hear)
         assert heard.empty()
 
     handed = changes_store.claim_of(rows, False)
