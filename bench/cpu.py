@@ -36,6 +36,8 @@ from bench.visibility import wait_settled
 
 T = TypeVar("T")
 RATE = 20.0
+EXIT_ROUNDS = 4
+"""Rounds of exits, nurture's and bare's taking turns (`_alternated`)."""
 KNEE_RATES = (10.0, 20.0, 30.0, 40.0, 60.0)
 KNEE_EVENTS = 100
 """Exits per rate of the knee's sweep (at most; `count // 2` for a small run)."""
@@ -270,6 +272,28 @@ async def _knee(
     }
 
 
+async def _alternated(
+    stack: Stack,
+    exits: dict[str, Callable[[list[Any]], Callable[[int], Awaitable[float]]]],
+    pools: dict[str, list[Any]],
+) -> dict[str, tuple[list[float], dict[str, float]]]:
+    """Each kind of exit at `RATE`, in `EXIT_ROUNDS` rounds that take turns (the order
+    reversed every other round), with the latencies and the CPU of all its rounds: the
+    machine's speed drifts during a run by as much as the difference measured, and in
+    turns the drift falls on every kind alike."""
+    rounds = EXIT_ROUNDS if min(len(p) for p in pools.values()) >= EXIT_ROUNDS * 5 else 1
+    done: dict[str, tuple[list[float], dict[str, float]]] = {k: ([], {}) for k in exits}
+    for r in range(rounds):
+        for kind in list(exits) if r % 2 == 0 else list(reversed(exits)):
+            pool = pools[kind]
+            part = pool[r * len(pool) // rounds : (r + 1) * len(pool) // rounds]
+            latencies, used = await _cpu(stack, paced(len(part), exits[kind](part), RATE))
+            done[kind][0].extend(latencies)
+            for process, seconds in used.items():
+                done[kind][1][process] = done[kind][1].get(process, 0.0) + seconds
+    return done
+
+
 async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     journey_id, contacts = await _contacts(stack, count)
     _, used = await _cpu(stack, _enroll(stack, journey_id, contacts))
@@ -285,13 +309,19 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     _, used = await _cpu(stack, _bare_ingest(stack, waiters, ingest_events))
     bare_event = _per_unit(used, BARE_PARTS, ingest_events)
 
-    latencies, used = await _cpu(stack, paced(count, _exit(stack, waiting), RATE))
-    exit_cpu = _per_unit(used, NURTURE_PARTS, count)
-    bare_latencies, used = await _cpu(stack, paced(count, _bare_exit(waiters), RATE))
-    bare_exit_cpu = _per_unit(used, BARE_PARTS, count)
     leavers = await _bare_waiting(stack, count)
-    _, used = await _cpu(stack, paced(count, _bare_exit(leavers, "leave"), RATE))
-    bare_leave_cpu = _per_unit(used, BARE_PARTS, count)
+    exits = await _alternated(
+        stack,
+        {
+            "nurture": lambda part: _exit(stack, part),
+            "bare": _bare_exit,
+            "leave": lambda part: _bare_exit(part, "leave"),
+        },
+        {"nurture": waiting, "bare": waiters, "leave": leavers},
+    )
+    latencies, exit_cpu = exits["nurture"][0], _per_unit(exits["nurture"][1], NURTURE_PARTS, count)
+    bare_latencies, bare_exit_cpu = exits["bare"][0], _per_unit(exits["bare"][1], BARE_PARTS, count)
+    bare_leave_cpu = _per_unit(exits["leave"][1], BARE_PARTS, count)
 
     per_rate = max(5, min(KNEE_EVENTS, count // 2))
     alone_count = max(5, min(UNLOADED, count // 5))
