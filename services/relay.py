@@ -193,10 +193,10 @@ class Relay:
                     busy = await self.run_once()
                 except Exception:
                     log.exception("relay pass failed; retrying")
-                    self._pass_started = None
-                    await wait_any(stop, None, self.options.max_backoff)
+                    await wait_any(stop, None, self.options.max_backoff)  # no hand-offs
                     continue
-                self._pass_started = None
+                finally:
+                    self._pass_started = None
                 if self._outage:
                     await wait_any(stop, None, self._outage_delay())
                 elif not busy:
