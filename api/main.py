@@ -57,8 +57,11 @@ def create_app(
                 settings.require_database_url(), settings.db_pool_min, settings.db_pool_max
             )
             app.state.pool = owned_pool
-            # the relay's routing pass: one statement at a time, each planned once
-            claims = await create_pool(settings.require_database_url(), 1, 2, generic_plans=True)
+            # the relay's statements, each planned once: its routing pass's, and the
+            # hand-off that stores the events POSTed here (`store_events`)
+            claims = await create_pool(
+                settings.require_database_url(), 1, settings.db_pool_max, generic_plans=True
+            )
         if getattr(app.state, "temporal", None) is None:
             # lazy: the API starts (and /healthz answers) even while Temporal is down
             app.state.temporal = await connect(settings, lazy=True)

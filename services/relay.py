@@ -135,8 +135,9 @@ class Relay:
         claims: asyncpg.Pool | None = None,
     ) -> None:
         self.pool = pool
-        # the routing pass's statements (claim, routed, deletes), one at a time: on a pool
-        # of their own when the API has one (planned once: `create_pool(generic_plans)`)
+        # the routing pass's statements (claim, routed, deletes) and the hand-offs of the
+        # events this process stores: on a pool of their own when the API has one (planned
+        # once: `create_pool(generic_plans)`)
         self.claims = claims or pool
         self.temporal = temporal
         self.settings = settings

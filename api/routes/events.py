@@ -213,9 +213,12 @@ async def store_events(
     ]
     handing = relay if relay is not None and relay.takes_hand_offs else None
     handed: list[Any] = []
+    # a hand-off runs on the relay's pool, whose statements are planned once: planning
+    # this one anew cost Postgres as much as running it (docs/performance.md)
+    writing = handing.claims if handing is not None else pool
 
     async def write() -> dict[str, tuple[str, int, str, bool]]:
-        async with pool.acquire() as conn:
+        async with writing.acquire() as conn:
             if handing is not None:
                 rows = await events_store.hand_off(conn, workspace, new, handing.hand_off_lease)
                 handed[:] = rows
