@@ -7,9 +7,11 @@ processes included) before and after, and divides by the units of work it did:
 
 - **enrollment**: `count` enrollments of the 3-action journey (send_message, a 1 s wait,
   go_to success) POSTed to the API and awaited by their workflow ids, against `count`
-  bare workflows (one activity, one timer) started by the bench client.
+  bare workflows (one activity, one timer) started by the bench client, in rounds that
+  take turns (`_alternated`).
 - **exit**: `count` enrollments already waiting for a purchase, each sent its purchase at
-  a steady `RATE` events/s and awaited, against bare waiters signalled at the same rate.
+  a steady `RATE` events/s and awaited, against bare waiters signalled at the same rate
+  (plain, and with an exit's outcome and write), in rounds that take turns.
 - **event ingested**: 10 page views per waiting enrollment POSTed in batches of 100, and
   delivered, against raw signals to bare waiters.
 - **knee**: the highest steady rate at which exit p99 stays within 3 times the unloaded p99
@@ -36,8 +38,8 @@ from bench.visibility import wait_settled
 
 T = TypeVar("T")
 RATE = 20.0
-EXIT_ROUNDS = 4
-"""Rounds of exits, nurture's and bare's taking turns (`_alternated`)."""
+ROUNDS = 4
+"""Rounds of enrollments and of exits, nurture's and bare's taking turns (`_alternated`)."""
 KNEE_RATES = (10.0, 20.0, 30.0, 40.0, 60.0)
 KNEE_EVENTS = 100
 """Exits per rate of the knee's sweep (at most; `count // 2` for a small run)."""
@@ -274,21 +276,22 @@ async def _knee(
 
 async def _alternated(
     stack: Stack,
-    exits: dict[str, Callable[[list[Any]], Callable[[int], Awaitable[float]]]],
+    works: dict[str, Callable[[list[Any]], Awaitable[list[T]]]],
     pools: dict[str, list[Any]],
-) -> dict[str, tuple[list[float], dict[str, float]]]:
-    """Each kind of exit at `RATE`, in `EXIT_ROUNDS` rounds that take turns (the order
-    reversed every other round), with the latencies and the CPU of all its rounds: the
-    machine's speed drifts during a run by as much as the difference measured, and in
-    turns the drift falls on every kind alike."""
-    rounds = EXIT_ROUNDS if min(len(p) for p in pools.values()) >= EXIT_ROUNDS * 5 else 1
-    done: dict[str, tuple[list[float], dict[str, float]]] = {k: ([], {}) for k in exits}
+) -> dict[str, tuple[list[T], dict[str, float]]]:
+    """Each kind of work over its pool in `ROUNDS` rounds that take turns (the order
+    reversed every other round), with what the work returned (latencies) and the CPU of
+    all its rounds: the machine's speed drifts during a run by as much as the difference
+    measured (to three times as slow within an hour, once), and in turns the drift falls
+    on every kind alike."""
+    rounds = ROUNDS if min(len(p) for p in pools.values()) >= ROUNDS * 5 else 1
+    done: dict[str, tuple[list[T], dict[str, float]]] = {k: ([], {}) for k in works}
     for r in range(rounds):
-        for kind in list(exits) if r % 2 == 0 else list(reversed(exits)):
+        for kind in list(works) if r % 2 == 0 else list(reversed(works)):
             pool = pools[kind]
             part = pool[r * len(pool) // rounds : (r + 1) * len(pool) // rounds]
-            latencies, used = await _cpu(stack, paced(len(part), exits[kind](part), RATE))
-            done[kind][0].extend(latencies)
+            results, used = await _cpu(stack, works[kind](part))
+            done[kind][0].extend(results)
             for process, seconds in used.items():
                 done[kind][1][process] = done[kind][1].get(process, 0.0) + seconds
     return done
@@ -296,10 +299,24 @@ async def _alternated(
 
 async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     journey_id, contacts = await _contacts(stack, count)
-    _, used = await _cpu(stack, _enroll(stack, journey_id, contacts))
-    enrollment = _per_unit(used, NURTURE_PARTS, count)
-    _, used = await _cpu(stack, _bare_enroll(stack, count))
-    bare_enrollment = _per_unit(used, BARE_PARTS, count)
+
+    async def enroll(part: list[Any]) -> list[None]:
+        await _enroll(stack, journey_id, part)
+        return []
+
+    async def bare_enroll(part: list[Any]) -> list[None]:
+        await _bare_enroll(stack, len(part))
+        return []
+
+    enroll_by: dict[str, Callable[[list[Any]], Awaitable[list[None]]]] = {
+        "nurture": enroll,
+        "bare": bare_enroll,
+    }
+    enrollments = await _alternated(
+        stack, enroll_by, {"nurture": contacts, "bare": list(range(count))}
+    )
+    enrollment = _per_unit(enrollments["nurture"][1], NURTURE_PARTS, count)
+    bare_enrollment = _per_unit(enrollments["bare"][1], BARE_PARTS, count)
 
     waiting = await _waiting(stack, count)
     waiters = await _bare_waiting(stack, count)
@@ -313,9 +330,9 @@ async def run(stack: Stack, count: int) -> tuple[list[Figure], dict[str, Any]]:
     exits = await _alternated(
         stack,
         {
-            "nurture": lambda part: _exit(stack, part),
-            "bare": _bare_exit,
-            "leave": lambda part: _bare_exit(part, "leave"),
+            "nurture": lambda part: paced(len(part), _exit(stack, part), RATE),
+            "bare": lambda part: paced(len(part), _bare_exit(part), RATE),
+            "leave": lambda part: paced(len(part), _bare_exit(part, "leave"), RATE),
         },
         {"nurture": waiting, "bare": waiters, "leave": leavers},
     )

@@ -1,6 +1,7 @@
-"""The exit phases of "0. CPU" take turns: nurture's, bare's and bare's with the exit's
-contract, in rounds whose order reverses every other round, so that the machine's drift
-during a run falls on each alike (a stand-in for the stack's CPU counters: no servers)."""
+"""The phases of "0. CPU" take turns: nurture's enrollments and bare's; nurture's exits,
+bare's and bare's with the exit's contract; in rounds whose order reverses every other
+round, so that the machine's drift during a run falls on each alike (a stand-in for the
+stack's CPU counters: no servers)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bench import cpu
 
 
 class _Counters:
-    """What `_cpu` reads of a stack: CPU seconds per process, here advanced by each exit."""
+    """What `_cpu` reads of a stack: CPU seconds per process, here advanced by each unit."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {"worker": 0.0}
@@ -22,7 +23,7 @@ class _Counters:
         return dict(self.seconds)
 
 
-async def test_exit_rounds_take_turns_and_cover_each_pool_once(
+async def test_rounds_take_turns_and_cover_each_pool_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cpu, "QUIET_WINDOW", 0.01)
@@ -31,8 +32,8 @@ async def test_exit_rounds_take_turns_and_cover_each_pool_once(
     order: list[str] = []
     taken: dict[str, list[int]] = {"nurture": [], "bare": [], "leave": []}
 
-    def exit_of(kind: str, cost: float) -> Callable[[list[Any]], Callable[[int], Awaitable[float]]]:
-        def batch(part: list[Any]) -> Callable[[int], Awaitable[float]]:
+    def exit_of(kind: str, cost: float) -> Callable[[list[Any]], Awaitable[list[float]]]:
+        def batch(part: list[Any]) -> Awaitable[list[float]]:
             order.append(kind)
 
             async def one(i: int) -> float:
@@ -40,7 +41,7 @@ async def test_exit_rounds_take_turns_and_cover_each_pool_once(
                 stack.seconds["worker"] += cost
                 return float(part[i])
 
-            return one
+            return cpu.paced(len(part), one, cpu.RATE)
 
         return batch
 
